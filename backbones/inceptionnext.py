@@ -1,0 +1,361 @@
+"""InceptionNeXt (MetaNeXt with an Inception depthwise token mixer) as a multi-scale backbone.
+
+`When Inception Meets ConvNeXt` (Yu et al., CVPR 2024). Built bottom-up: token mixers, MLP, block,
+stage, backbone; the classification head (`MlpHead`) is separate, dense tasks take the stage maps.
+
+Shapes for an input of (N, 3, H, W): the stem gives stride 4, stages 1..3 each halve it, so the four
+outputs are (N, dims[i], H // 4 // 2**i, W // 4 // 2**i) (floor division at every step, as the
+strided convolutions do); H and W must be at least 32 when the last stage is used.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from timm.layers import DropPath, trunc_normal_
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+# --------------------------------------------------------------------------------------------------
+# Token mixers: (N, C, H, W) -> (N, C, H, W)
+# --------------------------------------------------------------------------------------------------
+class InceptionDWConv2d(nn.Module):
+    """Inception depthwise conv: channels split into identity | kxk square | 1xb band | bx1 band.
+
+    Each conv branch gets ``int(dim * branch_ratio)`` channels, the identity branch the rest
+    (5/8 of them at the default ratio 1/8), so most channels pass through untouched.
+    """
+
+    def __init__(self, dim: int, square_kernel_size: int = 3, band_kernel_size: int = 11,
+                 branch_ratio: float = 0.125):
+        super().__init__()
+        gc = int(dim * branch_ratio)
+        if gc < 1:
+            raise ValueError(f'InceptionDWConv2d: dim={dim} x branch_ratio={branch_ratio} leaves no channel '
+                             'for the conv branches')
+        self.dwconv_hw = nn.Conv2d(gc, gc, square_kernel_size, padding=square_kernel_size // 2, groups=gc)
+        self.dwconv_w = nn.Conv2d(gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc)
+        self.dwconv_h = nn.Conv2d(gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc)
+        self.split_sizes = (dim - 3 * gc, gc, gc, gc)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_id, x_hw, x_w, x_h = torch.split(x, self.split_sizes, dim=1)
+        return torch.cat((x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w), self.dwconv_h(x_h)), dim=1)
+
+
+class PartialDWConv2d(nn.Module):
+    """Depthwise kxk conv on the first ``int(dim * ratio)`` channels, identity on the rest.
+
+    ``ratio=1`` is the plain ConvNeXt-style depthwise conv (the paper's k7/k5/k3 ablations);
+    smaller ratios are its ``par1_2`` ... ``par1_16`` rows.
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 7, ratio: float = 1.0):
+        super().__init__()
+        self.conv_channels = int(dim * ratio)
+        if not 1 <= self.conv_channels <= dim:
+            raise ValueError(f'PartialDWConv2d: ratio={ratio} gives {self.conv_channels} of {dim} channels')
+        c = self.conv_channels
+        self.dwconv = nn.Conv2d(c, c, kernel_size, padding=kernel_size // 2, groups=c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv_channels == x.shape[1]:
+            return self.dwconv(x)
+        x_conv, x_id = torch.split(x, (self.conv_channels, x.shape[1] - self.conv_channels), dim=1)
+        return torch.cat((self.dwconv(x_conv), x_id), dim=1)
+
+
+TOKEN_MIXERS = {'InceptionDWConv2d': InceptionDWConv2d, 'PartialDWConv2d': PartialDWConv2d}
+
+
+def build_token_mixer(cfg: dict, dim: int) -> nn.Module:
+    cfg = dict(cfg)
+    name = cfg.pop('type')
+    if name not in TOKEN_MIXERS:
+        raise KeyError(f'unknown token mixer {name!r}; known: {sorted(TOKEN_MIXERS)}')
+    return TOKEN_MIXERS[name](dim, **cfg)
+
+
+# --------------------------------------------------------------------------------------------------
+# Block parts
+# --------------------------------------------------------------------------------------------------
+class ConvMlp(nn.Module):
+    """1x1 conv -> act -> 1x1 conv, keeping the spatial dims."""
+
+    def __init__(self, dim: int, hidden: int, act_cfg: dict):
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.act = build_activation_layer(act_cfg)
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class MetaNeXtBlock(nn.Module):
+    """x + drop_path(gamma * mlp(norm(token_mixer(x)))): one shortcut per block."""
+
+    def __init__(self, dim: int, token_mixer: dict, mlp_ratio: float, norm_cfg: dict, act_cfg: dict,
+                 layer_scale_init_value: float = 1e-6, drop_path: float = 0.):
+        super().__init__()
+        self.token_mixer = build_token_mixer(token_mixer, dim)
+        self.norm = build_norm_layer(norm_cfg, dim)[1]
+        self.mlp = ConvMlp(dim, int(mlp_ratio * dim), act_cfg)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init_value)) if layer_scale_init_value else None
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.mlp(self.norm(self.token_mixer(x)))
+        if self.gamma is not None:
+            y = y * self.gamma.view(1, -1, 1, 1)
+        return x + self.drop_path(y)
+
+
+class Stem(nn.Sequential):
+    """4x4 stride-4 patchify conv + norm: (N, C_in, H, W) -> (N, dim, H//4, W//4)."""
+
+    def __init__(self, in_channels: int, dim: int, norm_cfg: dict):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, dim, kernel_size=4, stride=4)
+        self.norm = build_norm_layer(norm_cfg, dim)[1]
+
+
+class Downsample(nn.Sequential):
+    """norm + 2x2 stride-2 conv: (N, C, H, W) -> (N, C', H//2, W//2)."""
+
+    def __init__(self, in_dim: int, out_dim: int, norm_cfg: dict):
+        super().__init__()
+        self.norm = build_norm_layer(norm_cfg, in_dim)[1]
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=2, stride=2)
+
+
+class MetaNeXtStage(nn.Module):
+    """Optional downsample, then ``depth`` blocks; ``with_cp`` recomputes each block in backward."""
+
+    def __init__(self, in_dim: int, dim: int, depth: int, downsample: bool, drop_paths: Sequence[float],
+                 with_cp: bool = False, **block_kwargs):
+        super().__init__()
+        self.downsample = Downsample(in_dim, dim, block_kwargs['norm_cfg']) if downsample else nn.Identity()
+        self.blocks = nn.Sequential(*[MetaNeXtBlock(dim, drop_path=drop_paths[i], **block_kwargs)
+                                      for i in range(depth)])
+        self.with_cp = with_cp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        for block in self.blocks:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+class MlpHead(nn.Module):
+    """Classification head: global average pool -> fc (C -> ratio*C) -> GELU -> LayerNorm -> fc.
+
+    (N, C, H, W) -> (N, num_classes). The hidden width ``mlp_ratio * C`` takes the parameters that
+    stage 4's smaller MLP ratio (3 instead of 4) saved. ``mlp_ratio=0`` gives ConvNeXt's head
+    (pool -> LayerNorm -> fc), which the paper's MetaNeXt ablation rows use.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int = 1000, mlp_ratio: float = 3,
+                 drop_rate: float = 0., norm_eps: float = 1e-6):
+        super().__init__()
+        hidden = int(mlp_ratio * in_channels) or in_channels
+        self.fc1 = nn.Linear(in_channels, hidden) if mlp_ratio else nn.Identity()
+        self.act = nn.GELU() if mlp_ratio else nn.Identity()
+        self.norm = nn.LayerNorm(hidden, eps=norm_eps)
+        self.drop = nn.Dropout(drop_rate)
+        self.fc2 = nn.Linear(hidden, num_classes)
+        self.apply(_init_weights)
+
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.norm(self.act(self.fc1(F.adaptive_avg_pool2d(x, 1).flatten(1)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.pre_logits(x))
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        trunc_normal_(m.weight, std=.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+# --------------------------------------------------------------------------------------------------
+# The backbone
+# --------------------------------------------------------------------------------------------------
+def _inception(band: int = 11, branch_ratio: float = 0.125) -> dict:
+    return dict(type='InceptionDWConv2d', square_kernel_size=3, band_kernel_size=band, branch_ratio=branch_ratio)
+
+
+def _dwconv(kernel_size: int, ratio: float = 1.0) -> dict:
+    return dict(type='PartialDWConv2d', kernel_size=kernel_size, ratio=ratio)
+
+
+_T = dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768))
+# The paper's ablation rows are ConvNeXt-T with its depthwise conv swapped: MLP ratio 4 in every stage
+# and ConvNeXt's linear head (head_mlp_ratio 0), here with BN as in MetaNeXt.
+_CONVNEXT_T = dict(**_T, mlp_ratios=(4, 4, 4, 4), head_mlp_ratio=0)
+
+
+@MODELS.register_module()
+class InceptionNeXt(BaseModule):
+    """InceptionNeXt backbone; ``forward`` returns a tuple of the ``out_indices`` stage maps.
+
+    Args:
+        arch: a name in ``arch_settings`` or a dict with ``depths``, ``dims`` and optionally
+            ``token_mixer``, ``mlp_ratios``, ``head_mlp_ratio`` (the classifier head's, see ``MlpHead``).
+        in_channels: input image channels.
+        mlp_ratios: MLP expansion per stage (default: the arch's, (4, 4, 4, 3) for InceptionNeXt).
+        drop_path_rate: stochastic depth, rising linearly over all blocks from 0 to this value.
+        layer_scale_init_value: initial layer scale (0 disables it).
+        out_indices: stages whose output is returned (0..3 -> strides 4, 8, 16, 32).
+        out_norm: add a norm (``norm_cfg``) on each returned map, as dense heads want.
+        frozen_stages: -1 trains all; 0 freezes the stem; k > 0 the stem and stages 0..k-1.
+        norm_eval: keep the BatchNorm layers in eval mode while training.
+        norm_cfg / act_cfg: mmcv norm and activation configs (``SyncBN`` for multi-GPU dense runs).
+        with_cp: gradient checkpointing per block (less memory, more compute).
+        init_cfg: e.g. ``dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.')``; the file may
+            be ours, a classifier checkpoint of ``train_cls``, or an official / timm checkpoint
+            (converted on the fly). Unlike mmengine's loader, mismatched keys and shapes raise.
+    """
+
+    arch_settings: Dict[str, dict] = {
+        'atto': dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), token_mixer=_inception(9, 0.25)),
+        'tiny': dict(**_T, token_mixer=_inception()),
+        'small': dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768), token_mixer=_inception()),
+        'base': dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024), token_mixer=_inception()),
+        # MetaNeXt ablations of the paper: the same network with plain / partial depthwise mixers.
+        'tiny_k7': dict(**_CONVNEXT_T, token_mixer=_dwconv(7)),
+        'tiny_k5': dict(**_CONVNEXT_T, token_mixer=_dwconv(5)),
+        'tiny_k3': dict(**_CONVNEXT_T, token_mixer=_dwconv(3)),
+        'tiny_k3_par1_2': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 1 / 2)),
+        'tiny_k3_par3_8': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 3 / 8)),
+        'tiny_k3_par1_4': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 1 / 4)),
+        'tiny_k3_par1_8': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 1 / 8)),
+        'tiny_k3_par1_16': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 1 / 16)),
+    }
+    arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base'}
+    _DEFAULTS = dict(token_mixer=_inception(), mlp_ratios=(4, 4, 4, 3), head_mlp_ratio=3)
+    num_stages = 4
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 mlp_ratios: Optional[Sequence[float]] = None,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_norm: bool = False,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 act_cfg: dict = dict(type='GELU'),
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self._arch(arch)
+        depths, dims = self.arch['depths'], self.arch['dims']
+        mlp_ratios = tuple(mlp_ratios or self.arch['mlp_ratios'])
+        self.head_mlp_ratio = self.arch['head_mlp_ratio']  # for the classifiers built on this backbone
+        if isinstance(out_indices, int):
+            out_indices = (out_indices,)
+        bad = [i for i in out_indices if not -self.num_stages <= i < self.num_stages]
+        if bad or not out_indices:
+            raise ValueError(f'out_indices {tuple(out_indices)} out of range: use stage ids 0..3 '
+                             '(strides 4, 8, 16, 32)')
+        self.out_indices = tuple(sorted(i % self.num_stages for i in out_indices))
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages={frozen_stages} out of range: -1 (none), 0 (stem) .. 4 (all)')
+        if len(mlp_ratios) != self.num_stages:
+            raise ValueError(f'mlp_ratios needs {self.num_stages} values, got {tuple(mlp_ratios)}')
+        self.in_channels = in_channels
+        self.dims = tuple(dims)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        self.stem = Stem(in_channels, dims[0], norm_cfg)
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        for i in range(self.num_stages):
+            start = sum(depths[:i])
+            self.stages.append(MetaNeXtStage(
+                dims[i - 1] if i else dims[0], dims[i], depths[i], downsample=i > 0,
+                drop_paths=rates[start:start + depths[i]], with_cp=with_cp,
+                token_mixer=self.arch['token_mixer'], mlp_ratio=mlp_ratios[i], norm_cfg=norm_cfg,
+                act_cfg=act_cfg, layer_scale_init_value=layer_scale_init_value))
+        # One norm per returned map (named ``out_norms.<stage>``), what dense heads were tuned with.
+        self.out_norms = nn.ModuleDict({str(i): build_norm_layer(norm_cfg, dims[i])[1]
+                                        for i in self.out_indices}) if out_norm else None
+        self.feature_info = [dict(num_chs=dims[i], reduction=4 * 2 ** i, module=f'stages.{i}')
+                             for i in range(self.num_stages)]
+        self.apply(_init_weights)
+        self._freeze_stages()
+
+    @classmethod
+    def _arch(cls, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            name = cls.arch_aliases.get(arch.lower(), arch.lower())
+            if name not in cls.arch_settings:
+                raise ValueError(f'unknown InceptionNeXt arch {arch!r}; known: '
+                                 f'{", ".join(cls.arch_settings)} (or a dict with depths, dims, token_mixer)')
+            return {**cls._DEFAULTS, **cls.arch_settings[name]}
+        missing = {'depths', 'dims'} - set(arch)
+        if missing or len(arch['depths']) != cls.num_stages or len(arch['dims']) != cls.num_stages:
+            raise ValueError(f'a custom arch needs 4 depths and 4 dims, got {arch}')
+        return {**cls._DEFAULTS, **arch}
+
+    # ----------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(N, in_channels, H, W) -> tuple of (N, dims[i], H / 2**(i+2), W / 2**(i+2)) for i in out_indices."""
+        self._check_input(x)
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(self.out_norms[str(i)](x) if self.out_norms is not None else x)
+        return tuple(outs)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'InceptionNeXt expects (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}')
+        need = 4 * 2 ** self.out_indices[-1]
+        if x.shape[2] < need or x.shape[3] < need:
+            raise ValueError(f'input {tuple(x.shape[2:])} is too small: stage {self.out_indices[-1]} has '
+                             f'stride {need}, so H and W must be at least {need}')
+
+    # ----------------------------------------------------------------------------------------------
+    def _freeze_stages(self) -> None:
+        frozen = ([self.stem] if self.frozen_stages >= 0 else []) + list(self.stages[:max(self.frozen_stages, 0)])
+        if self.out_norms is not None:
+            frozen += [self.out_norms[str(i)] for i in range(max(self.frozen_stages, 0)) if str(i) in self.out_norms]
+        for m in frozen:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def init_weights(self) -> None:
+        """Loads ``init_cfg`` Pretrained weights strictly (see ``backbones.weights``); else mmengine's init."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from .weights import load_backbone_weights
+            load_backbone_weights(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+        else:
+            super().init_weights()

@@ -1,0 +1,139 @@
+"""Reading, converting and strictly loading InceptionNeXt weights.
+
+Key layouts understood (after unwrapping ``state_dict`` / ``model`` / ``module.`` wrappers):
+  official release / timm   ``stem.{0,1}.*``, ``stages.N.downsample.{0,1}.*``, ``stages.N.blocks.M.*``,
+                            ``head.{fc1,norm,fc2}.*``
+  ours, backbone            ``stem.{conv,norm}.*``, ``stages.N.downsample.{norm,conv}.*``, ``stages.N.blocks.M.*``
+  ours, classifier          ``backbone.<ours, backbone>`` + ``head.{fc1,norm,fc2}.*`` (train_cls, converter output)
+  mmdet / mmseg models      ``backbone.<ours, backbone>`` + their necks and heads
+Block parameters (``token_mixer.dwconv_{hw,w,h}``, ``norm``, ``mlp.fc{1,2}``, ``gamma``) keep their names.
+"""
+import os
+import re
+from collections import OrderedDict
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+
+StateDict = Dict[str, torch.Tensor]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model; the message names the problem."""
+
+
+_TIMM_RULES = [  # (pattern, replacement) on official/timm keys, applied in order; first match wins
+    (r'^stem\.0\.', 'backbone.stem.conv.'),
+    (r'^stem\.1\.', 'backbone.stem.norm.'),
+    (r'^stages\.(\d+)\.downsample\.0\.', r'backbone.stages.\1.downsample.norm.'),
+    (r'^stages\.(\d+)\.downsample\.1\.', r'backbone.stages.\1.downsample.conv.'),
+    (r'^stages\.(\d+)\.blocks\.', r'backbone.stages.\1.blocks.'),
+    (r'^head\.(fc1|norm|fc2)\.', r'head.\1.'),
+]
+
+
+def read_checkpoint(path: str) -> dict:
+    """torch.load with the safe ``weights_only=True`` and errors that say what is wrong with the file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f'checkpoint file not found: {path}')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- torch raises several types for bad files
+        msg = str(e).splitlines()[0][:300]
+        if 'Weights only load failed' in str(e):
+            raise CheckpointError(
+                f'{path} holds more than tensors (an MMEngine training checkpoint?); extract its weights with '
+                f'`python tools/convert_weights.py {path} OUT.pth` first ({msg})') from None
+        raise CheckpointError(f'cannot read checkpoint {path}: truncated or corrupt file? ({msg})') from None
+
+
+def unwrap_state_dict(obj) -> StateDict:
+    """Strips the ``state_dict`` / ``model`` container keys and a DataParallel ``module.`` prefix."""
+    for key in ('state_dict', 'model'):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError('checkpoint holds no state dict of tensors')
+    if all(k.startswith('module.') for k in obj):
+        obj = {k[len('module.'):]: v for k, v in obj.items()}
+    return OrderedDict(obj)
+
+
+def is_timm_layout(sd: StateDict) -> bool:
+    return 'stem.0.weight' in sd
+
+
+def convert_timm_state_dict(sd: StateDict) -> StateDict:
+    """Official-release / timm InceptionNeXt keys -> our classifier keys (``backbone.*`` and ``head.*``).
+
+    Raises ``CheckpointError`` naming every key it does not recognise.
+    """
+    out, unknown = OrderedDict(), []
+    for k, v in sd.items():
+        for pattern, repl in _TIMM_RULES:
+            new, n = re.subn(pattern, repl, k)
+            if n:
+                out[new] = v
+                break
+        else:
+            unknown.append(k)
+    if unknown:
+        raise CheckpointError(f'not an InceptionNeXt official/timm checkpoint: unrecognised keys {_names(unknown)}')
+    return out
+
+
+def classifier_state_dict(path_or_sd) -> StateDict:
+    """Any supported file or state dict -> our classifier layout (``backbone.*`` [+ ``head.*``])."""
+    sd = unwrap_state_dict(read_checkpoint(path_or_sd) if isinstance(path_or_sd, str) else path_or_sd)
+    if is_timm_layout(sd):
+        return convert_timm_state_dict(sd)
+    if 'stem.conv.weight' in sd:  # a bare backbone state dict of ours
+        return OrderedDict(('backbone.' + k, v) for k, v in sd.items())
+    return sd
+
+
+def extract_backbone(sd: StateDict, prefix: Optional[str] = None) -> StateDict:
+    """Selects the backbone weights: keys under ``prefix`` (default: ``backbone.``), prefix removed."""
+    prefix = prefix or 'backbone.'
+    out = OrderedDict((k[len(prefix):], v) for k, v in sd.items() if k.startswith(prefix))
+    if not out:
+        raise CheckpointError(f'no key starts with prefix {prefix!r}; first keys: {_names(list(sd))}')
+    return out
+
+
+def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = None) -> None:
+    """Loads a checkpoint into an ``InceptionNeXt`` strictly.
+
+    Every backbone parameter must come from the file with its exact shape, and the file may not hold
+    backbone keys the model lacks; only the optional output norms (``out_norms.*``, new for dense heads)
+    may be absent. Anything else raises ``CheckpointError`` naming the keys.
+    """
+    sd = classifier_state_dict(path_or_sd)
+    src = extract_backbone(sd, prefix)
+    own = model.state_dict()
+    missing = [k for k in own if k not in src and not k.startswith('out_norms.')
+               and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in src if k not in own]
+    shapes = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+              for k, v in src.items() if k in own and v.shape != own[k].shape]
+    problems = []
+    if shapes:
+        hint = ''
+        if any(s.startswith('stem.conv.weight') for s in shapes):
+            hint = (f' (stem.conv.weight is (dims[0], in_channels, 4, 4): the model has in_channels='
+                    f'{own["stem.conv.weight"].shape[1]}, the checkpoint {src["stem.conv.weight"].shape[1]})')
+        problems.append(f'shape mismatch{hint}: ' + '; '.join(shapes[:8]) + (' ...' if len(shapes) > 8 else ''))
+    if missing:
+        problems.append(f'missing in checkpoint: {_names(missing)}')
+    if unexpected:
+        problems.append(f'not in model: {_names(unexpected)}')
+    if problems:
+        arch = getattr(model, 'dims', None)
+        raise CheckpointError(f'checkpoint does not fit InceptionNeXt (dims={arch}): ' + ' | '.join(problems))
+    model.load_state_dict(src, strict=False)
+
+
+def _names(keys, n: int = 6) -> str:
+    keys = list(keys)
+    return ', '.join(keys[:n]) + (f' ... ({len(keys)} in all)' if len(keys) > n else '')

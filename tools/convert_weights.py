@@ -1,0 +1,58 @@
+"""Convert InceptionNeXt weights into the layouts our configs load.
+
+    # official release / timm checkpoint -> our classifier layout (backbone.* + head.*)
+    python tools/convert_weights.py inceptionnext_tiny.pth inx_t_cls.pth
+    # ... -> a bare backbone state dict, what the dense configs' init_cfg usually points at
+    python tools/convert_weights.py inceptionnext_tiny.pth inx_t_backbone.pth --backbone-only
+    # check that it fits a variant before writing (builds the model and loads it strictly)
+    python tools/convert_weights.py inceptionnext_tiny.pth inx_t_backbone.pth --backbone-only --arch tiny
+
+Input wrappers (``state_dict`` / ``model`` / ``module.``) are stripped; unknown keys, shape mismatches
+and unreadable files are errors that name the problem. The output is a plain tensor dict, readable with
+torch.load(weights_only=True).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from backbones import (CheckpointError, InceptionNeXt, classifier_state_dict, extract_backbone,  # noqa: E402
+                       load_backbone_weights)
+
+
+def convert(src: str, dst: str, backbone_only: bool = False, arch: str = None) -> dict:
+    sd = classifier_state_dict(src)
+    if arch:  # strict fit check against the named variant
+        load_backbone_weights(InceptionNeXt(arch), sd)
+    if backbone_only:
+        sd = extract_backbone(sd)
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    tmp = dst + '.tmp'
+    torch.save(dict(sd), tmp)
+    os.replace(tmp, dst)  # never leave a half-written file under the final name
+    return sd
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('src')
+    p.add_argument('dst')
+    p.add_argument('--backbone-only', action='store_true', help='write only the backbone, without "backbone."')
+    p.add_argument('--arch', help='check the weights load strictly into this variant (atto/tiny/small/base ...)')
+    args = p.parse_args(argv)
+    try:
+        sd = convert(args.src, args.dst, args.backbone_only, args.arch)
+    except (CheckpointError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    n = sum(v.numel() for v in sd.values())
+    print(f'wrote {args.dst}: {len(sd)} tensors, {n / 1e6:.2f}M values'
+          + (f', fits InceptionNeXt-{args.arch}' if args.arch else ''))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
