@@ -33,12 +33,16 @@ _TIMM_RULES = [  # (pattern, replacement) on official/timm keys, applied in orde
 ]
 
 
-def read_checkpoint(path: str) -> dict:
-    """torch.load with the safe ``weights_only=True`` and errors that say what is wrong with the file."""
+def read_checkpoint(path: str, trusted: bool = False) -> dict:
+    """torch.load with errors that say what is wrong with the file.
+
+    ``weights_only=True`` (torch's safe unpickler) unless ``trusted``: the tools pass ``trusted`` only
+    for a run's own training checkpoints, which also pickle MMEngine's logging state.
+    """
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint file not found: {path}')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location='cpu', weights_only=not trusted)
     except Exception as e:  # noqa: BLE001 -- torch raises several types for bad files
         msg = str(e).splitlines()[0][:300]
         if 'Weights only load failed' in str(e):

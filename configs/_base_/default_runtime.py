@@ -1,0 +1,14 @@
+# Shared by every task. The task's dataset base sets default_scope (mmseg / mmdet / train_cls) and its
+# visualizer (scalars to JSON and TensorBoard); the schedule sets the loop, the optimizer and default_hooks.
+custom_imports = dict(imports=['backbones'], allow_failed_imports=False)
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),  # GPU runs; tools/train.py starts gloo itself when there is no GPU
+)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0)
+# Exact resume: every rank's RNG states go into the checkpoint (backbones/engine.py).
+custom_hooks = [dict(type='RNGStateHook')]

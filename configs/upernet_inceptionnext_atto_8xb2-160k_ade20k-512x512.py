@@ -1,0 +1,7 @@
+_base_ = ['upernet_inceptionnext_t_8xb2-160k_ade20k-512x512.py']
+# atto: channels 40/80/160/320, drop path 0.1 as in its classification recipe; a 256-channel head.
+model = dict(
+    backbone=dict(arch='atto', drop_path_rate=0.1,
+                  init_cfg=dict(checkpoint='checkpoints/inceptionnext_atto_backbone.pth')),
+    decode_head=dict(in_channels=[40, 80, 160, 320], channels=256),
+    auxiliary_head=dict(in_channels=160, channels=128))

@@ -1,0 +1,67 @@
+"""Evaluate a checkpoint of any config of this repo with MMEngine's Runner and the config's evaluator.
+
+    python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--show-dir DIR] [--cfg-options k=v ...]
+    tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
+
+Prints a progress bar over the test set and the metrics (mmseg IoUMetric, mmdet CocoMetric, top-1/5).
+"""
+import argparse
+import inspect
+import os.path as osp
+
+from common import add_common_args, build_runner, load_config, run_cli  # noqa: I100
+
+from backbones.engine import check_checkpoint_fits, check_data_folders
+from backbones.weights import read_checkpoint, unwrap_state_dict
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config')
+    p.add_argument('checkpoint')
+    p.add_argument('--out', help='also dump the raw predictions to this .pkl file')
+    p.add_argument('--show-dir', help='write prediction overlays (PNG) into this folder')
+    add_common_args(p)
+    return p.parse_args(argv)
+
+
+def enable_visualization(cfg, show_dir: str) -> None:
+    """Turn the config's visualization hook on and point its output at ``show_dir``."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        return
+    hook['draw'] = True
+    from mmengine.registry import HOOKS
+    cls = HOOKS.get(hook['type'])
+    if cls is not None and 'test_out_dir' in inspect.signature(cls.__init__).parameters:
+        hook['test_out_dir'] = osp.abspath(show_dir)  # mmdet's hook writes there
+    else:
+        cfg.visualizer['save_dir'] = osp.abspath(show_dir)  # mmseg's writes via the visualizer
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args)
+    ckpt = read_checkpoint(args.checkpoint, trusted=True)  # a training checkpoint or a plain state dict
+    cfg.load_from = args.checkpoint
+    check_data_folders(cfg, splits=('test_dataloader',))
+    if args.show_dir:
+        enable_visualization(cfg, args.show_dir)
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise SystemExit('error: --out must be a .pkl file')
+        evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+        cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
+    cfg.setdefault('custom_hooks', [])
+    cfg.custom_hooks.append(dict(type='ProgressBarHook'))
+    runner = build_runner(cfg)
+    check_checkpoint_fits(runner.model, {'state_dict': unwrap_state_dict(ckpt)}, args.checkpoint)
+    metrics = runner.test()
+    if runner.rank == 0:
+        print('metrics: ' + ', '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
+                                      for k, v in metrics.items()))
+    return 0
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,56 @@
+"""Train any config of this repo (classification, mmdet, mmseg) with MMEngine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    tools/dist_train.sh CONFIG GPUS [same options]          # torchrun, one process per GPU (gloo on CPU)
+
+The config's ``default_scope`` decides which registries build it; this tool has no per-task code.
+``--resume`` alone resumes from the work dir's last checkpoint (exactly: RNG states are restored too).
+"""
+import argparse
+import os.path as osp
+
+from common import build_runner, load_config, run_cli  # noqa: I100 (tools/ is on sys.path)
+
+from backbones.engine import UserInputError, check_checkpoint_fits, check_data_folders, check_resume_checkpoint
+
+
+def parse_args(argv=None):
+    from common import add_common_args
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config')
+    p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
+                   help='resume from CKPT, or (no value) from the last checkpoint in the work dir')
+    p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper; needs a GPU)')
+    add_common_args(p)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args)
+    if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise UserInputError('--amp needs a GPU (MMEngine\'s AmpOptimWrapper runs on CUDA only)')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    ckpt, path = None, args.resume
+    if path == 'auto':  # MMEngine's own look-up (work_dir/last_checkpoint), done here to check the file
+        from mmengine.runner import find_latest_checkpoint
+        path = find_latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+    if path:
+        ckpt = check_resume_checkpoint(path)
+        cfg.resume, cfg.load_from = True, path
+    check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader'))
+    cfg.setdefault('custom_hooks', [])
+    if not any(h.get('type') == 'RNGStateHook' for h in cfg.custom_hooks):
+        cfg.custom_hooks.append(dict(type='RNGStateHook'))
+    runner = build_runner(cfg)
+    if ckpt is not None:
+        check_checkpoint_fits(runner.model, ckpt, path)
+    runner.train()
+    return 0
+
+
+if __name__ == '__main__':
+    run_cli(main)
