@@ -103,14 +103,33 @@ register_backend('local', AtomicLocalBackend, force=True)
 
 @HOOKS.register_module()
 class RNGStateHook(Hook):
-    """Saves every rank's RNG states in the checkpoint and restores them on resume (exact resume)."""
+    """Saves every rank's RNG states in the checkpoint and restores them on resume (exact resume).
 
-    priority = 'VERY_LOW'
+    MMEngine saves checkpoints on rank 0 only, so the states are gathered from all ranks at the end of
+    each iteration / epoch, just before CheckpointHook (priority VERY_LOW) runs; a few kB per rank.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self):
+        self._states = None
+
+    @staticmethod
+    def _local_state() -> dict:
+        return dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+                    cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+    def _gather(self) -> None:
+        self._states = all_gather_object(self._local_state())  # one entry per rank
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self._gather()
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
-                     cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-        checkpoint['rng_states'] = all_gather_object(state)  # one entry per rank, saved by rank 0
+        checkpoint['rng_states'] = self._states if self._states is not None else [self._local_state()]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('rng_states')
