@@ -32,6 +32,7 @@ from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import ProgressBar
 
@@ -98,7 +99,7 @@ class AtomicLocalBackend(LocalBackend):
             raise
 
 
-register_backend('local', AtomicLocalBackend, force=True)
+register_backend('local', AtomicLocalBackend, force=True, prefixes='')
 
 
 @HOOKS.register_module()
@@ -140,12 +141,43 @@ class RNGStateHook(Hook):
             runner.logger.warning(f'checkpoint has RNG states of {len(states)} ranks, this run has {world}: '
                                   'not restoring them, the resumed run will not be bitwise exact')
             return
-        state = states[rank]
+        self._pending = states[rank]
+        self._restore(self._pending)
+
+    def before_train_epoch(self, runner) -> None:
+        # An iteration-based loop now replays the data of the iterations done before the checkpoint
+        # (MMEngine's "Advance dataloader" step), which draws random augmentations again: restore the
+        # RNG states once more after that replay, right before the first new batch is fetched.
+        state, self._pending = getattr(self, '_pending', None), None
+        loop = runner.train_loop
+        if state is not None and isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
+            loop.dataloader_iterator = _RestoreAfter(loop.dataloader_iterator, loop.iter,
+                                                     lambda: self._restore(state))
+
+    @staticmethod
+    def _restore(state: dict) -> None:
         random.setstate(state['python'])
         np.random.set_state(state['numpy'])
         torch.set_rng_state(state['torch'])
         if state['cuda'] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda'])
+
+
+class _RestoreAfter:
+    """Iterator proxy: calls ``restore`` after the first ``n`` items were taken."""
+
+    def __init__(self, iterator, n: int, restore):
+        self._it, self._left, self._restore = iterator, n, restore
+
+    def __next__(self):
+        item = next(self._it)
+        self._left -= 1
+        if self._left == 0:
+            self._restore()
+        return item
+
+    def __getattr__(self, name):
+        return getattr(self._it, name)
 
 
 @HOOKS.register_module()
@@ -242,7 +274,7 @@ def merge_cfg_options(cfg, options: Optional[dict]) -> None:
                 raise UserInputError(f'unknown config key {key!r} in --cfg-options: {where} has no {part!r}'
                                      + (f' (did you mean {", ".join(near)}?)' if near else ''))
             done.append(part)
-    cfg.merge_from_dict(options)
+    cfg.merge_from_dict(options, allow_list_keys=True)
 
 
 def _datasets(cfg):

@@ -31,6 +31,7 @@ def enable_visualization(cfg, show_dir: str) -> None:
     if hook is None:
         return
     hook['draw'] = True
+    hook['interval'] = 1  # every test image, not every 50th
     from mmengine.registry import HOOKS
     cls = HOOKS.get(hook['type'])
     if cls is not None and 'test_out_dir' in inspect.signature(cls.__init__).parameters:

@@ -4,7 +4,8 @@
     tools/dist_train.sh CONFIG GPUS [same options]          # torchrun, one process per GPU (gloo on CPU)
 
 The config's ``default_scope`` decides which registries build it; this tool has no per-task code.
-``--resume`` alone resumes from the work dir's last checkpoint (exactly: RNG states are restored too).
+``--resume`` alone resumes from the work dir's last checkpoint; with the RNGStateHook of
+configs/_base_/default_runtime.py the resumed run is bitwise the uninterrupted one on CPU.
 """
 import argparse
 import os.path as osp
@@ -42,9 +43,6 @@ def main(argv=None) -> int:
         ckpt = check_resume_checkpoint(path)
         cfg.resume, cfg.load_from = True, path
     check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader'))
-    cfg.setdefault('custom_hooks', [])
-    if not any(h.get('type') == 'RNGStateHook' for h in cfg.custom_hooks):
-        cfg.custom_hooks.append(dict(type='RNGStateHook'))
     runner = build_runner(cfg)
     if ckpt is not None:
         check_checkpoint_fits(runner.model, ckpt, path)

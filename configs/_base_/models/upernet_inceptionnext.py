@@ -10,7 +10,8 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='InceptionNeXt', arch='tiny', out_indices=(0, 1, 2, 3), out_norm=True, drop_path_rate=0.4,
-        norm_cfg=norm_cfg, init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        frozen_stages=-1, norm_eval=False, with_cp=False, norm_cfg=norm_cfg,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(
         type='UPerHead', in_channels=[96, 192, 384, 768], in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
         channels=512, dropout_ratio=0.1, num_classes=150, norm_cfg=norm_cfg, align_corners=False,

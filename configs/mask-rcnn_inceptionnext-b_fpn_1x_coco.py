@@ -1,0 +1,7 @@
+# Mask R-CNN, InceptionNeXt-B + FPN, COCO, 1x: 12 decay layers and the ConvNeXt-B detection recipe's drop
+# path 0.7; B's stages are 128/256/512/1024 wide.
+_base_ = ['./mask-rcnn_inceptionnext-t_fpn_1x_coco.py']
+model = dict(backbone=dict(arch='base', drop_path_rate=0.7,
+                           init_cfg=dict(checkpoint='checkpoints/inceptionnext_base_backbone.pth')),
+             neck=dict(in_channels=[128, 256, 512, 1024]))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))

@@ -1,0 +1,87 @@
+"""Unit tests of backbones/engine.py and backbones/optim.py (the pieces the tools put around MMEngine)."""
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.fileio import get_file_backend
+
+from backbones.engine import (AtomicLocalBackend, UserInputError, fallback_syncbn_on_cpu, merge_cfg_options)
+from backbones.optim import InceptionNeXtLayerDecayConstructor, layer_id
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    backend = get_file_backend(str(tmp_path / 'x.pth'))
+    assert isinstance(backend, AtomicLocalBackend)  # what MMEngine's save_checkpoint now writes through
+    target = tmp_path / 'iter_4.pth'
+    backend.put(b'good checkpoint', str(target))
+
+    def crash(fd):
+        raise KeyboardInterrupt('killed mid-write')
+
+    monkeypatch.setattr(os, 'fsync', crash)
+    with pytest.raises(KeyboardInterrupt):
+        backend.put(b'half', str(target))
+    assert target.read_bytes() == b'good checkpoint'
+    assert os.listdir(tmp_path) == ['iter_4.pth']  # the partial temp file is gone too
+
+
+def test_cfg_options_are_strict():
+    cfg = Config(dict(model=dict(backbone=dict(arch='tiny')), train_cfg=dict(max_iters=3),
+                      pipeline=[dict(type='Load'), dict(type='Resize', scale=(64, 64))]))
+    merge_cfg_options(cfg, {'model.backbone.arch': 'atto', 'pipeline.1.scale': (32, 32)})
+    assert cfg.model.backbone.arch == 'atto' and cfg.pipeline[1].scale == (32, 32)
+    with pytest.raises(UserInputError, match="unknown config key 'pipeline.2.scale'"):
+        merge_cfg_options(cfg, {'pipeline.2.scale': 5})
+    with pytest.raises(UserInputError, match=r"unknown config key 'train_cfg.max_iter'.*did you mean max_iters"):
+        merge_cfg_options(cfg, {'train_cfg.max_iter': 5})
+    with pytest.raises(UserInputError, match="the top level has no 'trian_cfg'"):
+        merge_cfg_options(cfg, {'trian_cfg.max_iters': 5})
+
+
+def test_syncbn_falls_back_to_bn_on_cpu():
+    if torch.cuda.is_available():
+        pytest.skip('only without a GPU')
+    cfg = Config(dict(model=dict(backbone=dict(norm_cfg=dict(type='SyncBN')),
+                                 heads=[dict(norm_cfg=dict(type='SyncBN', requires_grad=True))])))
+    assert fallback_syncbn_on_cpu(cfg) == 2
+    assert cfg.model.backbone.norm_cfg.type == 'BN' and cfg.model.heads[0].norm_cfg.type == 'BN'
+
+
+def test_layer_decay_ids_follow_the_convnext_rule():
+    # stage-wise, 6 layers (UperNet recipe): stem/downsamples 0, stage i -> i + 1, rest 7
+    assert layer_id('backbone.stem.conv.weight', 6, 'stage_wise') == 0
+    assert layer_id('backbone.stages.2.downsample.conv.weight', 6, 'stage_wise') == 0
+    assert layer_id('backbone.stages.3.blocks.1.mlp.fc1.weight', 6, 'stage_wise') == 4
+    assert layer_id('backbone.out_norms.0.weight', 6, 'stage_wise') == 7
+    assert layer_id('decode_head.conv_seg.weight', 6, 'stage_wise') == 7
+    # layer-wise, 12 layers (detection S/B): stage 2 block j -> 3 + j // 3
+    assert layer_id('backbone.stages.2.blocks.26.gamma', 12, 'layer_wise') == 11
+    assert layer_id('backbone.stages.1.downsample.norm.weight', 12, 'layer_wise') == 2
+    assert layer_id('backbone.stages.3.blocks.0.gamma', 12, 'layer_wise') == 12
+    assert layer_id('neck.lateral_convs.0.conv.weight', 12, 'layer_wise') == 13
+
+
+def test_layer_decay_constructor_groups():
+    from backbones import InceptionNeXt
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = InceptionNeXt('atto')
+            self.head = torch.nn.Conv2d(320, 4, 1)
+
+    net = Net()
+    ctor = InceptionNeXtLayerDecayConstructor(
+        dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)),
+        dict(decay_rate=0.9, decay_type='stage_wise', num_layers=6))
+    groups = ctor(net).optimizer.param_groups
+    by_param = {id(p): g for g in groups for p in g['params']}
+    stem = by_param[id(net.backbone.stem.conv.weight)]
+    assert stem['lr'] == pytest.approx(1e-4 * 0.9 ** 7) and stem['weight_decay'] == 0.05
+    blk = by_param[id(net.backbone.stages[1].blocks[0].mlp.fc1.weight)]
+    assert blk['lr'] == pytest.approx(1e-4 * 0.9 ** 5)
+    assert by_param[id(net.head.weight)]['lr'] == pytest.approx(1e-4)
+    assert by_param[id(net.head.bias)]['weight_decay'] == 0.0
+    assert by_param[id(net.backbone.stages[0].blocks[0].gamma)]['weight_decay'] == 0.0
+    assert sum(len(g['params']) for g in groups) == len(list(net.parameters()))

@@ -1,0 +1,207 @@
+"""tools/train.py, test.py, dist_train.sh, plot_logs.py on a tiny UperNet-atto / generated ADE config.
+
+Every run is a real subprocess through the real tools (torchrun + gloo for 2 processes), as a user runs it.
+"""
+import glob
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tools.synthetic_data import write_ade
+
+from .conftest import REPO
+
+BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext_atto_synthetic-ade-128x128.py')
+PY = sys.executable
+
+CONFIG = '''
+_base_ = [{base!r}]
+custom_imports = dict(imports=['backbones', 'tests.kill_hook'], allow_failed_imports=False)
+model = dict(
+    data_preprocessor=dict(size=(64, 64)),
+    backbone=dict(init_cfg=None, drop_path_rate={drop_path}, norm_eval={norm_eval}),
+    decode_head=dict(channels=16, dropout_ratio={dropout}{head_norm}),
+    auxiliary_head=dict(channels=8, dropout_ratio={dropout}{head_norm}))
+_test_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), dict(type='PackSegInputs')]
+train_dataloader = dict(
+    batch_size={batch}, num_workers=0, persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle={shuffle}),
+    dataset=dict(data_root={root!r}, pipeline={train_pipeline}))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root={root!r}, pipeline=_test_pipeline))
+test_dataloader = val_dataloader
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),
+                   dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=2, end={iters})]
+train_cfg = dict(max_iters={iters}, val_interval={iters})
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=4))
+'''
+RANDOM_PIPELINE = ("[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), dict(type='RandomFlip', prob=0.5),"
+                   " dict(type='PhotoMetricDistortion'), dict(type='PackSegInputs')]")
+
+
+@pytest.fixture(scope='module')
+def ade_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('ade'))
+    write_ade(root, num_train=16, num_val=4, size=(64, 64), seed=1)
+    return root
+
+
+def make_config(folder, root, name='cfg.py', **kw):
+    opts = dict(drop_path=0.1, norm_eval=False, dropout=0.1, head_norm='', batch=2, shuffle=True,
+                train_pipeline=RANDOM_PIPELINE, iters=8)
+    opts.update(kw)
+    path = osp.join(folder, name)
+    with open(path, 'w') as f:
+        f.write(CONFIG.format(base=BASE, root=root, **opts))
+    return path
+
+
+def run(args, expect=0, env=None):
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, **(env or {})})
+    out = r.stdout + r.stderr
+    assert r.returncode == expect, f'exit {r.returncode} (expected {expect}):\n{out[-4000:]}'
+    return out
+
+
+def weights(path):
+    return torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+
+
+def scalars(work_dir):
+    """step -> record, over all runs in the work dir (a resumed run continues the steps)."""
+    recs = {}
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        for line in open(path):
+            rec = json.loads(line)
+            recs.setdefault('train' if 'loss' in rec else 'val', {})[rec['step']] = rec
+    return recs
+
+
+@pytest.fixture(scope='module')
+def straight_run(tmp_path_factory, ade_root):
+    """8 iterations straight with drop path, dropout and random augmentation; validation at the end."""
+    d = str(tmp_path_factory.mktemp('straight'))
+    cfg = make_config(d, ade_root)
+    out = run([PY, 'tools/train.py', cfg, '--work-dir', osp.join(d, 'work')])
+    return cfg, osp.join(d, 'work'), out
+
+
+def test_train_logs_progress_tensorboard_and_plot(straight_run, tmp_path):
+    cfg, work, out = straight_run
+    assert re.search(r'Iter\(train\) \[8/8\].*eta', out) and 'mIoU' in out
+    assert glob.glob(osp.join(work, '*', 'vis_data', 'events.out.tfevents.*'))  # TensorBoard scalars
+    assert sorted(os.listdir(work)).count('iter_8.pth') == 1
+    png = str(tmp_path / 'curves.png')
+    assert 'wrote' in run([PY, 'tools/plot_logs.py', work, '--out', png])
+    import matplotlib.image as mpimg
+    img = mpimg.imread(png)
+    assert img.shape[0] > 300 and img.shape[1] > 800 and img[..., :3].std() > 0.05  # a drawn figure
+
+
+def test_killed_run_resumes_exactly(straight_run, tmp_path, ade_root):
+    """SIGKILL right after the checkpoint of iteration 4, then --resume: bitwise the straight run."""
+    cfg, work_a, _ = straight_run
+    work_b = str(tmp_path / 'work')
+    killed = cfg.replace('.py', '_kill.py')
+    with open(killed, 'w') as f:
+        f.write(open(cfg).read() + "\ncustom_hooks = [dict(type='RNGStateHook'), "
+                                   "dict(type='KillAfterIterHook', at_iter=6)]\n")
+    run([PY, 'tools/train.py', killed, '--work-dir', work_b], expect=-9)
+    assert open(osp.join(work_b, 'last_checkpoint')).read().strip().endswith('iter_4.pth')
+    assert not glob.glob(osp.join(work_b, '.*.part'))  # no half-written file left behind
+    out = run([PY, 'tools/train.py', cfg, '--work-dir', work_b, '--resume'])
+    assert 'resumed epoch: 0, iter: 4' in out
+    a, b = weights(osp.join(work_a, 'iter_8.pth')), weights(osp.join(work_b, 'iter_8.pth'))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), 'resumed weights differ from the straight run'
+    la, lb = scalars(work_a)['train'], scalars(work_b)['train']
+    assert [la[s]['loss'] for s in range(1, 9)] == [lb[s]['loss'] for s in range(1, 9)]
+
+
+def test_resume_without_rng_states_is_not_exact(straight_run, tmp_path):
+    """The control: the same kill/resume without RNGStateHook diverges (so the exact test can fail)."""
+    cfg, work_a, _ = straight_run
+    work_c = str(tmp_path / 'work')
+    plain = cfg.replace('.py', '_norng.py')
+    with open(plain, 'w') as f:
+        f.write(open(cfg).read() + '\ncustom_hooks = []\n')
+    killed = cfg.replace('.py', '_norng_kill.py')
+    with open(killed, 'w') as f:
+        f.write(open(cfg).read() + "\ncustom_hooks = [dict(type='KillAfterIterHook', at_iter=4)]\n")
+    run([PY, 'tools/train.py', killed, '--work-dir', work_c], expect=-9)
+    run([PY, 'tools/train.py', plain, '--work-dir', work_c, '--resume'])
+    a, c = weights(osp.join(work_a, 'iter_8.pth')), weights(osp.join(work_c, 'iter_8.pth'))
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_two_processes_equal_one_with_doubled_batch(tmp_path, ade_root):
+    """DDP over 2 gloo processes x batch 2 == 1 process x batch 4 (BN frozen: per-process batch
+    statistics are the one thing that would differ; no dropout, drop path or random augmentation)."""
+    kw = dict(drop_path=0.0, norm_eval=True, dropout=0.0, head_norm=', norm_cfg=None', shuffle=False,
+              train_pipeline='_test_pipeline', iters=4)
+    one = make_config(str(tmp_path), ade_root, 'one.py', batch=4, **kw)
+    two = make_config(str(tmp_path), ade_root, 'two.py', batch=2, **kw)
+    run([PY, 'tools/train.py', one, '--work-dir', str(tmp_path / 'one')])
+    out = run(['bash', 'tools/dist_train.sh', two, '2', '--work-dir', str(tmp_path / 'two')],
+              env={'PORT': str(29500 + os.getpid() % 1000)})
+    assert 'SyncBN' not in out or 'replaced by BN' in out
+    a, b = weights(str(tmp_path / 'one' / 'iter_4.pth')), weights(str(tmp_path / 'two' / 'iter_4.pth'))
+    diffs = {k: (a[k].float() - b[k].float()).abs().max().item() for k in a}
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] < 5e-6, f'{worst}: {diffs[worst]}'
+
+
+def test_test_tool_reproduces_logged_metric(straight_run, tmp_path):
+    cfg, work, _ = straight_run
+    logged = scalars(work)['val'][8]['mIoU']
+    out = run([PY, 'tools/test.py', cfg, osp.join(work, 'iter_8.pth'), '--work-dir', str(tmp_path / 't'),
+               '--out', str(tmp_path / 'preds.pkl'), '--show-dir', str(tmp_path / 'show')])
+    assert '4/4' in out  # the progress bar over the 4 validation images
+    measured = float(re.search(r'metrics: .*mIoU=([0-9.]+)', out).group(1))
+    assert measured == pytest.approx(logged, abs=1e-4)
+    assert os.path.getsize(tmp_path / 'preds.pkl') > 0
+    assert len(glob.glob(str(tmp_path / 'show' / '**' / '*.png'), recursive=True)) == 4
+
+
+@pytest.mark.parametrize('case', ['config', 'cfg_key', 'data', 'resume_text', 'resume_weights', 'arch', 'gpus'])
+def test_bad_input_gives_one_clear_error(case, straight_run, tmp_path, ade_root):
+    cfg, work, _ = straight_run
+    train = [PY, 'tools/train.py']
+    wd = ['--work-dir', str(tmp_path / 'w')]
+    if case == 'config':
+        args, msg = train + ['configs/nope.py'], 'config file not found: configs/nope.py'
+    elif case == 'cfg_key':
+        args = train + [cfg, *wd, '--cfg-options', 'model.decode_head.chanels=8']
+        msg = "unknown config key 'model.decode_head.chanels'.*did you mean channels"
+    elif case == 'data':
+        args = train + [cfg, *wd, '--cfg-options', 'train_dataloader.dataset.data_root=/nonexistent/ade']
+        msg = r'data folder not found: /nonexistent/ade \(train_dataloader.dataset.data_root\)'
+    elif case == 'resume_text':
+        bad = tmp_path / 'notes.pth'
+        bad.write_text('not a checkpoint')
+        args, msg = train + [cfg, *wd, '--resume', str(bad)], 'truncated or corrupt'
+    elif case == 'resume_weights':
+        plain = tmp_path / 'weights.pth'
+        torch.save(weights(osp.join(work, 'iter_4.pth')), plain)
+        args, msg = train + [cfg, *wd, '--resume', str(plain)], 'is not a training checkpoint'
+    elif case == 'arch':
+        args = train + [cfg, *wd, '--resume', osp.join(work, 'iter_4.pth'), '--cfg-options',
+                        'model.backbone.arch=tiny', 'model.decode_head.in_channels=[96,192,384,768]',
+                        'model.auxiliary_head.in_channels=384']
+        msg = 'was saved by a different model.*shape mismatches.*backbone.stem.conv.weight'
+    else:
+        for gpus in ('0', 'two', '-1'):
+            out = run(['bash', 'tools/dist_train.sh', cfg, gpus], expect=2)
+            assert f"GPUS must be a positive number of processes per node, got '{gpus}'" in out
+        return
+    out = run(args, expect=2)
+    assert re.search('error: .*' + msg, out), out[-2000:]
+    assert 'Traceback' not in out
