@@ -4,7 +4,7 @@ Importing this package registers ``InceptionNeXt`` in MMEngine's root ``MODELS``
 child registry (mmdet's, mmseg's, train_cls's) falls back to, so configs of all three tasks use
 ``type='InceptionNeXt'`` after ``custom_imports=dict(imports=['backbones'])``.
 """
-from . import engine, optim  # noqa: F401  (registers RNGStateHook, ProgressBarHook, the layer-decay constructor)
+from . import engine, optim, seg_checks  # noqa: F401  (registers hooks, the layer-decay constructor, CheckSegMap)
 from .inceptionnext import (InceptionDWConv2d, InceptionNeXt, MetaNeXtBlock, MlpHead, PartialDWConv2d,
                             TOKEN_MIXERS)
 from .weights import (CheckpointError, classifier_state_dict, convert_timm_state_dict, extract_backbone,

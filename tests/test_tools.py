@@ -17,7 +17,7 @@ from tools.synthetic_data import write_ade
 
 from .conftest import REPO
 
-BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext_atto_synthetic-ade-128x128.py')
+BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_synthetic-ade-128x128.py')
 PY = sys.executable
 
 CONFIG = '''

@@ -52,5 +52,6 @@ def run_cli(main) -> None:
     try:
         sys.exit(main())
     except (UserInputError, CheckpointError) as e:
-        print(f'error: {e}', file=sys.stderr)
+        # Raised in a dataloader worker, the message carries the worker's traceback: keep its last line.
+        print(f'error: {str(e).strip().splitlines()[-1]}', file=sys.stderr)
         sys.exit(2)

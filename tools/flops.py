@@ -26,6 +26,12 @@ PAPER = {
     ('tiny_k3_par1_16', 224): (28, 4.4),
 }
 
+# Dense models as the paper's tables print them (params M, FLOPs G): UperNet at 2048x512.
+PAPER_DENSE = {
+    ('upernet_inceptionnext-t', 2048, 512): (56, 933), ('upernet_inceptionnext-s', 2048, 512): (78, 1020),
+    ('upernet_inceptionnext-b', 2048, 512): (115, 1159),
+}
+
 
 def classifier(arch: str, num_classes: int = 1000) -> torch.nn.Module:
     from backbones import InceptionNeXt, MlpHead
@@ -101,8 +107,11 @@ def main(argv=None):
 
     if args.config:
         params, macs = count_config(args.config, width, height)
-        print(f'{os.path.basename(args.config)} at {width}x{height}: params {params / 1e6:.2f}M  '
-              f'FLOPs(MACs) {macs / 1e9:.1f}G')
+        name = os.path.basename(args.config)
+        paper = next((v for (prefix, w, h), v in PAPER_DENSE.items()
+                      if name.startswith(prefix) and (w, h) == (width, height)), None)
+        print(f'{name} at {width}x{height}: params {params / 1e6:.2f}M  FLOPs(MACs) {macs / 1e9:.1f}G'
+              + (f'  (paper: {paper[0]}M / {paper[1]}G)' if paper else ''))
         return
     rows = [(a, width) for a in args.arch] if args.arch else list(PAPER)
     print(f'{"model":<18}{"res":>5}{"params (M)":>12}{"MACs (G)":>10}{"paper":>16}')

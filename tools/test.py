@@ -4,6 +4,7 @@
     tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
 
 Prints a progress bar over the test set and the metrics (mmseg IoUMetric, mmdet CocoMetric, top-1/5).
+``--tta`` evaluates with the config's multi-scale + flip ``tta_pipeline`` (the papers' "MS" numbers).
 """
 import argparse
 import inspect
@@ -11,7 +12,7 @@ import os.path as osp
 
 from common import add_common_args, build_runner, load_config, run_cli  # noqa: I100
 
-from backbones.engine import check_checkpoint_fits, check_data_folders
+from backbones.engine import UserInputError, check_checkpoint_fits, check_data_folders
 from backbones.weights import read_checkpoint, unwrap_state_dict
 
 
@@ -21,6 +22,8 @@ def parse_args(argv=None):
     p.add_argument('checkpoint')
     p.add_argument('--out', help='also dump the raw predictions to this .pkl file')
     p.add_argument('--show-dir', help='write prediction overlays (PNG) into this folder')
+    p.add_argument('--tta', action='store_true',
+                   help="test-time augmentation: the config's tta_pipeline (multi-scale + flip) and tta_model")
     add_common_args(p)
     return p.parse_args(argv)
 
@@ -48,6 +51,12 @@ def main(argv=None) -> int:
     check_data_folders(cfg, splits=('test_dataloader',))
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise UserInputError(f'--tta: {args.config} defines no tta_model / tta_pipeline')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise SystemExit('error: --out must be a .pkl file')

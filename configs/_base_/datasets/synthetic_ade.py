@@ -9,6 +9,7 @@ metainfo = dict(classes=('background', 'rectangle', 'disc', 'triangle', 'diamond
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),  # the dataset's reduce_zero_label applies
+    dict(type='CheckSegMap', num_classes=len(metainfo["classes"])),
     dict(type='RandomResize', scale=(160, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
@@ -19,8 +20,19 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(160, 128), keep_ratio=True),
     dict(type='LoadAnnotations'),  # the dataset's reduce_zero_label applies
+    dict(type='CheckSegMap', num_classes=len(metainfo["classes"])),
     dict(type='PackSegInputs'),
 ]
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in (0.75, 1.0, 1.25)],
+        [dict(type='RandomFlip', prob=0., direction='horizontal'),
+         dict(type='RandomFlip', prob=1., direction='horizontal')],
+        [dict(type='LoadAnnotations')],
+        [dict(type='PackSegInputs')]]),
+]
+tta_model = dict(type='SegTTAModel')
 _dataset = dict(type=dataset_type, data_root=data_root, metainfo=metainfo, img_suffix='.jpg',
                 seg_map_suffix='.png', reduce_zero_label=True)
 train_dataloader = dict(

@@ -1,4 +1,4 @@
-_base_ = ['upernet_inceptionnext_t_8xb2-160k_ade20k-512x512.py']
+_base_ = ['upernet_inceptionnext-t_8xb2-160k_ade20k-512x512.py']
 # atto: channels 40/80/160/320, drop path 0.1 as in its classification recipe; a 256-channel head.
 model = dict(
     backbone=dict(arch='atto', drop_path_rate=0.1,
