@@ -182,24 +182,16 @@ class _RestoreAfter:
 
 @HOOKS.register_module()
 class ProgressBarHook(Hook):
-    """A progress bar (with ETA) over the test/val set on rank 0, for ``tools/test.py``."""
+    """A progress bar (with ETA) over the test set's batches on rank 0, for ``tools/test.py``."""
 
     priority = 'LOW'
 
-    def _start(self, runner, loader):
-        self._bar = ProgressBar(len(loader.dataset)) if runner.rank == 0 else None
-
-    def _step(self, runner, data_batch):
-        if self._bar is not None:
-            n = len(data_batch['inputs']) if isinstance(data_batch, dict) and 'inputs' in data_batch else 1
-            for _ in range(n * runner.world_size):
-                self._bar.update()
-
     def before_test_epoch(self, runner):
-        self._start(runner, runner.test_dataloader)
+        self._bar = ProgressBar(len(runner.test_dataloader)) if runner.rank == 0 else None
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self._step(runner, data_batch)
+        if self._bar is not None:
+            self._bar.update()
 
     def after_test_epoch(self, runner, metrics=None):
         if self._bar is not None:

@@ -114,6 +114,21 @@ class MetaNeXtBlock(nn.Module):
             y = y * self.gamma.view(1, -1, 1, 1)
         return x + self.drop_path(y)
 
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Folds the BN into mlp.fc1 and the layer scale into mlp.fc2 (exact in eval mode)."""
+        if isinstance(self.norm, _BatchNorm):
+            scale, shift = _bn_affine(self.norm)
+            fc1 = self.mlp.fc1
+            fc1.bias.add_(fc1.weight.sum((2, 3)) @ shift)
+            fc1.weight.mul_(scale.view(1, -1, 1, 1))
+            self.norm = nn.Identity()
+        if self.gamma is not None:
+            fc2 = self.mlp.fc2
+            fc2.weight.mul_(self.gamma.view(-1, 1, 1, 1))
+            fc2.bias.mul_(self.gamma)
+            self.gamma = None
+
 
 class Stem(nn.Sequential):
     """4x4 stride-4 patchify conv + norm: (N, C_in, H, W) -> (N, dim, H//4, W//4)."""
@@ -123,6 +138,15 @@ class Stem(nn.Sequential):
         self.conv = nn.Conv2d(in_channels, dim, kernel_size=4, stride=4)
         self.norm = build_norm_layer(norm_cfg, dim)[1]
 
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Folds the BN after the conv into the conv."""
+        if isinstance(self.norm, _BatchNorm):
+            scale, shift = _bn_affine(self.norm)
+            self.conv.bias.mul_(scale).add_(shift)
+            self.conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            self.norm = nn.Identity()
+
 
 class Downsample(nn.Sequential):
     """norm + 2x2 stride-2 conv: (N, C, H, W) -> (N, C', H//2, W//2)."""
@@ -131,6 +155,15 @@ class Downsample(nn.Sequential):
         super().__init__()
         self.norm = build_norm_layer(norm_cfg, in_dim)[1]
         self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=2, stride=2)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Folds the BN before the conv into the conv (exact: the conv has no padding)."""
+        if isinstance(self.norm, _BatchNorm):
+            scale, shift = _bn_affine(self.norm)
+            self.conv.bias.add_(self.conv.weight.sum((2, 3)) @ shift)
+            self.conv.weight.mul_(scale.view(1, -1, 1, 1))
+            self.norm = nn.Identity()
 
 
 class MetaNeXtStage(nn.Module):
@@ -180,6 +213,17 @@ class MlpHead(nn.Module):
         return self.fc2(self.pre_logits(x))
 
 
+def _bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BN as y = x * scale + shift (per channel)."""
+    scale = bn.running_var.add(bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale, shift
+
+
 def _init_weights(m: nn.Module) -> None:
     if isinstance(m, (nn.Conv2d, nn.Linear)):
         trunc_normal_(m.weight, std=.02)
@@ -221,6 +265,7 @@ class InceptionNeXt(BaseModule):
         norm_eval: keep the BatchNorm layers in eval mode while training.
         norm_cfg / act_cfg: mmcv norm and activation configs (``SyncBN`` for multi-GPU dense runs).
         with_cp: gradient checkpointing per block (less memory, more compute).
+        deploy: build the folded inference form (see ``switch_to_deploy``), e.g. to load its state dict.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.')``; the file may
             be ours, a classifier checkpoint of ``train_cls``, or an official / timm checkpoint
             (converted on the fly). Unlike mmengine's loader, mismatched keys and shapes raise.
@@ -258,6 +303,7 @@ class InceptionNeXt(BaseModule):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: dict = dict(type='GELU'),
                  with_cp: bool = False,
+                 deploy: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = self._arch(arch)
@@ -297,6 +343,9 @@ class InceptionNeXt(BaseModule):
                              for i in range(self.num_stages)]
         self.apply(_init_weights)
         self._freeze_stages()
+        self.deploy = False
+        if deploy:
+            self.switch_to_deploy()
 
     @classmethod
     def _arch(cls, arch: Union[str, dict]) -> dict:
@@ -342,6 +391,8 @@ class InceptionNeXt(BaseModule):
                 p.requires_grad = False
 
     def train(self, mode: bool = True):
+        if mode and getattr(self, 'deploy', False):
+            raise RuntimeError('a deployed InceptionNeXt (BN and layer scale folded) is for inference only')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -349,6 +400,21 @@ class InceptionNeXt(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> 'InceptionNeXt':
+        """Inference form: every BN next to a conv and every layer scale folded into that conv.
+
+        Exact algebra with the BN running statistics, so outputs equal the eval-mode outputs (to float
+        rounding, ~1e-6); the model is then for inference only (``self.deploy`` is True; training it
+        would train a different parameterisation). Build with ``deploy=True`` to load a deployed
+        model's state dict. Returns ``self``.
+        """
+        for m in list(self.modules()):
+            if m is not self and hasattr(m, 'switch_to_deploy'):
+                m.switch_to_deploy()
+        self.deploy = True
+        return self.eval()
 
     def init_weights(self) -> None:
         """Loads ``init_cfg`` Pretrained weights strictly (see ``backbones.weights``); else mmengine's init."""

@@ -109,24 +109,26 @@ def learned(tmp_path_factory):
               f'test_dataloader.dataset.data_root={root}', 'model.backbone.init_cfg=None',
               'model.decode_head.channels=64', 'model.auxiliary_head.channels=32', 'train_dataloader.num_workers=0',
               'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-              'val_dataloader.persistent_workers=False', 'default_hooks.logger.interval=50',
-              'param_scheduler.0.end=20', 'param_scheduler.1.begin=20']
+              'val_dataloader.persistent_workers=False', 'default_hooks.logger.interval=50']
 
     def train(work, iters, lr):
+        warm = min(20, iters // 2)
         out = run([PY, 'tools/train.py', SYNTH, '--work-dir', str(d / work)] + common + [
             f'optim_wrapper.optimizer.lr={lr}', f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-            f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.1.end={iters}'])
+            f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={warm}',
+            f'param_scheduler.1.begin={warm}', f'param_scheduler.1.end={iters}'])
         return float(re.findall(r'Iter\(val\).*mIoU: ([0-9.]+)', out)[-1]), str(d / work / f'iter_{iters}.pth')
 
-    miou, ckpt = train('trained', 240, 2e-3)
+    miou, ckpt = train('trained', 300, 2e-3)
     untrained, _ = train('untrained', 2, 0.0)
     return dict(root=root, miou=miou, untrained=untrained, ckpt=ckpt, config=str(d / 'trained' / osp.basename(SYNTH)))
 
 
 def test_short_training_learns(learned):
-    # 240 iterations at batch 8: ~70 mIoU here (6 classes); an untrained model scores < 20.
+    # 300 iterations at batch 8 (one process): 55-65 mIoU here (6 classes, 120 training images);
+    # an untrained model (2 iterations at lr 0) scores < 20. Breaking learning (lr 0) fails this test.
     assert learned['untrained'] < 20
-    assert learned['miou'] > 50, learned
+    assert learned['miou'] > 40, learned
     assert learned['miou'] > learned['untrained'] + 30
 
 
@@ -134,6 +136,7 @@ def test_tta_and_demo_on_the_learned_model(learned, tmp_path):
     out = run([PY, 'tools/test.py', learned['config'], learned['ckpt'], '--tta', '--work-dir', str(tmp_path / 'w')])
     tta = float(re.search(r'metrics: .*mIoU=([0-9.]+)', out).group(1))
     assert tta > learned['miou'] - 10  # multi-scale + flip of a learned model stays a learned model
+    assert '30/30' in out and '31/30' not in out  # the progress bar counts test batches
     img = sorted(glob.glob(osp.join(learned['root'], 'images', 'validation', '*.jpg')))[0]
     png = str(tmp_path / 'overlay.png')
     out = run([PY, 'tools/demo_seg.py', img, learned['config'], learned['ckpt'], '--out', png])

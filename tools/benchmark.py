@@ -1,0 +1,285 @@
+"""Throughput of InceptionNeXt side by side with timm's models, in one process and one table.
+
+    python tools/benchmark.py                                   # tiny vs peers, CPU fp32, inference + train
+    python tools/benchmark.py --models ours_tiny ours_tiny_deploy timm:inception_next_tiny timm:convnext_tiny \
+        timm:resnet50 --batch 32 --train-batch 16 --size 224 --reps 5 --ref timm:inception_next_tiny
+    python tools/benchmark.py --mode seg --size 512 --batch 2   # UperNet: ours-T vs ConvNeXt-T (timm) features
+    python tools/benchmark.py ... --out-md table.md --out-csv table.csv --out-png bars.png
+
+Model names: ``ours_<arch>`` (our backbone + MlpHead in eval mode), ``ours_<arch>_deploy`` (BN and layer
+scale folded, ``switch_to_deploy``), ``timm:<name>`` (built by timm, random weights, no hub), any with
+``+compile`` appended (torch.compile, inductor). Arches include the ablations (``tiny_k7``, ``tiny_k3_par1_8``...).
+
+Method (speed differs between machines and between fresh processes, so claims are ratios measured here):
+each model is warmed up, then the timed runs are interleaved across models (model A, B, C, A, B, C ...)
+and the median per model is reported, for both memory formats (channels-first / channels-last); the
+better one is the model's figure, both are printed. Train = forward + backward + AdamW step.
+``--gemm`` also times ``torch.mm`` (fp32) and prints each model's inference rate as a fraction of it.
+"""
+import argparse
+import csv
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------
+def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
+    base, compiled = (name[:-len('+compile')], True) if name.endswith('+compile') else (name, False)
+    if base.startswith('timm:'):
+        import timm
+        model = timm.create_model(base[5:], pretrained=False, num_classes=num_classes)
+    elif base.startswith('ours_'):
+        from tools.flops import classifier
+        arch = base[5:]
+        deploy = arch.endswith('_deploy')
+        model = classifier(arch[:-len('_deploy')] if deploy else arch, num_classes)
+        if deploy:
+            model.backbone.switch_to_deploy()
+    else:
+        raise SystemExit(f'error: unknown model {name!r}: use ours_<arch>[_deploy] or timm:<name>')
+    model.eval()
+    return torch.compile(model) if compiled else model
+
+
+def seg_models(size: int) -> dict:
+    """UperNet (mmseg) on our InceptionNeXt-T and on timm's ConvNeXt-T features, same head settings."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    from backbones.engine import fallback_syncbn_on_cpu
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(os.path.join(os.path.dirname(__file__), '..', 'configs', 'upernet_inceptionnext_t.py'))
+    cfg.model.backbone.init_cfg = None
+    fallback_syncbn_on_cpu(cfg)
+    ours = cfg.model
+    convnext = cfg.model.copy()
+    convnext['backbone'] = dict(type='mmseg.TIMMBackbone', model_name='convnext_tiny', features_only=True,
+                                pretrained=False, out_indices=(0, 1, 2, 3))
+    out = {}
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        for key, mcfg in (('upernet_ours_tiny', ours), ('upernet_timm_convnext_tiny', convnext)):
+            model = MODELS.build(mcfg).eval()
+            out[key] = _SegTensor(model)
+    return out
+
+
+class _SegTensor(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model._forward(x)
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+class Runner:
+    """One timed unit of work (inference or a train step) for one model, memory format and precision."""
+
+    def __init__(self, model, mode, batch, size, device, channels_last, amp):
+        self.model, self.mode, self.device, self.amp = model.to(device), mode, device, amp
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=fmt)
+        self.x = torch.randn(batch, 3, size, size, device=device).to(memory_format=fmt)
+        self.batch = batch
+        if mode == 'train':
+            self.model.train()
+            self.target = torch.randint(0, 10, (batch,), device=device)
+            self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-6)
+        else:
+            self.model.eval()
+
+    def step(self):
+        ctx = torch.autocast(self.device.type, dtype=torch.float16 if self.device.type == 'cuda' else torch.bfloat16,
+                             enabled=self.amp)
+        if self.mode == 'infer':
+            with torch.inference_mode(), ctx:
+                self.model(self.x)
+        else:
+            with ctx:
+                out = self.model(self.x)
+                out = out if torch.is_tensor(out) else out[0]
+                loss = torch.nn.functional.cross_entropy(out.flatten(2).mean(2) if out.dim() == 4 else out,
+                                                         self.target % out.shape[1])
+            loss.backward()
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+
+    def time(self, iters):
+        _sync(self.device)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            self.step()
+        _sync(self.device)
+        return self.batch * iters / (time.perf_counter() - t0)
+
+
+def measure(runners: dict, warmup: int, iters: int, reps: int, log=print) -> dict:
+    """Interleaved timing: returns name -> median img/s over ``reps`` rounds."""
+    for name, r in runners.items():
+        for _ in range(warmup):
+            r.step()
+    rates = {name: [] for name in runners}
+    for rep in range(reps):
+        for name, r in runners.items():
+            rates[name].append(r.time(iters))
+        log(f'  round {rep + 1}/{reps}: ' + ', '.join(f'{n} {v[-1]:.1f}' for n, v in rates.items()))
+    return {name: statistics.median(v) for name, v in rates.items()}
+
+
+def gemm_rate(device, n: int = 2048, reps: int = 5) -> float:
+    """fp32 ``torch.mm`` FLOP/s (2 n^3 per product), median of ``reps``."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    rates = []
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            torch.mm(a, b)
+        _sync(device)
+        rates.append(3 * 2 * n ** 3 / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+# --------------------------------------------------------------------------------------------------
+def run_benchmark(args) -> list:
+    device = torch.device(args.device)
+    amp_options = [False] + ([True] if args.amp and device.type == 'cuda' else [])
+    if args.mode == 'seg':
+        models = seg_models(args.size)
+        names = list(models)
+    else:
+        names = args.models
+        models = {n: build_model(n) for n in names}
+    macs = {}
+    if args.gemm:
+        from tools.flops import count
+        for n in names:
+            base = models[n]._orig_mod if hasattr(models[n], '_orig_mod') else models[n]
+            macs[n] = count(base, torch.zeros(1, 3, args.size, args.size))[1]
+    rows = []
+    for mode, batch in (('infer', args.batch), ('train', args.train_batch)):
+        if mode not in args.measure:
+            continue
+        active = [n for n in names if mode == 'infer' or '_deploy' not in n]  # deploy form: inference only
+        for amp in amp_options:
+            results = {}
+            for cl in (False, True):
+                print(f'{mode} batch {batch} at {args.size}, {"amp" if amp else "fp32"}, '
+                      f'{"channels-last" if cl else "channels-first"}:', flush=True)
+                runners = {n: Runner(models[n], mode, batch, args.size, device, cl, amp) for n in active}
+                results[cl] = measure(runners, args.warmup, args.iters, args.reps)
+            for n in active:
+                cf, cl = results[False][n], results[True][n]
+                rows.append(dict(model=n, mode=mode, precision='amp' if amp else 'fp32', batch=batch, size=args.size,
+                                 channels_first=cf, channels_last=cl, best=max(cf, cl)))
+    ref = args.ref or names[0]
+    for r in rows:
+        peer = next((x for x in rows if x['model'] == ref and x['mode'] == r['mode']
+                     and x['precision'] == r['precision']), None)
+        r['ratio'] = r['best'] / peer['best'] if peer else float('nan')
+    if args.gemm:
+        rate = gemm_rate(device)
+        print(f'torch.mm fp32 rate on {device}: {rate / 1e9:.1f} GFLOP/s')
+        for r in rows:
+            if r['mode'] == 'infer' and r['model'] in macs:
+                r['gemm_fraction'] = 2 * macs[r['model']] * r['best'] / rate
+    return rows
+
+
+def markdown(rows, ref) -> str:
+    gemm = any('gemm_fraction' in r for r in rows)
+    head = ('| model | mode | prec | batch | size | ch-first img/s | ch-last img/s | best | x ' + ref + ' |'
+            + (' of GEMM |' if gemm else ''))
+    lines = [head, '|' + '---|' * (head.count('|') - 1)]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['mode']} | {r['precision']} | {r['batch']} | {r['size']} | "
+                     f"{r['channels_first']:.1f} | {r['channels_last']:.1f} | {r['best']:.1f} | {r['ratio']:.2f} |"
+                     + (f" {r['gemm_fraction']:.0%} |" if 'gemm_fraction' in r else (' |' if gemm else '')))
+    return '\n'.join(lines)
+
+
+def bar_chart(rows, path, ref):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    groups = sorted({(r['mode'], r['precision']) for r in rows})
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 0.5 * len(rows) + 2), squeeze=False)
+    for ax, (mode, prec) in zip(axes[0], groups):
+        sel = [r for r in rows if r['mode'] == mode and r['precision'] == prec]
+        ax.barh([r['model'] for r in sel], [r['best'] for r in sel],
+                color=['tab:orange' if r['model'] == ref else 'tab:blue' for r in sel])
+        for i, r in enumerate(sel):
+            ax.text(r['best'], i, f" {r['best']:.1f} ({r['ratio']:.2f}x)", va='center', fontsize=8)
+        ax.set(title=f'{mode} {prec}, batch {sel[0]["batch"]} @ {sel[0]["size"]}', xlabel='images / s')
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--mode', choices=['cls', 'seg'], default='cls')
+    p.add_argument('--models', nargs='+', default=['ours_tiny', 'ours_tiny_deploy', 'timm:inception_next_tiny',
+                                                   'timm:convnext_tiny', 'timm:resnet50'])
+    p.add_argument('--ref', help='model the ratios are relative to (default: the first)')
+    p.add_argument('--measure', nargs='+', choices=['infer', 'train'], default=['infer', 'train'])
+    p.add_argument('--batch', type=int, default=32, help='inference batch')
+    p.add_argument('--train-batch', type=int, default=16)
+    p.add_argument('--size', type=int, default=224)
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--iters', type=int, default=2, help='steps per timed run')
+    p.add_argument('--reps', type=int, default=5, help='timed runs per model (median reported)')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--amp', action='store_true', help='also time autocast fp16 (CUDA only)')
+    p.add_argument('--gemm', action='store_true', help='also print the fraction of the torch.mm fp32 rate')
+    p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s)')
+    p.add_argument('--out-md')
+    p.add_argument('--out-csv')
+    p.add_argument('--out-png')
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.mode == 'seg':
+        args.ref = args.ref or 'upernet_timm_convnext_tiny'
+        args.measure = [m for m in args.measure if m == 'infer'] or ['infer']
+    torch.manual_seed(0)
+    print(f'device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads', flush=True)
+    rows = run_benchmark(args)
+    ref = args.ref or rows[0]['model']
+    table = markdown(rows, ref)
+    print(table)
+    if args.out_md:
+        with open(args.out_md, 'w') as f:
+            f.write(table + '\n')
+    if args.out_csv:
+        with open(args.out_csv, 'w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+            w.writeheader()
+            w.writerows(rows)
+    if args.out_png:
+        bar_chart(rows, args.out_png, ref)
+    return rows
+
+
+if __name__ == '__main__':
+    main()
