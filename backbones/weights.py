@@ -47,8 +47,8 @@ def read_checkpoint(path: str, trusted: bool = False) -> dict:
         msg = str(e).splitlines()[0][:300]
         if 'Weights only load failed' in str(e):
             raise CheckpointError(
-                f'{path} holds more than tensors (an MMEngine training checkpoint?); extract its weights with '
-                f'`python tools/convert_weights.py {path} OUT.pth` first ({msg})') from None
+                f'{path} holds more than tensors (an MMEngine training checkpoint?); extract its backbone with '
+                f'`python tools/extract_backbone.py {path} OUT.pth [--ema]` first ({msg})') from None
         raise CheckpointError(f'cannot read checkpoint {path}: truncated or corrupt file? ({msg})') from None
 
 

@@ -95,8 +95,8 @@ class ImageNet(BaseDataset):
         spec = self._classes_arg
         if spec is None:
             if own_folder is None:
-                raise DatasetError('an ann_file dataset needs `classes` (a class folder such as "train", a text '
-                                   'file with one class name per line, or a list)')
+                raise DatasetError('an ann_file dataset needs `classes` (a class folder such as "train", '
+                                   'a text file with one class name per line, or a list)')
             return _subfolders(own_folder)
         if isinstance(spec, str):
             path = spec if osp.isabs(spec) else osp.join(self.data_root or '', spec)
@@ -131,24 +131,28 @@ class ImageNet(BaseDataset):
         unknown = [c for c in own if c not in index]
         if unknown:
             raise DatasetError(
-                f'the {self.split_name} split has class folders that the class list ({self._classes_arg or folder}, '
-                f'{len(classes)} classes) does not: {_names(unknown)}; the splits must share their class folders '
-                '(a class index is the position of its folder name in the sorted train list)')
-        missing = [c for c in classes if c not in set(own)]
+                f'the {self.split_name} split has class folders that the class list '
+                f'({self._classes_arg or folder}, {len(classes)} classes) does not: {_names(unknown)}; the '
+                'splits must share their class folders (a class index is the position of its folder name in '
+                'the sorted train list)')
+        present = set(own)
+        missing = [c for c in classes if c not in present]
         if missing:
             print_log(f'the {self.split_name} split has no folder for {len(missing)} of {len(classes)} classes '
                       f'({_names(missing)}); the others keep their train indices', logger='current', level=30)
         data_list, empty = [], []
         for wnid in own:
-            files = sorted(e.name for e in os.scandir(osp.join(folder, wnid)) if e.is_file() and _is_image(e.name))
+            files = sorted(e.name for e in os.scandir(osp.join(folder, wnid))
+                           if e.is_file() and _is_image(e.name))
             if not files:
                 empty.append(wnid)
             data_list += [dict(img_path=osp.join(folder, wnid, f), gt_label=index[wnid]) for f in files]
         if empty:
             where = ', '.join(osp.join(folder, w) for w in empty[:5]) + (' ...' if len(empty) > 5 else '')
             if not self.allow_empty_classes:
-                raise DatasetError(f'{len(empty)} empty class folder(s) (no image files): {where}; an incomplete '
-                                   'extraction? Fill or remove them (or set allow_empty_classes=True)')
+                raise DatasetError(f'{len(empty)} empty class folder(s) (no image files): {where}; an '
+                                   'incomplete extraction? Fill or remove them (or set '
+                                   'allow_empty_classes=True)')
             print_log(f'{len(empty)} empty class folder(s), kept with no images: {where}', logger='current',
                       level=30)
         return data_list, classes
@@ -165,7 +169,8 @@ class ImageNet(BaseDataset):
                     continue
                 parts = line.rsplit(maxsplit=1)
                 if len(parts) != 2 or not parts[1].lstrip('-').isdigit():
-                    raise DatasetError(f'{self.ann_file}:{lineno}: expected "relative/path label", got {line!r}')
+                    raise DatasetError(f'{self.ann_file}:{lineno}: expected "relative/path label", '
+                                       f'got {line!r}')
                 label = int(parts[1])
                 if not 0 <= label < len(classes):
                     raise DatasetError(f'{self.ann_file}:{lineno}: label {label} outside 0..{len(classes) - 1} '

@@ -29,7 +29,8 @@ class Accuracy(BaseMetric):
             score, gt = s['pred_score'], int(s['gt_label'])
             score = torch.as_tensor(score).float().flatten()
             if not 0 <= gt < score.numel():
-                raise ValueError(f'label {gt} outside the {score.numel()} classes of the model ({s.get("img_path")})')
+                raise ValueError(f'label {gt} outside the {score.numel()} classes of the model '
+                                 f'({s.get("img_path")})')
             ref = score[gt]
             if not torch.isfinite(ref):
                 rank = score.numel()

@@ -6,6 +6,7 @@ converted weights load and evaluate as they are, and a trained checkpoint feeds 
 through ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` or
 ``tools/extract_backbone.py``.
 """
+from collections.abc import Mapping
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -79,13 +80,13 @@ class ClsDataPreprocessor(BaseDataPreprocessor):
             inputs = torch.stack(list(inputs))
         x = inputs.to(self.device, non_blocking=self._non_blocking).float()
         x = (x - self.mean) / self.std
-        metas = list(data.get('data_samples') or [])
-        labels = torch.as_tensor([m['gt_label'] for m in metas], dtype=torch.long, device=x.device) \
+        metas = _per_sample(data.get('data_samples'))
+        labels = torch.as_tensor([int(m['gt_label']) for m in metas], dtype=torch.long, device=x.device) \
             if metas else None
         scores = None
         if training:
             if self.random_erasing_cfg:
-                from timm.data import RandomErasing
+                from timm.data.random_erasing import RandomErasing
                 x = RandomErasing(**self.random_erasing_cfg, device=x.device)(x)
             if self.mixup_cfg:
                 if self._mixup is None:
@@ -95,6 +96,17 @@ class ClsDataPreprocessor(BaseDataPreprocessor):
                                      'train_dataloader.batch_size and keep drop_last=True')
                 x, scores = self._mixup(x, labels)
         return dict(inputs=x, data_samples=dict(gt_label=labels, gt_score=scores, metas=metas))
+
+
+def _per_sample(samples) -> List[dict]:
+    """Per-sample dicts from the collated ``data_samples`` (``pseudo_collate`` turns the per-sample dicts
+    into one dict of lists; a plain list of dicts passes through)."""
+    if not samples:
+        return []
+    if isinstance(samples, Mapping):
+        keys = list(samples)
+        return [{k: samples[k][i] for k in keys} for i in range(len(samples[keys[0]]))]
+    return list(samples)
 
 
 @MODELS.register_module()

@@ -31,7 +31,6 @@ class LoadImagePIL:
         except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
             raise UnreadableImageError(f'cannot read image {path}: {type(e).__name__}: {e}') from None
         results['img'] = img
-        results['ori_shape'] = (img.height, img.width)
         return results
 
 
@@ -78,9 +77,9 @@ class TimmTransform:
 
 @TRANSFORMS.register_module()
 class PackClsInputs:
-    """-> ``dict(inputs=uint8 CHW tensor, data_samples=dict(gt_label, img_path, ori_shape))``."""
+    """-> ``dict(inputs=uint8 CHW tensor, data_samples=dict(gt_label, img_path))``."""
 
-    meta_keys = ('img_path', 'ori_shape')
+    meta_keys = ('img_path',)
 
     def __call__(self, results: dict) -> dict:
         sample = {k: results[k] for k in self.meta_keys if k in results}

@@ -22,7 +22,8 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='accuracy/top1', rule='greater'),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='accuracy/top1',
+                    rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # BN statistics averaged over the processes after each epoch (timm's --dist-bn reduce)
     sync_buffers=dict(type='SyncBuffersHook'))
