@@ -8,7 +8,7 @@ Layout (mmdet's ``CocoDataset`` / ``CocoMetric`` read it unchanged):
 
 Scenes come from ``tools/synthetic_data.draw_scene`` with ``overlap=False`` (objects placed apart), so every
 object is fully visible and its annotation is exact: the polygon it was drawn from (``segmentation``), that
-polygon's extent as ``bbox`` ([x, y, w, h], COCO style), and the drawn pixel count as ``area``. Category ids
+polygon's extent as ``bbox`` ([x, y, w, h], COCO style) and its area as ``area``. Category ids
 start at 1, one per shape kind (``SHAPES[:classes]``), as in COCO's categories list.
 """
 import argparse
@@ -27,24 +27,28 @@ except ImportError:
 SPLITS = ('train2017', 'val2017')
 
 
-def coco_annotation(ann_id: int, img_id: int, label: int, polygon: np.ndarray, mask: np.ndarray,
-                    width: int, height: int) -> dict:
-    """One COCO ``annotations`` entry for a drawn object (category id = label + 1)."""
+def coco_annotation(ann_id: int, img_id: int, label: int, polygon: np.ndarray, width: int,
+                    height: int) -> dict:
+    """One COCO ``annotations`` entry for a drawn object (category id = label + 1): the polygon, its extent as
+    ``bbox`` [x, y, w, h] and its area (shoelace; what COCO's mask area is, up to rasterisation)."""
     poly = polygon.copy()
     poly[:, 0] = poly[:, 0].clip(0, width)
     poly[:, 1] = poly[:, 1].clip(0, height)
     x0, y0 = poly.min(0)
     x1, y1 = poly.max(0)
+    x, y = poly[:, 0], poly[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
     return dict(id=ann_id, image_id=img_id, category_id=label + 1,
-                bbox=[round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2), round(float(y1 - y0), 2)],
-                area=float(mask.sum()), segmentation=[[round(float(v), 2) for v in poly.reshape(-1)]], iscrowd=0)
+                bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                area=round(area, 2), segmentation=[[round(float(v), 2) for v in poly.reshape(-1)]], iscrowd=0)
 
 
 def write_coco(root: str, num_train: int = 200, num_val: int = 50, size=(160, 128), num_classes: int = 3,
                max_objects: int = 4, seed: int = 0) -> dict:
     """Writes the COCO-layout dataset under ``root``; returns its meta (class names, image/object counts)."""
     if not 1 <= num_classes <= len(SHAPES):
-        raise ValueError(f'num_classes must be 1..{len(SHAPES)} (the shape kinds {SHAPES}), got {num_classes}')
+        raise ValueError(f'num_classes must be 1..{len(SHAPES)} (the shape kinds {SHAPES}), '
+                         f'got {num_classes}')
     w, h = size
     rng = np.random.default_rng(seed)
     classes = SHAPES[:num_classes]
@@ -62,7 +66,7 @@ def write_coco(root: str, num_train: int = 200, num_val: int = 50, size=(160, 12
             cv2.imwrite(osp.join(root, split, name), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
             images.append(dict(id=img_id, file_name=name, width=w, height=h))
             for o in objects:
-                annotations.append(coco_annotation(ann_id, img_id, o['label'], o['polygon'], o['mask'], w, h))
+                annotations.append(coco_annotation(ann_id, img_id, o['label'], o['polygon'], w, h))
                 ann_id += 1
         with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
             json.dump(dict(info=dict(description='generated shapes (tools/synthetic_coco.py)'), licenses=[],
@@ -82,7 +86,8 @@ def main(argv=None):
     p.add_argument('--max-objects', type=int, default=4)
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
-    meta = write_coco(args.root, args.train, args.val, tuple(args.size), args.classes, args.max_objects, args.seed)
+    meta = write_coco(args.root, args.train, args.val, tuple(args.size), args.classes, args.max_objects,
+                      args.seed)
     print(f'wrote {args.root}: {meta["num_train"]} train / {meta["num_val"]} val images '
           f'({meta["objects_train"]} / {meta["objects_val"]} objects), classes {meta["classes"]}')
 

@@ -1,6 +1,7 @@
 # COCO instance segmentation with the multi-scale + crop training of the ConvNeXt / Swin 3x recipes
-# (from DETR / Sparse R-CNN): shorter side 480..800 in steps of 32 (longer side <= 1333), or half the time
-# a resize to 400..600, a random crop of 384..600 and the same multi-scale resize. Evaluation as coco_instance.
+# (from DETR / Sparse R-CNN): shorter side 480..800 in steps of 32 (longer side <= 1333), or half the
+# time a resize to 400..600, a random crop of 384..600 and the same multi-scale resize. Evaluation as
+# coco_instance.
 _base_ = ['./coco_instance.py']
 _ms_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333), (672, 1333),
               (704, 1333), (736, 1333), (768, 1333), (800, 1333)]

@@ -26,15 +26,17 @@ train_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
-        type=dataset_type, data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'), filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        type=dataset_type, data_root=data_root, metainfo=metainfo,
+        ann_file='annotations/instances_train2017.json', data_prefix=dict(img='train2017/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
         pipeline=train_pipeline, backend_args=backend_args))
 val_dataloader = dict(
     batch_size=1, num_workers=2, persistent_workers=True, drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type=dataset_type, data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_val2017.json',
-        data_prefix=dict(img='val2017/'), test_mode=True, pipeline=test_pipeline, backend_args=backend_args))
+        type=dataset_type, data_root=data_root, metainfo=metainfo,
+        ann_file='annotations/instances_val2017.json', data_prefix=dict(img='val2017/'), test_mode=True,
+        pipeline=test_pipeline, backend_args=backend_args))
 test_dataloader = val_dataloader
 val_evaluator = dict(
     type='CocoMetric', ann_file=data_root + 'annotations/instances_val2017.json', metric=['bbox', 'segm'],

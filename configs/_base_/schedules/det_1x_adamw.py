@@ -1,8 +1,8 @@
-# Detection 1x (12 epochs, lr steps after epochs 8 and 11) with the ConvNeXt detection recipe's optimizer:
-# AdamW lr 1e-4, betas (0.9, 0.999), wd 0.05 (none on norms, biases and layer scales), layer-wise lr decay 0.95
-# over 6 layers (12 for the 27-block stage 2 of S and B: the leaf sets num_layers), linear warmup over 1000
-# iterations from 0.001x; total batch 16 (8 GPUs x 2; auto_scale_lr rescales when enabled). The ConvNeXt
-# recipe trains with mixed precision: add --amp to tools/train.py on GPUs.
+# Detection 1x (12 epochs, lr steps after epochs 8 and 11) with the ConvNeXt detection recipe's
+# optimizer: AdamW lr 1e-4, betas (0.9, 0.999), wd 0.05 (none on norms, biases and layer scales),
+# layer-wise lr decay 0.95 over 6 layers (12 for the 27-block stage 2 of S and B: the leaf sets num_layers),
+# linear warmup over 1000 iterations from 0.001x; total batch 16 (8 GPUs x 2; auto_scale_lr rescales when
+# enabled). The ConvNeXt recipe trains with mixed precision: add --amp to tools/train.py on GPUs.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),

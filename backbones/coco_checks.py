@@ -1,0 +1,236 @@
+"""Checks of COCO-layout annotation files that turn bad data into errors naming the problem.
+
+mmdet's ``CocoDataset`` drops what it cannot use without a word: annotations whose box lies outside
+the image, whose ``category_id`` is not among the dataset's classes (also ids missing from the file's own
+``categories``), boxes under 1 px; and when nothing is left (say the config's ``metainfo`` class names do not
+match the file's categories, or were forgotten so COCO's 80 names apply) it ends in MMEngine with
+"ValueError: need at least one array to concatenate"; a missing image file stops training whenever a
+dataloader worker first reaches it. ``check_coco_datasets`` reads every CocoDataset of a config before the
+Runner starts and sorts these cases:
+
+errors (``UserInputError``, the tools print one line and exit 2)
+  - an annotation whose ``image_id`` is not in ``images``, or whose ``category_id`` is not in ``categories``
+  - a box entirely outside its image (wrong coordinates: mmdet would silently drop it)
+  - a box that is not 4 numbers, no ``area``, no ``segmentation`` where the pipeline loads masks, an image
+    entry without ``width``/``height``, duplicate image or annotation ids
+  - a class of the config (``metainfo.classes``, default COCO's 80) missing from the file's categories
+  - an image file that does not exist (local files; checked for every image)
+mmdet's documented handling, reported in the log
+  - images without objects: left out of training by ``filter_cfg.filter_empty_gt`` (kept for evaluation)
+  - boxes partly outside the image: clipped to the image by the pipeline's ``Resize`` (clip_object_border)
+  - boxes narrower or lower than 1 px, and ``iscrowd`` / ``ignore`` objects: not trained on
+  - objects of categories that are not among the config's classes: ignored (training on a subset of classes)
+
+Wiring: ``tools/train.py`` and ``tools/test.py`` call ``check_coco_datasets(cfg, splits)`` next to
+``check_data_folders``. Standalone:
+    python -m backbones.coco_checks ANN_FILE [--img-dir DIR] [--classes ...] [--train]
+Cost: one ``json.load`` per file (about 20 s for COCO's train2017) and one ``stat`` per image.
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+from collections import Counter
+from typing import Optional, Sequence
+
+from mmengine.logging import print_log
+
+from .engine import UserInputError, _datasets
+
+BOX_TOLERANCE = 1.0  # px a box may reach past the image border before it counts as "partly outside"
+
+
+def _first(items, n: int = 5) -> str:
+    items = list(items)
+    return ', '.join(str(i) for i in items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
+
+
+def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
+                           classes: Optional[Sequence[str]] = None, for_training: bool = False,
+                           filter_empty_gt: bool = True, with_mask: bool = False) -> dict:
+    """Checks one COCO-layout annotation file; raises ``UserInputError`` or returns counts (see module doc).
+
+    ``img_dir``: where the ``file_name``s are (skipped when None); ``classes``: the dataset's class names
+    (None: do not check); ``for_training``: the split trains (at least one usable object is then required);
+    ``with_mask``: the pipeline loads masks (every object then needs a ``segmentation``).
+    """
+    where = f'{ann_file}'
+    try:
+        with open(ann_file) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise UserInputError(f'annotation file not found: {ann_file}') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserInputError(f'{where} is not a JSON file ({e})') from None
+    missing = [k for k in ('images', 'annotations', 'categories') if not isinstance(data.get(k), list)]
+    if missing:
+        raise UserInputError(f'{where} is not a COCO instances file: '
+                             f'no list {_first(repr(k) for k in missing)}')
+
+    images, categories = {}, {}
+    for img in data['images']:
+        if not isinstance(img, dict) or 'id' not in img or 'file_name' not in img:
+            raise UserInputError(f'{where}: an image entry without "id" or "file_name": {str(img)[:200]}')
+        if img['id'] in images:
+            raise UserInputError(f'{where}: image id {img["id"]} appears twice in "images"')
+        if not all(isinstance(img.get(k), (int, float)) and img[k] > 0 for k in ('width', 'height')):
+            raise UserInputError(f'{where}: image {img["id"]} ({img["file_name"]}) has no positive '
+                                 f'"width"/"height" (mmdet needs both): {str(img)[:200]}')
+        images[img['id']] = img
+    for cat in data['categories']:
+        categories[cat['id']] = cat.get('name')
+
+    ann_ids, unknown_img, unknown_cat, outside, bad_box, no_mask = Counter(), [], [], [], [], []
+    clipped, small, crowd, other_class = 0, 0, 0, 0
+    usable = Counter()  # image id -> objects mmdet will train on
+    wanted = None
+    if classes is not None:
+        names = set(categories.values())
+        absent = [c for c in classes if c not in names]
+        if absent:
+            hint = (' (no metainfo=dict(classes=...) in the dataset config, so COCO\'s 80 names apply?)'
+                    if len(absent) == len(classes) else '')
+            raise UserInputError(f'{where}: class names of the config not in the file\'s categories: '
+                                 f'{_first(absent)}; the file has {_first(names)}{hint}')
+        wanted = {cid for cid, name in categories.items() if name in set(classes)}
+    for ann in data['annotations']:
+        ann_ids[ann.get('id')] += 1
+        img = images.get(ann.get('image_id'))
+        if img is None:
+            unknown_img.append(f'annotation {ann.get("id")} -> image_id {ann.get("image_id")}')
+            continue
+        if ann.get('category_id') not in categories:
+            unknown_cat.append(f'annotation {ann.get("id")} (image {img["file_name"]}) -> category_id '
+                               f'{ann.get("category_id")}')
+            continue
+        box = ann.get('bbox')
+        numbers = isinstance(box, (list, tuple)) and all(isinstance(v, (int, float)) for v in box)
+        if not (numbers and len(box) == 4 and isinstance(ann.get('area'), (int, float))):
+            bad_box.append(f'annotation {ann.get("id")} (image {img["file_name"]}): bbox {box}, '
+                           f'area {ann.get("area")}')
+            continue
+        if with_mask and not ann.get('segmentation'):
+            no_mask.append(f'annotation {ann.get("id")} (image {img["file_name"]})')
+            continue
+        x, y, w, h = box
+        W, H = img['width'], img['height']
+        if min(x + w, W) <= max(x, 0) or min(y + h, H) <= max(y, 0):
+            if w > 0 and h > 0:  # a real box that does not meet its image
+                outside.append(f'annotation {ann.get("id")} (image {img["file_name"]}, {W}x{H}): '
+                               f'bbox [x, y, w, h] = {box}')
+                continue
+        if x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > W + BOX_TOLERANCE or y + h > H + BOX_TOLERANCE:
+            clipped += 1
+        if ann.get('iscrowd') or ann.get('ignore'):
+            crowd += 1
+        elif w < 1 or h < 1 or ann.get('area', 1) <= 0:
+            small += 1
+        elif wanted is not None and ann['category_id'] not in wanted:
+            other_class += 1
+        else:
+            usable[ann['image_id']] += 1
+
+    dup = [i for i, n in ann_ids.items() if n > 1]
+    for problems, what in ((unknown_img, 'annotations of images not in "images"'),
+                           (unknown_cat, f'annotations with a category_id not in "categories" (ids: '
+                                         f'{_first(sorted(categories))})'),
+                           (outside, 'boxes entirely outside their image'),
+                           (bad_box, 'annotations without a bbox [x, y, w, h] and a numeric area'),
+                           (no_mask, 'annotations without a segmentation (the pipeline loads masks)'),
+                           ([f'annotation id {i}' for i in dup], 'duplicate annotation ids')):
+        if problems:
+            raise UserInputError(f'{where}: {len(problems)} {what}: {_first(problems, 3)}')
+
+    if img_dir is not None:
+        lost = [osp.join(img_dir, img['file_name']) for img in images.values()
+                if not osp.isfile(osp.join(img_dir, img['file_name']))]
+        if lost:
+            raise UserInputError(f'{where}: {len(lost)} of {len(images)} image files not found: '
+                                 f'{_first(lost, 3)}')
+
+    annotated = {ann.get('image_id') for ann in data['annotations']}
+    empty = [i for i in images if not usable[i]]
+    bare = [i for i in empty if i not in annotated]  # what filter_empty_gt removes
+    if for_training and not usable:
+        raise UserInputError(f'{where}: no object left to train on ({len(data["annotations"])} annotations, '
+                             f'none of the classes {_first(classes or [])} with a usable box)')
+    notes = []
+    if bare:
+        notes.append(f'{len(bare)} images without objects' + (
+            (' (left out of training: filter_empty_gt)' if filter_empty_gt else ' (trained as background)')
+            if for_training else ''))
+    if len(empty) > len(bare):
+        notes.append(f'{len(empty) - len(bare)} images with annotations but no object to train on'
+                     + (' (trained as background)' if for_training else ''))
+    if clipped:
+        notes.append(f'{clipped} boxes partly outside their image (clipped to it by Resize)')
+    if small:
+        notes.append(f'{small} boxes under 1 px (not trained on)')
+    if other_class:
+        notes.append(f'{other_class} objects of categories outside the config\'s classes (ignored)')
+    if crowd:
+        notes.append(f'{crowd} crowd/ignore objects (not trained on)')
+    if notes:
+        print_log(f'{osp.basename(ann_file)}: ' + '; '.join(notes), logger='current', level=30)
+    return dict(images=len(images), annotations=len(data['annotations']), objects=sum(usable.values()),
+                empty_images=len(empty), clipped=clipped, small=small, other_class=other_class, crowd=crowd)
+
+
+def _is_coco(ds: dict) -> bool:
+    t = ds.get('type')
+    name = t if isinstance(t, str) else getattr(t, '__name__', '')
+    return name.split('.')[-1] == 'CocoDataset'
+
+
+def check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> list:
+    """Runs ``check_coco_annotations`` on every ``CocoDataset`` of the config's dataloaders in ``splits``.
+
+    Local files only (a dataset with ``backend_args`` set, e.g. object storage, is skipped). Returns the
+    counts per checked dataset as (where, counts).
+    """
+    done, out = set(), []
+    for where, ds in _datasets(cfg):
+        if not where.startswith(tuple(splits)) or not _is_coco(ds) or ds.get('backend_args'):
+            continue
+        root = ds.get('data_root') or ''
+        ann = ds.get('ann_file') or ''
+        ann = ann if osp.isabs(ann) or not root else osp.join(root, ann)
+        img = (ds.get('data_prefix') or {}).get('img')
+        img = None if img is None else (img if osp.isabs(img) or not root else osp.join(root, img))
+        classes = (ds.get('metainfo') or {}).get('classes')
+        if classes is None:
+            from mmdet.datasets import CocoDataset
+            classes = CocoDataset.METAINFO['classes']
+        training = where.startswith('train') and not ds.get('test_mode', False)
+        filter_empty = bool((ds.get('filter_cfg') or {}).get('filter_empty_gt', False))
+        with_mask = any(isinstance(t, dict) and t.get('type') == 'LoadAnnotations' and t.get('with_mask')
+                        for t in ds.get('pipeline') or [])
+        key = (osp.realpath(ann), img, tuple(classes), training, with_mask)
+        if key in done:
+            continue
+        done.add(key)
+        try:
+            out.append((where, check_coco_annotations(ann, img, classes, for_training=training,
+                                                      filter_empty_gt=filter_empty, with_mask=with_mask)))
+        except UserInputError as e:
+            raise UserInputError(f'{e} ({where})') from None
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description='Checks a COCO-layout annotation file (see the module doc).')
+    p.add_argument('ann_file')
+    p.add_argument('--img-dir', help='folder of the images (file_name is relative to it)')
+    p.add_argument('--classes', nargs='+', help='class names the dataset config uses')
+    p.add_argument('--train', action='store_true', help='a training split (needs at least one usable object)')
+    args = p.parse_args(argv)
+    try:
+        counts = check_coco_annotations(args.ann_file, args.img_dir, args.classes, for_training=args.train)
+    except UserInputError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+    print(', '.join(f'{k} {v}' for k, v in counts.items()))
+
+
+if __name__ == '__main__':
+    main()
