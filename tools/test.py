@@ -12,6 +12,7 @@ import os.path as osp
 
 from common import add_common_args, build_runner, load_config, run_cli  # noqa: I100
 
+from backbones.coco_checks import check_coco_datasets
 from backbones.engine import UserInputError, check_checkpoint_fits, check_data_folders
 from backbones.weights import read_checkpoint, unwrap_state_dict
 
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     ckpt = read_checkpoint(args.checkpoint, trusted=True)  # a training checkpoint or a plain state dict
     cfg.load_from = args.checkpoint
     check_data_folders(cfg, splits=('test_dataloader',))
+    check_coco_datasets(cfg, splits=('test_dataloader',))
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
     if args.tta:

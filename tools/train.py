@@ -12,6 +12,7 @@ import os.path as osp
 
 from common import build_runner, load_config, run_cli  # noqa: I100 (tools/ is on sys.path)
 
+from backbones.coco_checks import check_coco_datasets
 from backbones.engine import UserInputError, check_checkpoint_fits, check_data_folders, check_resume_checkpoint
 
 
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
         ckpt = check_resume_checkpoint(path)
         cfg.resume, cfg.load_from = True, path
     check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader'))
+    check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
     runner = build_runner(cfg)
     if ckpt is not None:
         check_checkpoint_fits(runner.model, ckpt, path)
