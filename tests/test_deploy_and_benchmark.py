@@ -1,5 +1,7 @@
 """Deploy mode (BN and layer scale folded) equals eval mode; the benchmark tool runs and reports."""
+import copy
 import csv
+import os
 import subprocess
 import sys
 
@@ -51,6 +53,51 @@ def test_deploy_equals_eval(arch):
         rebuilt.train()
 
 
+def test_deploy_cpu_kernels_are_exact_and_fall_back():
+    """The oneDNN path (fused post-ops, channels-last, cache-sized sub-batches) equals eval mode; with
+    autograd on, under tracing, or with it switched off, the plain folded ops run, with the same values."""
+    torch.manual_seed(0)
+    model = InceptionNeXt('atto').eval()
+    _randomise_norms(model)
+    x = torch.randn(5, 3, 71, 97)
+    with torch.no_grad():
+        ref = model(x)
+    fast = copy.deepcopy(model).switch_to_deploy(chunk_bytes=200_000)  # sub-batches of 1-2 images here
+    plain = copy.deepcopy(model).switch_to_deploy(cpu_kernels=False)
+    assert fast.cpu_kernels and fast.stages[0].chunk_bytes == 200_000
+    assert fast.stages[0].blocks[0].post_op == ('gelu', [], 'none') and plain.stages[0].blocks[0].post_op is None
+    with torch.no_grad():
+        out_fast, out_plain = fast(x), plain(x)
+    out_grad = fast(x)  # autograd on: plain ops
+    traced = torch.jit.trace(fast, x[:1], check_trace=False)  # FLOP counters trace: plain ops
+    for i, (a, b, c, d) in enumerate(zip(ref, out_fast, out_plain, out_grad)):
+        assert (a - b).abs().max() <= 1e-5 and (a - c).abs().max() <= 1e-5 and (a - d).abs().max() <= 1e-5
+        assert a.abs().mean() > 1e-2
+        assert b.is_contiguous(memory_format=torch.channels_last) and not c.is_contiguous(
+            memory_format=torch.channels_last)
+    assert 'mkldnn' not in str(traced.graph)
+    # calling switch_to_deploy again only re-sets the CPU options (the folding is not applied twice)
+    with torch.no_grad():
+        again = fast.switch_to_deploy(cpu_kernels=False)(x)
+    assert all((a - b).abs().max() <= 1e-5 for a, b in zip(ref, again))
+
+
+def test_tools_reexec_with_malloc_settings():
+    """tools/malloc_env.ensure() re-executes the command (same pid) with glibc keeping freed memory."""
+    code = ('import os, sys; sys.path.insert(0, "tools"); print("pid", os.getpid(), flush=True); '
+            'import malloc_env; malloc_env.ensure(); print("after", os.getpid(), malloc_env.describe())')
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if not k.startswith(('MALLOC_', 'INCEPTIONNEXT_'))})
+    lines = out.stdout.split('\n')
+    pids = {line.split()[1] for line in lines if line.startswith(('pid', 'after'))}
+    assert out.returncode == 0 and len(pids) == 1, out.stdout + out.stderr
+    assert sum(line.startswith('pid') for line in lines) == 2  # ran twice: before and after the exec
+    assert 'glibc malloc keeps freed memory' in out.stdout
+    off = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, 'INCEPTIONNEXT_MALLOC': 'default', 'MALLOC_MMAP_THRESHOLD_': '1'})
+    assert off.stdout.count('pid') == 1 and 'glibc malloc defaults' in off.stdout
+
+
 def test_benchmark_tool_reports(tmp_path):
     out = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--models', 'ours_atto', 'ours_atto_deploy', 'timm:inception_next_atto',
@@ -68,4 +115,5 @@ def test_benchmark_tool_reports(tmp_path):
         assert float(r['best']) == max(float(r['channels_first']), float(r['channels_last'])) > 0
     assert float(infer['timm:inception_next_atto']['ratio']) == 1.0
     assert 0 < float(infer['ours_atto']['gemm_fraction']) < 5
-    assert 'torch.mm fp32 rate' in out.stdout and (tmp_path / 't.png').stat().st_size > 10000
+    assert 0 < float(infer['ours_atto']['conv_gemm_fraction']) < 5
+    assert 'fp32 GEMM rate on cpu: torch.mm' in out.stdout and 'glibc malloc keeps freed memory' in out.stdout and (tmp_path / 't.png').stat().st_size > 10000

@@ -7,14 +7,17 @@
     python tools/benchmark.py ... --out-md table.md --out-csv table.csv --out-png bars.png
 
 Model names: ``ours_<arch>`` (our backbone + MlpHead in eval mode), ``ours_<arch>_deploy`` (BN and layer
-scale folded, ``switch_to_deploy``), ``timm:<name>`` (built by timm, random weights, no hub), any with
+scale folded and, on CPU, oneDNN fused ops in cache-sized sub-batches: ``switch_to_deploy()``), its parts
+``ours_<arch>_deploy-fold`` (folding only) and ``ours_<arch>_deploy-nochunk`` (no sub-batches), ``timm:<name>`` (built by timm, random weights, no hub), any with
 ``+compile`` appended (torch.compile, inductor). Arches include the ablations (``tiny_k7``, ``tiny_k3_par1_8``...).
 
 Method (speed differs between machines and between fresh processes, so claims are ratios measured here):
 each model is warmed up, then the timed runs are interleaved across models (model A, B, C, A, B, C ...)
 and the median per model is reported, for both memory formats (channels-first / channels-last); the
 better one is the model's figure, both are printed. Train = forward + backward + AdamW step.
-``--gemm`` also times ``torch.mm`` (fp32) and prints each model's inference rate as a fraction of it.
+``--gemm`` also times fp32 GEMM (``torch.mm``, and the same product as a 1x1 conv) and prints each model's
+inference FLOP rate as a fraction of both. The tool runs with glibc malloc keeping freed memory
+(tools/malloc_env.py); ``INCEPTIONNEXT_MALLOC=default`` measures glibc's defaults.
 """
 import argparse
 import csv
@@ -24,6 +27,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == '__main__':  # before torch is imported: glibc reads its malloc settings at start-up
+    from tools import malloc_env
+    malloc_env.ensure()
 
 import torch  # noqa: E402
 
@@ -38,11 +44,13 @@ def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
         model = timm.create_model(base[5:], pretrained=False, num_classes=num_classes)
     elif base.startswith('ours_'):
         from tools.flops import classifier
-        arch = base[5:]
-        deploy = arch.endswith('_deploy')
-        model = classifier(arch[:-len('_deploy')] if deploy else arch, num_classes)
-        if deploy:
-            model.backbone.switch_to_deploy()
+        arch, _, variant = base[5:].partition('_deploy')
+        model = classifier(arch, num_classes)
+        if base.endswith(('_deploy', '_deploy-fold', '_deploy-nochunk')):
+            model.backbone.switch_to_deploy(cpu_kernels=variant != '-fold',
+                                            **({'chunk_bytes': 0} if variant == '-nochunk' else {}))
+        elif variant or '_deploy' in base:
+            raise SystemExit(f'error: unknown deploy variant in {name!r}: use _deploy, _deploy-fold or _deploy-nochunk')
     else:
         raise SystemExit(f'error: unknown model {name!r}: use ours_<arch>[_deploy] or timm:<name>')
     model.eval()
@@ -50,7 +58,9 @@ def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
 
 
 def seg_models(size: int) -> dict:
-    """UperNet (mmseg) on our InceptionNeXt-T and on timm's ConvNeXt-T features, same head settings."""
+    """UperNet (mmseg) on our InceptionNeXt-T and on timm's ConvNeXt-T features, same head settings, each
+    also in its inference form (``_deploy`` / ``_fused``)."""
+    from mmcv.cnn import fuse_conv_bn
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
@@ -68,8 +78,17 @@ def seg_models(size: int) -> dict:
     out = {}
     with DefaultScope.overwrite_default_scope('mmseg'):
         for key, mcfg in (('upernet_ours_tiny', ours), ('upernet_timm_convnext_tiny', convnext)):
-            model = MODELS.build(mcfg).eval()
-            out[key] = _SegTensor(model)
+            out[key] = _SegTensor(MODELS.build(mcfg).eval())
+            # inference forms: the heads' BN folded into their convs (mmcv's fuse_conv_bn, as
+            # mmseg's --fuse-conv-bn), and for ours the backbone's switch_to_deploy
+            fused = MODELS.build(mcfg).eval()
+            fused.load_state_dict(out[key].model.state_dict())
+            for head in (fused.decode_head, getattr(fused, 'auxiliary_head', None)):
+                if head is not None:
+                    fuse_conv_bn(head)
+            if key == 'upernet_ours_tiny':
+                fused.backbone.switch_to_deploy()
+            out[key + ('_deploy' if key == 'upernet_ours_tiny' else '_fused')] = _SegTensor(fused)
     return out
 
 
@@ -144,19 +163,30 @@ def measure(runners: dict, warmup: int, iters: int, reps: int, log=print) -> dic
     return {name: statistics.median(v) for name, v in rates.items()}
 
 
-def gemm_rate(device, n: int = 2048, reps: int = 5) -> float:
-    """fp32 ``torch.mm`` FLOP/s (2 n^3 per product), median of ``reps``."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    torch.mm(a, b)
+def _best_rate(fn, flops: float, device, reps: int) -> float:
+    fn()
     rates = []
     for _ in range(reps):
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(3):
-            torch.mm(a, b)
+            fn()
         _sync(device)
-        rates.append(3 * 2 * n ** 3 / (time.perf_counter() - t0))
-    return statistics.median(rates)
+        rates.append(3 * flops / (time.perf_counter() - t0))
+    return max(rates)
+
+
+def gemm_rates(device, n: int = 2048, reps: int = 5) -> dict:
+    """The machine's fp32 GEMM FLOP/s, best of ``reps`` (so fractions of it are conservative):
+    ``torch.mm`` of n x n matrices (BLAS: MKL on x86 CPUs), and a (4096 x 1024) @ (1024 x 1024) product
+    as a channels-last 1x1 convolution (cuDNN / oneDNN, what the models' convs run on; on AMD CPUs
+    MKL takes its AVX2 path while oneDNN uses AVX-512)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    x = torch.randn(64, 1024, 8, 8, device=device).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(1024, 1024, 1, 1, device=device)
+    with torch.inference_mode():
+        return {'mm': _best_rate(lambda: torch.mm(a, b), 2 * n ** 3, device, reps),
+                'conv1x1': _best_rate(lambda: torch.nn.functional.conv2d(x, w), 2 * 4096 * 1024 ** 2, device, reps)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -197,23 +227,26 @@ def run_benchmark(args) -> list:
                      and x['precision'] == r['precision']), None)
         r['ratio'] = r['best'] / peer['best'] if peer else float('nan')
     if args.gemm:
-        rate = gemm_rate(device)
-        print(f'torch.mm fp32 rate on {device}: {rate / 1e9:.1f} GFLOP/s')
+        rates = gemm_rates(device)
+        print(f'fp32 GEMM rate on {device}: torch.mm {rates["mm"] / 1e9:.1f} GFLOP/s, '
+              f'as a 1x1 conv {rates["conv1x1"] / 1e9:.1f} GFLOP/s')
         for r in rows:
             if r['mode'] == 'infer' and r['model'] in macs:
-                r['gemm_fraction'] = 2 * macs[r['model']] * r['best'] / rate
+                r['gemm_fraction'] = 2 * macs[r['model']] * r['best'] / rates['mm']
+                r['conv_gemm_fraction'] = 2 * macs[r['model']] * r['best'] / rates['conv1x1']
     return rows
 
 
 def markdown(rows, ref) -> str:
     gemm = any('gemm_fraction' in r for r in rows)
     head = ('| model | mode | prec | batch | size | ch-first img/s | ch-last img/s | best | x ' + ref + ' |'
-            + (' of GEMM |' if gemm else ''))
+            + (' of mm GEMM | of conv GEMM |' if gemm else ''))
     lines = [head, '|' + '---|' * (head.count('|') - 1)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['mode']} | {r['precision']} | {r['batch']} | {r['size']} | "
                      f"{r['channels_first']:.1f} | {r['channels_last']:.1f} | {r['best']:.1f} | {r['ratio']:.2f} |"
-                     + (f" {r['gemm_fraction']:.0%} |" if 'gemm_fraction' in r else (' |' if gemm else '')))
+                     + (f" {r['gemm_fraction']:.0%} | {r['conv_gemm_fraction']:.0%} |" if 'gemm_fraction' in r
+                        else (' | |' if gemm else '')))
     return '\n'.join(lines)
 
 
@@ -263,7 +296,9 @@ def main(argv=None):
         args.ref = args.ref or 'upernet_timm_convnext_tiny'
         args.measure = [m for m in args.measure if m == 'infer'] or ['infer']
     torch.manual_seed(0)
-    print(f'device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads', flush=True)
+    from tools import malloc_env
+    print(f'device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'{malloc_env.describe()}', flush=True)
     rows = run_benchmark(args)
     ref = args.ref or rows[0]['model']
     table = markdown(rows, ref)

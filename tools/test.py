@@ -10,11 +10,15 @@ import argparse
 import inspect
 import os.path as osp
 
-from common import add_common_args, build_runner, load_config, run_cli  # noqa: I100
+if __name__ == '__main__':  # before torch is imported: glibc reads its malloc settings at start-up
+    import malloc_env
+    malloc_env.ensure()
 
-from backbones.coco_checks import check_coco_datasets
-from backbones.engine import UserInputError, check_checkpoint_fits, check_data_folders
-from backbones.weights import read_checkpoint, unwrap_state_dict
+from common import add_common_args, build_runner, load_config, run_cli  # noqa: E402,I100
+
+from backbones.coco_checks import check_coco_datasets  # noqa: E402
+from backbones.engine import UserInputError, check_checkpoint_fits, check_data_folders  # noqa: E402
+from backbones.weights import read_checkpoint, unwrap_state_dict  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -10,10 +10,15 @@ configs/_base_/default_runtime.py the resumed run is bitwise the uninterrupted o
 import argparse
 import os.path as osp
 
-from common import build_runner, load_config, run_cli  # noqa: I100 (tools/ is on sys.path)
+if __name__ == '__main__':  # before torch is imported: glibc reads its malloc settings at start-up
+    import malloc_env
+    malloc_env.ensure()
 
-from backbones.coco_checks import check_coco_datasets
-from backbones.engine import UserInputError, check_checkpoint_fits, check_data_folders, check_resume_checkpoint
+from common import build_runner, load_config, run_cli  # noqa: E402,I100 (tools/ is on sys.path)
+
+from backbones.coco_checks import check_coco_datasets  # noqa: E402
+from backbones.engine import (UserInputError, check_checkpoint_fits, check_data_folders,  # noqa: E402
+                              check_resume_checkpoint)
 
 
 def parse_args(argv=None):
