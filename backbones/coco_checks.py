@@ -78,6 +78,10 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                                  f'"width"/"height" (mmdet needs both): {str(img)[:200]}')
         images[img['id']] = img
     for cat in data['categories']:
+        if not isinstance(cat, dict) or 'id' not in cat:
+            raise UserInputError(f'{where}: a category entry without "id": {str(cat)[:200]}')
+        if cat['id'] in categories:
+            raise UserInputError(f'{where}: category id {cat["id"]} appears twice in "categories"')
         categories[cat['id']] = cat.get('name')
 
     ann_ids, unknown_img, unknown_cat, outside, bad_box, no_mask = Counter(), [], [], [], [], []
@@ -94,6 +98,8 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                                  f'{_first(absent)}; the file has {_first(names)}{hint}')
         wanted = {cid for cid, name in categories.items() if name in set(classes)}
     for ann in data['annotations']:
+        if not isinstance(ann, dict):
+            raise UserInputError(f'{where}: an annotation entry that is not an object: {str(ann)[:200]}')
         ann_ids[ann.get('id')] += 1
         img = images.get(ann.get('image_id'))
         if img is None:

@@ -245,3 +245,15 @@ def test_unreadable_and_incomplete_files(tmp_path):
     with pytest.raises(UserInputError, match=r'image 1 \(a.jpg\) has no positive "width"/"height"'):
         check_coco_annotations(str(bad))
 
+    data['images'][0]['width'] = 10
+    for categories, message in (([dict(name='a')], 'a category entry without "id"'),
+                                ([dict(id=1, name='a'), dict(id=1, name='b')], 'category id 1 appears twice')):
+        bad.write_text(json.dumps({**data, 'categories': categories}))
+        with pytest.raises(UserInputError, match=message):
+            check_coco_annotations(str(bad))
+    bad.write_text(json.dumps({**data, 'annotations': [[1, 0, 0, 5, 5]]}))
+    with pytest.raises(UserInputError, match='an annotation entry that is not an object'):
+        check_coco_annotations(str(bad))
+    data['annotations'][0]['bbox'] = [2, 2, 5, 5]
+    bad.write_text(json.dumps(data))
+    assert check_coco_annotations(str(bad))  # and the repaired file passes

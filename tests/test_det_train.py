@@ -102,7 +102,8 @@ def test_training_learns(trained):
 
 
 def test_test_tool_reproduces_logged_metric(trained):
-    out = run(['tools/test.py', CONFIG, trained['ckpt'], '--cfg-options', *trained['opts']])
+    out = run(['tools/test.py', CONFIG, trained['ckpt'], '--work-dir', trained['work'], '--cfg-options',
+               *trained['opts']])
     got = printed_metrics(out)
     for k in ('bbox_mAP', 'segm_mAP', 'bbox_mAP_50'):
         assert abs(got[k] - trained['metrics'][k]) <= 1e-4, (k, got[k], trained['metrics'][k])
@@ -129,7 +130,8 @@ def test_untrained_model_scores_far_lower(trained):
     model.init_weights()
     path = str(trained['dir'] / 'untrained.pth')
     torch.save({'state_dict': model.state_dict()}, path)
-    got = printed_metrics(run(['tools/test.py', CONFIG, path, '--cfg-options', *trained['opts']]))
+    got = printed_metrics(run(['tools/test.py', CONFIG, path, '--work-dir', str(trained['dir'] / 'work_untrained'),
+                               '--cfg-options', *trained['opts']]))
     print(f'untrained: bbox mAP {got["bbox_mAP"]:.3f}, segm mAP {got["segm_mAP"]:.3f}')
     assert got['bbox_mAP'] < 0.05 and got['bbox_mAP'] < trained['metrics']['bbox_mAP'] / 10
 

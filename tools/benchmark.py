@@ -8,8 +8,11 @@
 
 Model names: ``ours_<arch>`` (our backbone + MlpHead in eval mode), ``ours_<arch>_deploy`` (BN and layer
 scale folded and, on CPU, oneDNN fused ops in cache-sized sub-batches: ``switch_to_deploy()``), its parts
-``ours_<arch>_deploy-fold`` (folding only) and ``ours_<arch>_deploy-nochunk`` (no sub-batches), ``timm:<name>`` (built by timm, random weights, no hub), any with
-``+compile`` appended (torch.compile, inductor). Arches include the ablations (``tiny_k7``, ``tiny_k3_par1_8``...).
+``ours_<arch>_deploy-fold`` (folding only) and ``ours_<arch>_deploy-nochunk`` (no sub-batches),
+``timm:<name>`` (built by timm, random weights, no hub), any with ``+compile`` appended (torch.compile,
+inductor, with ``freezing``: inference graphs get constant weights and convs fused with the pointwise ops
+after them; the compile time falls in the warm-up). Arches include the ablations (``tiny_k7``,
+``tiny_k3_par1_8`` ...).
 
 Method (speed differs between machines and between fresh processes, so claims are ratios measured here):
 each model is warmed up, then the timed runs are interleaved across models (model A, B, C, A, B, C ...)
@@ -54,7 +57,11 @@ def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
     else:
         raise SystemExit(f'error: unknown model {name!r}: use ours_<arch>[_deploy] or timm:<name>')
     model.eval()
-    return torch.compile(model) if compiled else model
+    if compiled:
+        import torch._inductor.config
+        torch._inductor.config.freezing = True  # inference graphs only; training graphs are not frozen
+        model = torch.compile(model)
+    return model
 
 
 def seg_models(size: int) -> dict:
@@ -237,6 +244,10 @@ def run_benchmark(args) -> list:
     return rows
 
 
+def _rate(v: float) -> str:
+    return f'{v:.1f}' if v >= 10 else f'{v:.3g}'  # 3 digits also for slow models (UperNet at 512: ~1 img/s)
+
+
 def markdown(rows, ref) -> str:
     gemm = any('gemm_fraction' in r for r in rows)
     head = ('| model | mode | prec | batch | size | ch-first img/s | ch-last img/s | best | x ' + ref + ' |'
@@ -244,7 +255,8 @@ def markdown(rows, ref) -> str:
     lines = [head, '|' + '---|' * (head.count('|') - 1)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['mode']} | {r['precision']} | {r['batch']} | {r['size']} | "
-                     f"{r['channels_first']:.1f} | {r['channels_last']:.1f} | {r['best']:.1f} | {r['ratio']:.2f} |"
+                     f"{_rate(r['channels_first'])} | {_rate(r['channels_last'])} | {_rate(r['best'])} | "
+                     f"{r['ratio']:.2f} |"
                      + (f" {r['gemm_fraction']:.0%} | {r['conv_gemm_fraction']:.0%} |" if 'gemm_fraction' in r
                         else (' | |' if gemm else '')))
     return '\n'.join(lines)
@@ -261,7 +273,7 @@ def bar_chart(rows, path, ref):
         ax.barh([r['model'] for r in sel], [r['best'] for r in sel],
                 color=['tab:orange' if r['model'] == ref else 'tab:blue' for r in sel])
         for i, r in enumerate(sel):
-            ax.text(r['best'], i, f" {r['best']:.1f} ({r['ratio']:.2f}x)", va='center', fontsize=8)
+            ax.text(r['best'], i, f" {_rate(r['best'])} ({r['ratio']:.2f}x)", va='center', fontsize=8)
         ax.set(title=f'{mode} {prec}, batch {sel[0]["batch"]} @ {sel[0]["size"]}', xlabel='images / s')
         ax.invert_yaxis()
     fig.tight_layout()

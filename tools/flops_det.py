@@ -40,12 +40,14 @@ def build_detector(config: str, options=None) -> torch.nn.Module:
     from backbones.engine import fallback_syncbn_on_cpu, merge_cfg_options
     from mmdet.registry import MODELS
     if not osp.isfile(config):
-        raise SystemExit(f'error: config file not found: {config}')
+        print(f'error: config file not found: {config}', file=sys.stderr)
+        sys.exit(2)
     cfg = Config.fromfile(config)
     merge_cfg_options(cfg, options)
     if cfg.get('default_scope') != 'mmdet':
-        raise SystemExit(f'error: {config} is not an mmdet config '
-                         f'(default_scope={cfg.get("default_scope")!r})')
+        print(f'error: {config} is not an mmdet config (default_scope={cfg.get("default_scope")!r})',
+              file=sys.stderr)
+        sys.exit(2)
     fallback_syncbn_on_cpu(cfg)
     cfg.model.backbone.init_cfg = None
     mmdet.utils.register_all_modules(init_default_scope=False)

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         cfg.model = cfg.tta_model
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
-            raise SystemExit('error: --out must be a .pkl file')
+            raise UserInputError(f'--out must be a .pkl file, got {args.out}')
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
     cfg.setdefault('custom_hooks', [])
