@@ -8,6 +8,8 @@ import torch
 from backbones import InceptionNeXt, MlpHead, convert_timm_state_dict, load_backbone_weights
 from tools.flops import PAPER, count_arch, paper_precision
 
+from .conftest import randomise_norms
+
 TIMM_NAMES = {'atto': 'inception_next_atto', 'tiny': 'inception_next_tiny', 'small': 'inception_next_small',
               'base': 'inception_next_base'}
 
@@ -15,16 +17,7 @@ TIMM_NAMES = {'atto': 'inception_next_atto', 'tiny': 'inception_next_tiny', 'sma
 def _timm_and_ours(arch):
     """timm's model with random weights (no hub), and ours loaded from its converted state dict."""
     torch.manual_seed(0)
-    ref = timm.create_model(TIMM_NAMES[arch], pretrained=False).eval()
-    # Give the BN layers non-trivial statistics so that the eval-mode normalisation is compared too.
-    for m in ref.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-        if hasattr(m, 'gamma') and isinstance(m.gamma, torch.nn.Parameter):
-            m.gamma.data.uniform_(0.5, 1.0)  # layer scale 1e-6 would hide the blocks' contribution
+    ref = randomise_norms(timm.create_model(TIMM_NAMES[arch], pretrained=False).eval())
     sd = convert_timm_state_dict(ref.state_dict())
     ours = InceptionNeXt(arch).eval()
     load_backbone_weights(ours, sd)

@@ -10,26 +10,14 @@ import torch
 
 from backbones import InceptionNeXt
 
-from .conftest import REPO
-
-
-def _randomise_norms(model):
-    """Non-trivial BN statistics and layer scales, so that folding them is really tested."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-        if getattr(m, 'gamma', None) is not None:
-            m.gamma.data.uniform_(0.5, 1.0)
+from .conftest import REPO, randomise_norms
 
 
 @pytest.mark.parametrize('arch', ['atto', 'tiny', 'small', 'base', 'tiny_k3_par1_8'])
 def test_deploy_equals_eval(arch):
     torch.manual_seed(0)
     model = InceptionNeXt(arch, out_norm=True).eval()
-    _randomise_norms(model)
+    randomise_norms(model)
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     for h, w in [(224, 224), (97, 131)] if arch in ('atto', 'tiny') else [(97, 131)]:
         x = torch.randn(2, 3, h, w)
@@ -58,7 +46,7 @@ def test_deploy_cpu_kernels_are_exact_and_fall_back():
     autograd on, under tracing, or with it switched off, the plain folded ops run, with the same values."""
     torch.manual_seed(0)
     model = InceptionNeXt('atto').eval()
-    _randomise_norms(model)
+    randomise_norms(model)
     x = torch.randn(5, 3, 71, 97)
     with torch.no_grad():
         ref = model(x)
