@@ -36,6 +36,8 @@ from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import ProgressBar
 
+from .weights import compare_state_dicts
+
 
 class UserInputError(RuntimeError):
     """Bad input from the command line, config or data: the tools print the message, no traceback."""
@@ -318,13 +320,9 @@ def check_resume_checkpoint(path: str) -> dict:
 def check_checkpoint_fits(model: torch.nn.Module, ckpt: dict, path: str) -> None:
     """The checkpoint's weights have exactly the model's keys and shapes (another arch is an error)."""
     model = getattr(model, 'module', model)
-    own, src = model.state_dict(), ckpt['state_dict']
-    missing = [k for k in own if k not in src]
-    unexpected = [k for k in src if k not in own]
-    shapes = [f'{k} {tuple(v.shape)} vs {tuple(own[k].shape)}' for k, v in src.items()
-              if k in own and v.shape != own[k].shape]
+    missing, unexpected, shapes = compare_state_dicts(model.state_dict(), ckpt['state_dict'])
     if missing or unexpected or shapes:
-        parts = [f'{len(shapes)} shape mismatches (checkpoint vs model): {"; ".join(shapes[:4])}' if shapes else '',
+        parts = [f'{len(shapes)} shape mismatches: {"; ".join(shapes[:4])}' if shapes else '',
                  f'{len(missing)} missing: {", ".join(missing[:4])}' if missing else '',
                  f'{len(unexpected)} unexpected: {", ".join(unexpected[:4])}' if unexpected else '']
         raise UserInputError(f'{path} was saved by a different model (another arch or config?): '

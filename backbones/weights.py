@@ -116,11 +116,8 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
     sd = classifier_state_dict(path_or_sd)
     src = extract_backbone(sd, prefix)
     own = model.state_dict()
-    missing = [k for k in own if k not in src and not k.startswith('out_norms.')
-               and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in src if k not in own]
-    shapes = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-              for k, v in src.items() if k in own and v.shape != own[k].shape]
+    missing, unexpected, shapes = compare_state_dicts(
+        own, src, optional=lambda k: k.startswith('out_norms.') or k.endswith('num_batches_tracked'))
     problems = []
     if shapes:
         hint = ''
@@ -136,6 +133,17 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
         arch = getattr(model, 'dims', None)
         raise CheckpointError(f'checkpoint does not fit InceptionNeXt (dims={arch}): ' + ' | '.join(problems))
     model.load_state_dict(src, strict=False)
+
+
+def compare_state_dicts(own: StateDict, src: StateDict, optional=lambda key: False):
+    """What keeps ``src`` from loading strictly into a model whose state dict is ``own``: the keys it lacks
+    (but for ``optional`` ones), the keys it has in excess, and ``'key: checkpoint (shape) vs model (shape)'``
+    for each shape that differs."""
+    missing = [k for k in own if k not in src and not optional(k)]
+    unexpected = [k for k in src if k not in own]
+    shapes = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+              for k, v in src.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    return missing, unexpected, shapes
 
 
 def _names(keys, n: int = 6) -> str:

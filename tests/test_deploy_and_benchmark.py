@@ -106,3 +106,17 @@ def test_benchmark_tool_reports(tmp_path):
     assert 0 < float(infer['ours_atto']['conv_gemm_fraction']) < 5
     assert 'fp32 GEMM rate on cpu: torch.mm' in out.stdout and 'glibc malloc keeps freed memory' in out.stdout
     assert (tmp_path / 't.png').stat().st_size > 10000
+
+
+def test_benchmark_seg_mode_times_both_upernets(tmp_path):
+    """--mode seg: mmseg UperNet on ours and on timm's ConvNeXt-T features, each also in inference form."""
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--mode', 'seg', '--size', '64', '--batch', '1', '--reps', '1',
+         '--iters', '1', '--warmup', '1', '--out-csv', str(tmp_path / 's.csv')],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = {r['model']: r for r in csv.DictReader(open(tmp_path / 's.csv'))}
+    assert set(rows) == {'upernet_ours_tiny', 'upernet_ours_tiny_deploy', 'upernet_timm_convnext_tiny',
+                         'upernet_timm_convnext_tiny_fused'}
+    assert all(r['mode'] == 'infer' and float(r['best']) > 0 for r in rows.values())
+    assert float(rows['upernet_timm_convnext_tiny']['ratio']) == 1.0  # the default reference

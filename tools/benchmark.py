@@ -74,6 +74,7 @@ def seg_models(size: int) -> dict:
     from mmseg.utils import register_all_modules
 
     from backbones.engine import fallback_syncbn_on_cpu
+    from tools.flops import DenseTensorForward
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(os.path.join(os.path.dirname(__file__), '..', 'configs', 'upernet_inceptionnext_t.py'))
     cfg.model.backbone.init_cfg = None
@@ -85,7 +86,7 @@ def seg_models(size: int) -> dict:
     out = {}
     with DefaultScope.overwrite_default_scope('mmseg'):
         for key, mcfg in (('upernet_ours_tiny', ours), ('upernet_timm_convnext_tiny', convnext)):
-            out[key] = _SegTensor(MODELS.build(mcfg).eval())
+            out[key] = DenseTensorForward(MODELS.build(mcfg).eval())
             # inference forms: the heads' BN folded into their convs (mmcv's fuse_conv_bn, as
             # mmseg's --fuse-conv-bn), and for ours the backbone's switch_to_deploy
             fused = MODELS.build(mcfg).eval()
@@ -95,17 +96,8 @@ def seg_models(size: int) -> dict:
                     fuse_conv_bn(head)
             if key == 'upernet_ours_tiny':
                 fused.backbone.switch_to_deploy()
-            out[key + ('_deploy' if key == 'upernet_ours_tiny' else '_fused')] = _SegTensor(fused)
+            out[key + ('_deploy' if key == 'upernet_ours_tiny' else '_fused')] = DenseTensorForward(fused)
     return out
-
-
-class _SegTensor(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model._forward(x)
 
 
 # --------------------------------------------------------------------------------------------------

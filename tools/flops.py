@@ -84,10 +84,13 @@ def count_config(path: str, width: int, height: int, options=None) -> tuple:
         model = MODELS.build(cfg.model).eval()
     # Backbone + neck + head on a tensor: the part every dense model shares and that the papers count.
     x = torch.zeros(1, 3, height, width)
-    return count(_DenseTensorForward(model), x)
+    return count(DenseTensorForward(model), x)
 
 
-class _DenseTensorForward(torch.nn.Module):
+class DenseTensorForward(torch.nn.Module):
+    """An mmdet / mmseg model as tensor in, raw head outputs out (its ``_forward``): what counters and
+    timers run."""
+
     def __init__(self, model):
         super().__init__()
         self.model = model
