@@ -26,3 +26,13 @@ def randomise_norms(model: torch.nn.Module) -> torch.nn.Module:
         if isinstance(getattr(m, 'gamma', None), torch.nn.Parameter):
             m.gamma.data.uniform_(0.5, 1.0)
     return model
+
+
+def run(cmd, expect=0, env=None, timeout=900) -> str:
+    """Runs a command in the repo root; asserts its exit code, returns stdout + stderr."""
+    import subprocess
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, **(env or {})})
+    out = r.stdout + r.stderr
+    assert r.returncode == expect, f'exit {r.returncode} (expected {expect}):\n{out[-4000:]}'
+    return out

@@ -7,10 +7,8 @@ batch 4, AdamW 1e-3; and 1000 -> 500 RPN proposals in training, which saves a si
 evaluates mmdet's CocoMetric on the held-out split; tools/test.py must reproduce that metric from the saved
 checkpoint, the same model untrained must score far lower, and tools/demo_det.py draws its detections.
 """
-import os
 import os.path as osp
 import re
-import subprocess
 import sys
 import time
 
@@ -20,6 +18,7 @@ import torch
 from tools.synthetic_coco import write_coco
 
 from .conftest import REPO
+from .conftest import run as run_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -49,14 +48,7 @@ def data_options(root):
 
 
 def run(args, expect=0):
-    # OpenMP threads that sleep instead of spinning while they wait: on a 2-core machine shared with another
-    # busy process, torch's default spin-waiting made a training step 30x slower (15 s instead of 0.5 s).
-    env = {**os.environ, 'OMP_WAIT_POLICY': os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}
-    r = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=900)
-    out = r.stdout + r.stderr
-    assert r.returncode == expect, f'exit {r.returncode} (expected {expect}):\n{out[-4000:]}'
-    return out
+    return run_cmd([sys.executable, *args], expect)  # (conftest sets OMP_WAIT_POLICY=PASSIVE for these)
 
 
 def logged_metrics(out):

@@ -4,7 +4,6 @@ import glob
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 
 import cv2
@@ -18,7 +17,7 @@ from mmengine.registry import DefaultScope
 from backbones.engine import fallback_syncbn_on_cpu
 from tools.synthetic_data import write_ade
 
-from .conftest import REPO
+from .conftest import REPO, run
 
 PY = sys.executable
 SEG_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'upernet_*.py')) +
@@ -33,13 +32,6 @@ def build_seg_model(cfg):
     fallback_syncbn_on_cpu(cfg)
     with DefaultScope.overwrite_default_scope('mmseg'):
         return MODELS.build(cfg.model)
-
-
-def run(args, expect=0):
-    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
-    out = r.stdout + r.stderr
-    assert r.returncode == expect, f'exit {r.returncode}:\n{out[-4000:]}'
-    return out
 
 
 def test_all_seg_configs_are_found():

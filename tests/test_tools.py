@@ -7,7 +7,6 @@ import json
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 
 import pytest
@@ -15,7 +14,7 @@ import torch
 
 from tools.synthetic_data import write_ade
 
-from .conftest import REPO
+from .conftest import REPO, run
 
 BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_synthetic-ade-128x128.py')
 PY = sys.executable
@@ -61,14 +60,6 @@ def make_config(folder, root, name='cfg.py', **kw):
     with open(path, 'w') as f:
         f.write(CONFIG.format(base=BASE, root=root, **opts))
     return path
-
-
-def run(args, expect=0, env=None):
-    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, **(env or {})})
-    out = r.stdout + r.stderr
-    assert r.returncode == expect, f'exit {r.returncode} (expected {expect}):\n{out[-4000:]}'
-    return out
 
 
 def weights(path):

@@ -70,14 +70,14 @@ def paper_precision(value: float, printed: float) -> float:
 
 def count_config(path: str, width: int, height: int, options=None) -> tuple:
     """Params and MACs of a dense model built from a config, on one (3, height, width) image."""
-    from mmengine.config import Config, DictAction  # noqa: F401
-    from mmengine.registry import DefaultScope, init_default_scope
-    from mmengine.registry import MODELS
+    import importlib
+
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope, init_default_scope
     cfg = Config.fromfile(path)
     if options:
         cfg.merge_from_dict(options)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
-    import importlib
     for m in cfg.get('custom_imports', {}).get('imports', []):
         importlib.import_module(m)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):

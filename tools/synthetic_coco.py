@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 try:  # imported as tools.synthetic_coco (tests) or run as a script (tools/ is then on sys.path)
-    from .synthetic_data import SHAPES, draw_scene, shape_polygon  # noqa: F401  (shape_polygon: re-exported)
+    from .synthetic_data import SHAPES, draw_scene
 except ImportError:
-    from synthetic_data import SHAPES, draw_scene, shape_polygon  # noqa: F401
+    from synthetic_data import SHAPES, draw_scene
 
 SPLITS = ('train2017', 'val2017')
 
