@@ -163,4 +163,5 @@ def test_converted_timm_weights_evaluate_with_test_py(data, tmp_path):
                         '--work-dir', str(tmp_path / 'w7'), '--cfg-options',
                         *data_options(data, ('test',))],
                        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and 'head.fc2.weight (7, 960) vs (10, 960)' in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert 'head.fc2.weight: checkpoint (7, 960) vs model (10, 960)' in r.stderr, r.stderr[-2000:]
