@@ -38,7 +38,12 @@ tail -n +1 -f "$WORK_DIR/train.log" --pid=$pid | grep --line-buffered -E 'Iter\(
 wait $pid || { echo "training failed: see $WORK_DIR/train.log" >&2; exit 1; }
 
 echo "== one prediction overlay and the training curves"
-img=$(ls "$DATA"/images/validation/*.jpg | head -1)
+# the validation image (of the first 20) whose annotation holds the most classes: the overlay shows most
+img=$($PY -c "
+import glob, os, sys, cv2, numpy as np
+anns = sorted(glob.glob(os.path.join(sys.argv[1], 'annotations/validation/*.png')))[:20]
+best = max(anns, key=lambda p: len(np.unique(cv2.imread(p, cv2.IMREAD_UNCHANGED))))
+print(best.replace('annotations', 'images').replace('.png', '.jpg'))" "$DATA")
 $PY tools/demo_seg.py "$img" "$WORK_DIR/$(basename "$CONFIG")" "$WORK_DIR/iter_$ITERS.pth" --out "$WORK_DIR/overlay.png"
 $PY tools/plot_logs.py "$WORK_DIR" --out "$WORK_DIR/curves.png"
 echo "== done in $((SECONDS - t0)) s: $WORK_DIR/{overlay.png,curves.png,iter_$ITERS.pth}"
