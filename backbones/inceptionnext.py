@@ -102,9 +102,10 @@ def _onednn_post_op(act: nn.Module) -> Optional[tuple]:
 
 
 def _onednn_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether the oneDNN path may run: CPU, no autograd, no autocast, matching float dtypes, and not
-    while tracing (FLOP counters, ONNX export and torch.compile should see, and fuse, the plain ops)."""
-    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and x.dtype == weight.dtype
+    """Whether the oneDNN path may run: CPU, no autograd, no autocast, fp32 (oneDNN has no fp64 and needs
+    CPU support for fp16), and not while tracing (FLOP counters, ONNX export and torch.compile should see,
+    and fuse, the plain ops)."""
+    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and x.dtype == weight.dtype == torch.float32
             and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling())
 

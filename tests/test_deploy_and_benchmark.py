@@ -64,6 +64,9 @@ def test_deploy_cpu_kernels_are_exact_and_fall_back():
         assert b.is_contiguous(memory_format=torch.channels_last) and not c.is_contiguous(
             memory_format=torch.channels_last)
     assert 'mkldnn' not in str(traced.graph)
+    with torch.no_grad():  # float64 (which oneDNN lacks): the plain ops, in float64
+        out64 = copy.deepcopy(fast).double()(x.double())
+    assert out64[-1].dtype == torch.float64 and (out64[-1] - ref[-1]).abs().max() <= 1e-5
     # calling switch_to_deploy again only re-sets the CPU options (the folding is not applied twice)
     with torch.no_grad():
         again = fast.switch_to_deploy(cpu_kernels=False)(x)
