@@ -148,10 +148,15 @@ class MetaNeXtBlock(nn.Module):
             y = mlp.fc2(h)
         else:
             # The layer scale multiplies fc2's weight and bias (dim x hidden numbers) rather than its
-            # output map: the same function, one elementwise pass over the map fewer each way.
+            # output map: the same function, one elementwise pass over the map fewer each way. Under
+            # autocast the map then gets the fp32 dtype that scaling it by gamma would give (a no-op
+            # otherwise), so the residual stream keeps timm's precision.
             y = F.conv2d(h, mlp.fc2.weight * self.gamma.view(-1, 1, 1, 1), mlp.fc2.bias * self.gamma)
-        # In place: neither fc2 nor DropPath keeps its output for backward.
-        return self.drop_path(y).add_(x)
+            y = y.to(torch.promote_types(y.dtype, self.gamma.dtype))
+        y = self.drop_path(y)
+        if y.dtype != torch.promote_types(x.dtype, y.dtype):
+            return x + y
+        return y.add_(x)  # in place: neither fc2 nor DropPath keeps its output for backward
 
     def _forward_onednn(self, x: torch.Tensor) -> torch.Tensor:
         """Deploy form on CPU: fc1 + activation and fc2 + shortcut each one oneDNN op (same values)."""

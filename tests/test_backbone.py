@@ -65,6 +65,20 @@ def test_training_step_equals_timm():
     assert ours.stages[1].blocks[0].gamma.grad.abs().max() > 1e-3  # the layer scale does get a gradient
 
 
+def test_autocast_keeps_timm_dtypes():
+    """Under CPU autocast (bf16) every stage map has timm's dtype (an fp32 residual stream, as scaling by the
+    fp32 layer scale gives) and about its values."""
+    ref, ours, _ = _timm_and_ours('atto')
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        _, ref_feats = ref.forward_intermediates(x)
+        feats = ours(x)
+    for a, b in zip(feats, ref_feats):
+        assert a.dtype == b.dtype
+        assert (a.float() - b.float()).abs().max() <= 0.05 * b.float().abs().max()
+    assert feats[-1].dtype == torch.float32
+
+
 # Where the published table rounded up instead of to nearest (counted here and, for atto, by fvcore on
 # timm's own model: atto 0.5049G printed 0.51G; tiny_k5 28.43M printed 29M).
 ROUNDED_UP = {('atto', 224, 'MACs'), ('tiny_k5', 224, 'params')}

@@ -93,15 +93,19 @@ def test_benchmark_tool_reports(tmp_path):
     out = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--models', 'ours_atto', 'ours_atto_deploy', 'timm:inception_next_atto',
          '--batch', '2', '--train-batch', '2', '--size', '64', '--reps', '2', '--iters', '1', '--warmup', '1',
-         '--gemm', '--ref', 'timm:inception_next_atto', '--out-csv', str(tmp_path / 't.csv'),
+         '--gemm', '--amp', '--ref', 'timm:inception_next_atto', '--out-csv', str(tmp_path / 't.csv'),
          '--out-md', str(tmp_path / 't.md'), '--out-png', str(tmp_path / 't.png')],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / 't.csv')))
-    infer = {r['model']: r for r in rows if r['mode'] == 'infer'}
-    train = {r['model'] for r in rows if r['mode'] == 'train'}
+    infer = {r['model']: r for r in rows if r['mode'] == 'infer' and r['precision'] == 'fp32'}
+    train = {r['model'] for r in rows if r['mode'] == 'train' and r['precision'] == 'fp32'}
     assert set(infer) == {'ours_atto', 'ours_atto_deploy', 'timm:inception_next_atto'}
     assert train == {'ours_atto', 'timm:inception_next_atto'}  # the deploy form is inference-only
+    # --amp on CPU: bf16 autocast rows for the same models, ratios within their precision
+    amp = {(r['model'], r['mode']): r for r in rows if r['precision'] == 'amp-bf16'}
+    assert set(amp) == {(m, 'infer') for m in infer} | {(m, 'train') for m in train}
+    assert float(amp['timm:inception_next_atto', 'train']['ratio']) == 1.0
     for r in rows:
         assert float(r['best']) == max(float(r['channels_first']), float(r['channels_last'])) > 0
     assert float(infer['timm:inception_next_atto']['ratio']) == 1.0

@@ -191,7 +191,8 @@ def gemm_rates(device, n: int = 2048, reps: int = 5) -> dict:
 # --------------------------------------------------------------------------------------------------
 def run_benchmark(args) -> list:
     device = torch.device(args.device)
-    amp_options = [False] + ([True] if args.amp and device.type == 'cuda' else [])
+    amp_options = [False] + ([True] if args.amp else [])
+    amp_name = 'amp-fp16' if device.type == 'cuda' else 'amp-bf16'
     if args.mode == 'seg':
         models = seg_models(args.size)
         names = list(models)
@@ -212,14 +213,14 @@ def run_benchmark(args) -> list:
         for amp in amp_options:
             results = {}
             for cl in (False, True):
-                print(f'{mode} batch {batch} at {args.size}, {"amp" if amp else "fp32"}, '
+                print(f'{mode} batch {batch} at {args.size}, {amp_name if amp else "fp32"}, '
                       f'{"channels-last" if cl else "channels-first"}:', flush=True)
                 runners = {n: Runner(models[n], mode, batch, args.size, device, cl, amp) for n in active}
                 results[cl] = measure(runners, args.warmup, args.iters, args.reps)
             for n in active:
                 cf, cl = results[False][n], results[True][n]
-                rows.append(dict(model=n, mode=mode, precision='amp' if amp else 'fp32', batch=batch, size=args.size,
-                                 channels_first=cf, channels_last=cl, best=max(cf, cl)))
+                rows.append(dict(model=n, mode=mode, precision=amp_name if amp else 'fp32', batch=batch,
+                                 size=args.size, channels_first=cf, channels_last=cl, best=max(cf, cl)))
     ref = args.ref or names[0]
     for r in rows:
         peer = next((x for x in rows if x['model'] == ref and x['mode'] == r['mode']
@@ -287,7 +288,8 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=2, help='steps per timed run')
     p.add_argument('--reps', type=int, default=5, help='timed runs per model (median reported)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--amp', action='store_true', help='also time autocast fp16 (CUDA only)')
+    p.add_argument('--amp', action='store_true',
+                   help='also time autocast: fp16 on CUDA, bf16 on CPU (fast where the CPU has AVX512-BF16 / AMX)')
     p.add_argument('--gemm', action='store_true', help='also print the fraction of the torch.mm fp32 rate')
     p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s)')
     p.add_argument('--out-md')
