@@ -101,11 +101,11 @@ def _onednn_post_op(act: nn.Module) -> Optional[tuple]:
     return None
 
 
-def _onednn_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether the oneDNN path may run: CPU, no autograd, no autocast, fp32 (oneDNN has no fp64 and needs
-    CPU support for fp16), and not while tracing (FLOP counters, ONNX export and torch.compile should see,
-    and fuse, the plain ops)."""
-    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and x.dtype == weight.dtype == torch.float32
+def _onednn_inference(x: torch.Tensor) -> bool:
+    """Whether the oneDNN path may run on ``x``: CPU, no autograd, no autocast, fp32 (oneDNN has no fp64 and
+    needs CPU support for fp16), and not while tracing (FLOP counters, ONNX export and torch.compile should
+    see, and fuse, the plain ops)."""
+    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and x.dtype == torch.float32
             and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling())
 
@@ -122,8 +122,16 @@ class ConvMlp(nn.Module):
         self.act = build_activation_layer(act_cfg)
         self.fc2 = nn.Conv2d(hidden, dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+    def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``scale`` (one per output channel, a layer scale) multiplies the output. It is applied to fc2's
+        weight and bias (dim x hidden numbers) rather than to the map: the same function with one
+        elementwise pass over the map fewer each way. Under autocast the result gets the (fp32) dtype
+        that scaling the map would give, as timm's blocks have it (a no-op otherwise)."""
+        h = self.act(self.fc1(x))
+        if scale is None:
+            return self.fc2(h)
+        y = F.conv2d(h, self.fc2.weight * scale.view(-1, 1, 1, 1), self.fc2.bias * scale)
+        return y.to(torch.promote_types(y.dtype, scale.dtype))
 
 
 class MetaNeXtBlock(nn.Module):
@@ -140,20 +148,9 @@ class MetaNeXtBlock(nn.Module):
         self.post_op = None  # the activation as a oneDNN post-op, set by switch_to_deploy(cpu_kernels=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.post_op is not None and _onednn_inference(x, self.mlp.fc1.weight):
+        if self.post_op is not None and _onednn_inference(x):
             return self._forward_onednn(x)
-        mlp = self.mlp
-        h = mlp.act(mlp.fc1(self.norm(self.token_mixer(x))))
-        if self.gamma is None:
-            y = mlp.fc2(h)
-        else:
-            # The layer scale multiplies fc2's weight and bias (dim x hidden numbers) rather than its
-            # output map: the same function, one elementwise pass over the map fewer each way. Under
-            # autocast the map then gets the fp32 dtype that scaling it by gamma would give (a no-op
-            # otherwise), so the residual stream keeps timm's precision.
-            y = F.conv2d(h, mlp.fc2.weight * self.gamma.view(-1, 1, 1, 1), mlp.fc2.bias * self.gamma)
-            y = y.to(torch.promote_types(y.dtype, self.gamma.dtype))
-        y = self.drop_path(y)
+        y = self.drop_path(self.mlp(self.norm(self.token_mixer(x)), self.gamma))
         if y.dtype != torch.promote_types(x.dtype, y.dtype):
             return x + y
         return y.add_(x)  # in place: neither fc2 nor DropPath keeps its output for backward
@@ -237,7 +234,7 @@ class MetaNeXtStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
-        if self.chunk_bytes and x.shape[0] > 1 and _onednn_inference(x, x):
+        if self.chunk_bytes and x.shape[0] > 1 and _onednn_inference(x):
             # Sub-batches whose MLP hidden maps fit in the CPU's cache: stages 1-3 are bound by memory
             # traffic there, not by arithmetic. Per-image computation, so the values are the same.
             hidden = self.blocks[0].mlp.fc1.out_channels * x.shape[2] * x.shape[3] * x.element_size()
@@ -429,7 +426,7 @@ class InceptionNeXt(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(N, in_channels, H, W) -> tuple of (N, dims[i], H / 2**(i+2), W / 2**(i+2)) for i in out_indices."""
         self._check_input(x)
-        if self.deploy and self.cpu_kernels and _onednn_inference(x, self.stem.conv.weight):
+        if self.cpu_kernels and _onednn_inference(x):
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         outs = []

@@ -47,13 +47,14 @@ def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
         model = timm.create_model(base[5:], pretrained=False, num_classes=num_classes)
     elif base.startswith('ours_'):
         from tools.flops import classifier
-        arch, _, variant = base[5:].partition('_deploy')
-        model = classifier(arch, num_classes)
-        if base.endswith(('_deploy', '_deploy-fold', '_deploy-nochunk')):
-            model.backbone.switch_to_deploy(cpu_kernels=variant != '-fold',
-                                            **({'chunk_bytes': 0} if variant == '-nochunk' else {}))
-        elif variant or '_deploy' in base:
+        from backbones.inceptionnext import CPU_CHUNK_BYTES
+        arch, deploy, variant = base[5:].partition('_deploy')
+        if variant not in ('', '-fold', '-nochunk'):
             raise SystemExit(f'error: unknown deploy variant in {name!r}: use _deploy, _deploy-fold or _deploy-nochunk')
+        model = classifier(arch, num_classes)
+        if deploy:
+            model.backbone.switch_to_deploy(cpu_kernels=variant != '-fold',
+                                            chunk_bytes=0 if variant == '-nochunk' else CPU_CHUNK_BYTES)
     else:
         raise SystemExit(f'error: unknown model {name!r}: use ours_<arch>[_deploy] or timm:<name>')
     model.eval()
