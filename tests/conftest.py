@@ -36,3 +36,13 @@ def run(cmd, expect=0, env=None, timeout=900) -> str:
     out = r.stdout + r.stderr
     assert r.returncode == expect, f'exit {r.returncode} (expected {expect}):\n{out[-4000:]}'
     return out
+
+
+def single_torch_thread():
+    """Fixture body (test modules wrap it, module-scoped and autouse): one torch thread. Small tensors gain
+    nothing from a second thread, and on a busy 2-core machine OpenMP's barriers make 2 threads many times
+    slower (measured: the accumulation test 0.7 s with 1 thread, 44 s with 2)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,17 +18,11 @@ from tools.synthetic_imagenet import write_imagenet
 from train_cls import ClsRunner
 from train_cls.registry import MODELS
 
-from .conftest import REPO
+from .conftest import REPO, single_torch_thread
 
 
-@pytest.fixture(autouse=True, scope='module')  # module: set before the module-scoped runs
-def one_thread():
-    """Small tensors gain nothing from a second thread, and on a busy 2-core machine OpenMP's barriers make
-    2 threads many times slower (measured: the accumulation test 0.7 s with 1 thread, 44 s with 2)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# module scope: set before the module-scoped runs
+one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
 
 
 def load(name):
