@@ -7,9 +7,10 @@ child registry (mmdet's, mmseg's, train_cls's) falls back to, so configs of all 
 from . import engine, optim, seg_checks  # noqa: F401  (registers hooks, the layer-decay constructor, CheckSegMap)
 from .inceptionnext import (InceptionDWConv2d, InceptionNeXt, MetaNeXtBlock, MlpHead, PartialDWConv2d,
                             TOKEN_MIXERS)
-from .weights import (CheckpointError, classifier_state_dict, convert_timm_state_dict, extract_backbone,
+from .errors import AnnotationError, CheckpointError, DatasetError, UserInputError
+from .weights import (classifier_state_dict, convert_timm_state_dict, extract_backbone,
                       load_backbone_weights, read_checkpoint)
 
 __all__ = ['InceptionNeXt', 'InceptionDWConv2d', 'PartialDWConv2d', 'MetaNeXtBlock', 'MlpHead', 'TOKEN_MIXERS',
-           'CheckpointError', 'classifier_state_dict', 'convert_timm_state_dict', 'extract_backbone',
+           'UserInputError', 'CheckpointError', 'DatasetError', 'AnnotationError', 'classifier_state_dict', 'convert_timm_state_dict', 'extract_backbone',
            'load_backbone_weights', 'read_checkpoint']

@@ -36,11 +36,8 @@ from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import ProgressBar
 
+from .errors import CheckpointError, UserInputError
 from .weights import compare_state_dicts
-
-
-class UserInputError(RuntimeError):
-    """Bad input from the command line, config or data: the tools print the message, no traceback."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -305,7 +302,7 @@ def check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader', 'test_
 
 def check_resume_checkpoint(path: str) -> dict:
     """Reads a ``--resume`` file; it must be an MMEngine training checkpoint (weights + meta)."""
-    from .weights import CheckpointError, read_checkpoint
+    from .weights import read_checkpoint
     try:
         ckpt = read_checkpoint(path, trusted=True)
     except CheckpointError as e:

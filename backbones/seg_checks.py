@@ -10,11 +10,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.registry import TRANSFORMS
 
-from .engine import UserInputError
-
-
-class AnnotationError(UserInputError):
-    """An annotation that does not fit its image or its dataset; the message names the file."""
+from .errors import AnnotationError
 
 
 @TRANSFORMS.register_module()

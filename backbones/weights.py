@@ -16,11 +16,9 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 
+from .errors import CheckpointError
+
 StateDict = Dict[str, torch.Tensor]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the model; the message names the problem."""
 
 
 _TIMM_RULES = [  # (pattern, replacement) on official/timm keys, applied in order; first match wins

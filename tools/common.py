@@ -47,11 +47,10 @@ def build_runner(cfg):
 
 
 def run_cli(main) -> None:
-    """Runs ``main()``; bad input (UserInputError and the checkpoint errors) exits 2 with one line."""
-    from backbones.weights import CheckpointError
+    """Runs ``main()``; bad input (any ``UserInputError``) exits 2 with one line."""
     try:
         sys.exit(main())
-    except (UserInputError, CheckpointError) as e:
+    except UserInputError as e:
         # Raised in a dataloader worker, the message carries the worker's traceback: keep its last line.
         print(f'error: {str(e).strip().splitlines()[-1]}', file=sys.stderr)
         sys.exit(2)

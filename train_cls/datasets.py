@@ -20,16 +20,14 @@ from typing import List, Optional, Sequence, Union
 from mmengine.dataset import BaseDataset, Compose
 from mmengine.logging import print_log
 
+from backbones.errors import DatasetError
+
 from .registry import DATASETS, TRANSFORMS
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
 
-class DatasetError(ValueError):
-    """The dataset on disk does not match what the config expects; the message says what and where."""
-
-
-class UnreadableImageError(OSError):
+class UnreadableImageError(DatasetError, OSError):
     """An image file that cannot be decoded (truncated, corrupt, not an image)."""
 
 
