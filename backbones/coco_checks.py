@@ -35,7 +35,8 @@ from typing import Optional, Sequence
 
 from mmengine.logging import print_log
 
-from .engine import UserInputError, _datasets
+from .checks import iter_datasets
+from .errors import UserInputError
 
 BOX_TOLERANCE = 1.0  # px a box may reach past the image border before it counts as "partly outside"
 
@@ -195,7 +196,7 @@ def check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test
     counts per checked dataset as (where, counts).
     """
     done, out = set(), []
-    for where, ds in _datasets(cfg):
+    for where, ds in iter_datasets(cfg):
         if not where.startswith(tuple(splits)) or not _is_coco(ds) or ds.get('backend_args'):
             continue
         root = ds.get('data_root') or ''

@@ -81,36 +81,6 @@ def build_token_mixer(cfg: dict, dim: int) -> nn.Module:
 
 
 # --------------------------------------------------------------------------------------------------
-# CPU inference kernels of the deploy form
-# --------------------------------------------------------------------------------------------------
-# On CPU the MLP's elementwise passes (the activation over the 4x-wide hidden map, the shortcut add)
-# cost about as much as its 1x1 convs. oneDNN runs them as post-ops of the convs (the fused ops that
-# torch.compile's CPU backend emits), so each map is written once; channels-last is oneDNN's layout.
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
-# Sub-batch size for CPU inference, in bytes of one block's hidden map: it should sit in the last-level
-# cache (on a 32 MiB-L3 EPYC, README "Speed": 8-24 MiB within a few %, 1.4x faster than whole batches).
-CPU_CHUNK_BYTES = 16 << 20
-
-
-def _onednn_post_op(act: nn.Module) -> Optional[tuple]:
-    """oneDNN's (attr, scalars, algorithm) computing ``act``; None when it has none."""
-    if isinstance(act, nn.GELU):
-        return 'gelu', [], act.approximate
-    if isinstance(act, nn.ReLU):
-        return 'relu', [], ''
-    return None
-
-
-def _onednn_inference(x: torch.Tensor) -> bool:
-    """Whether the oneDNN path may run on ``x``: CPU, no autograd, no autocast, fp32 (oneDNN has no fp64 and
-    needs CPU support for fp16), and not while tracing (FLOP counters, ONNX export and torch.compile should
-    see, and fuse, the plain ops)."""
-    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and x.dtype == torch.float32
-            and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())
-
-
-# --------------------------------------------------------------------------------------------------
 # Block parts
 # --------------------------------------------------------------------------------------------------
 class ConvMlp(nn.Module):
@@ -145,28 +115,16 @@ class MetaNeXtBlock(nn.Module):
         self.mlp = ConvMlp(dim, int(mlp_ratio * dim), act_cfg)
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init_value)) if layer_scale_init_value else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.post_op = None  # the activation as a oneDNN post-op, set by switch_to_deploy(cpu_kernels=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.post_op is not None and _onednn_inference(x):
-            return self._forward_onednn(x)
         y = self.drop_path(self.mlp(self.norm(self.token_mixer(x)), self.gamma))
         if y.dtype != torch.promote_types(x.dtype, y.dtype):
             return x + y
         return y.add_(x)  # in place: neither fc2 nor DropPath keeps its output for backward
 
-    def _forward_onednn(self, x: torch.Tensor) -> torch.Tensor:
-        """Deploy form on CPU: fc1 + activation and fc2 + shortcut each one oneDNN op (same values)."""
-        fc1, fc2 = self.mlp.fc1, self.mlp.fc2
-        h = torch.ops.mkldnn._convolution_pointwise(self.norm(self.token_mixer(x)), fc1.weight, fc1.bias,
-                                                    [0, 0], [1, 1], [1, 1], 1, *self.post_op)
-        return torch.ops.mkldnn._convolution_pointwise.binary(h, x, fc2.weight, fc2.bias, [0, 0], [1, 1], [1, 1], 1,
-                                                              'add', None, None, [], None)
-
     @torch.no_grad()
-    def switch_to_deploy(self, cpu_kernels: bool = True) -> None:
+    def switch_to_deploy(self) -> None:
         """Folds the BN into mlp.fc1 and the layer scale into mlp.fc2 (exact in eval mode)."""
-        self.post_op = _onednn_post_op(self.mlp.act) if cpu_kernels and _ONEDNN else None
         if isinstance(self.norm, _BatchNorm):
             scale, shift = _bn_affine(self.norm)
             fc1 = self.mlp.fc1
@@ -226,21 +184,11 @@ class MetaNeXtStage(nn.Module):
         self.blocks = nn.Sequential(*[MetaNeXtBlock(dim, drop_path=drop_paths[i], **block_kwargs)
                                       for i in range(depth)])
         self.with_cp = with_cp
-        self.chunk_bytes = 0  # CPU inference sub-batch size in hidden-map bytes, set by switch_to_deploy
-
-    @torch.no_grad()
-    def switch_to_deploy(self, cpu_kernels: bool = True, chunk_bytes: int = 0) -> None:
-        self.chunk_bytes = chunk_bytes if cpu_kernels and _ONEDNN else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
-        if self.chunk_bytes and x.shape[0] > 1 and _onednn_inference(x):
-            # Sub-batches whose MLP hidden maps fit in the CPU's cache: stages 1-3 are bound by memory
-            # traffic there, not by arithmetic. Per-image computation, so the values are the same.
-            hidden = self.blocks[0].mlp.fc1.out_channels * x.shape[2] * x.shape[3] * x.element_size()
-            n = max(1, self.chunk_bytes // hidden)
-            if n < x.shape[0]:
-                return torch.cat([self.blocks(c) for c in x.split(n)])
+        return self.forward_blocks(self.downsample(x))
+
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             if self.with_cp and x.requires_grad:
                 x = cp.checkpoint(block, x, use_reentrant=False)
@@ -426,8 +374,6 @@ class InceptionNeXt(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(N, in_channels, H, W) -> tuple of (N, dims[i], H / 2**(i+2), W / 2**(i+2)) for i in out_indices."""
         self._check_input(x)
-        if self.cpu_kernels and _onednn_inference(x):
-            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
@@ -466,7 +412,7 @@ class InceptionNeXt(BaseModule):
         return self
 
     @torch.no_grad()
-    def switch_to_deploy(self, cpu_kernels: bool = True, chunk_bytes: int = CPU_CHUNK_BYTES) -> 'InceptionNeXt':
+    def switch_to_deploy(self, cpu_kernels: bool = True, chunk_bytes: Optional[int] = None) -> 'InceptionNeXt':
         """Inference form: every BN next to a conv and every layer scale folded into that conv.
 
         Exact algebra with the BN running statistics, so outputs equal the eval-mode outputs (to float
@@ -474,20 +420,49 @@ class InceptionNeXt(BaseModule):
         would train a different parameterisation). Build with ``deploy=True`` to load a deployed
         model's state dict. Returns ``self``.
 
-        ``cpu_kernels``: under ``torch.no_grad`` on CPU (fp32, no autocast), run channels-last with
-        oneDNN's fused conv + activation and conv + shortcut ops, in sub-batches of ``chunk_bytes``
-        of hidden map per block (0: whole batch). Other devices and dtypes use the plain ops.
+        ``cpu_kernels``: install ``backbones.ops.onednn`` (under ``torch.no_grad`` on CPU, fp32, no
+        autocast: channels-last, oneDNN's fused conv + activation and conv + shortcut ops, sub-batches of
+        ``chunk_bytes`` of hidden map per block, 0 for whole batches). Other devices and dtypes, autograd
+        and tracing use the plain folded ops. Calling it again only re-sets these options.
         """
-        for m in self.modules():  # folding is idempotent: calling again only re-sets the CPU options
-            if isinstance(m, MetaNeXtStage):
-                m.switch_to_deploy(cpu_kernels, chunk_bytes)
-            elif isinstance(m, MetaNeXtBlock):
-                m.switch_to_deploy(cpu_kernels)
-            elif isinstance(m, (Stem, Downsample)):
+        from .ops import onednn
+        for m in self.modules():  # folding is idempotent
+            if isinstance(m, (MetaNeXtBlock, Stem, Downsample)):
                 m.switch_to_deploy()
-        self.cpu_kernels = cpu_kernels and _ONEDNN
+        if cpu_kernels:
+            self.cpu_kernels = onednn.install(self, onednn.CPU_CHUNK_BYTES if chunk_bytes is None else chunk_bytes)
+        else:
+            onednn.uninstall(self)
+            self.cpu_kernels = False
         self.deploy = True
         return self.eval()
+
+    def get_layer_depth(self, param_name: str, prefix: str = '', num_layers: int = 6,
+                        decay_type: str = 'layer_wise') -> Tuple[int, int]:
+        """The depth of a parameter for layer-wise lr decay, and the number of depths (mmpretrain's API).
+
+        ``stage_wise``: stem and downsamples 0, stage i's blocks i + 1. ``layer_wise`` (ConvNeXt's rule):
+        stem 0; stage 0 -> 1; stage 1 (and its downsample) -> 2; stage 2 block j -> 3 + j // 3 (its
+        downsample 3); stage 3 -> ``num_layers``. Anything else (out norms; names outside ``prefix``: necks,
+        heads) -> ``num_layers + 1``. Returns ``(depth, num_layers + 2)``.
+        """
+        if decay_type not in ('layer_wise', 'stage_wise'):
+            raise ValueError(f"decay_type must be 'layer_wise' or 'stage_wise', got {decay_type!r}")
+        rest, total = num_layers + 1, num_layers + 2
+        if not param_name.startswith(prefix):
+            return rest, total
+        parts = param_name[len(prefix):].split('.')
+        if parts[0] == 'stem':
+            return 0, total
+        if parts[0] != 'stages' or len(parts) < 3:
+            return rest, total
+        stage = int(parts[1])
+        if parts[2] == 'downsample':
+            return (0 if decay_type == 'stage_wise' else {1: 2, 2: 3}.get(stage, num_layers)), total
+        block = int(parts[3])
+        if decay_type == 'stage_wise':
+            return stage + 1, total
+        return {0: 1, 1: 2, 2: 3 + block // 3}.get(stage, num_layers), total
 
     def init_weights(self) -> None:
         """Loads ``init_cfg`` Pretrained weights strictly (see ``backbones.weights``); else mmengine's init."""

@@ -1,8 +1,9 @@
 """Layer-wise / stage-wise learning-rate decay for InceptionNeXt, shared by the mmseg and mmdet configs.
 
 mmseg's and mmdet's ``LearningRateDecayOptimizerConstructor`` only recognise backbones whose class name
-contains "ConvNeXt" (and mmpretrain's parameter names), so ours maps our names onto the same ids and
-reproduces the ConvNeXt recipes' rule exactly:
+contains "ConvNeXt" (and mmpretrain's parameter names), so ours asks the backbone for each parameter's
+depth (``InceptionNeXt.get_layer_depth``, as mmpretrain's backbones answer it) and reproduces the ConvNeXt
+recipes' rule exactly:
 
     optim_wrapper = dict(constructor='InceptionNeXtLayerDecayConstructor',
                          paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=6), ...)
@@ -12,37 +13,10 @@ reproduces the ConvNeXt recipes' rule exactly:
 j -> 3 + j // 3 (its downsample 3); stage 3 -> num_layers; the rest num_layers + 1. A group's lr is
 ``base_lr * decay_rate ** (num_layers + 1 - id)``; 1-D parameters and biases get no weight decay.
 """
-import re
-
 from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
-
-_STEM = re.compile(r'^backbone\.stem\.')
-_DOWN = re.compile(r'^backbone\.stages\.(\d+)\.downsample\.')
-_BLOCK = re.compile(r'^backbone\.stages\.(\d+)\.blocks\.(\d+)\.')
-
-
-def layer_id(name: str, num_layers: int, decay_type: str) -> int:
-    """The decay id of parameter ``name`` (see the module docstring)."""
-    if decay_type == 'stage_wise':
-        if _STEM.match(name) or _DOWN.match(name):
-            return 0
-        m = _BLOCK.match(name)
-        return int(m.group(1)) + 1 if m else num_layers + 1
-    if decay_type != 'layer_wise':
-        raise ValueError(f"decay_type must be 'layer_wise' or 'stage_wise', got {decay_type!r}")
-    if _STEM.match(name):
-        return 0
-    m = _DOWN.match(name)
-    if m:
-        return {1: 2, 2: 3}.get(int(m.group(1)), num_layers)
-    m = _BLOCK.match(name)
-    if m:
-        stage, block = int(m.group(1)), int(m.group(2))
-        return {0: 1, 1: 2, 2: 3 + block // 3}.get(stage, num_layers)
-    return num_layers + 1
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -53,15 +27,16 @@ class InceptionNeXtLayerDecayConstructor(DefaultOptimWrapperConstructor):
         cfg = self.paramwise_cfg
         num_layers, rate = cfg['num_layers'], cfg['decay_rate']
         decay_type = cfg.get('decay_type', 'layer_wise')
-        if not any(_BLOCK.match(n) for n, _ in module.named_parameters()):
+        backbone = getattr(module, 'backbone', None)
+        if not hasattr(backbone, 'get_layer_depth'):
             raise ValueError('InceptionNeXtLayerDecayConstructor needs a model with an InceptionNeXt '
-                             '`backbone` (no parameter named backbone.stages.N.blocks.M.*)')
+                             f'`backbone` (this {type(module).__name__} has none with get_layer_depth)')
         groups = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
             no_decay = param.ndim == 1 or name.endswith('.bias')
-            lid = layer_id(name, num_layers, decay_type)
+            lid, _ = backbone.get_layer_depth(name, 'backbone.', num_layers, decay_type)
             key = f'layer_{lid}_{"no_decay" if no_decay else "decay"}'
             if key not in groups:
                 scale = rate ** (num_layers + 1 - lid)

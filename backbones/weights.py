@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from .errors import CheckpointError
+from .utils import atomic_save, names
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -42,7 +43,9 @@ def read_checkpoint(path: str, trusted: bool = False) -> dict:
     try:
         return torch.load(path, map_location='cpu', weights_only=not trusted)
     except Exception as e:  # noqa: BLE001 -- torch raises several types for bad files
-        msg = str(e).splitlines()[0][:300]
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        if os.path.getsize(path) == 0:
+            raise CheckpointError(f'cannot read checkpoint {path}: the file is empty (0 bytes)') from None
         if 'Weights only load failed' in str(e):
             raise CheckpointError(
                 f'{path} holds more than tensors (an MMEngine training checkpoint?); extract its backbone with '
@@ -81,7 +84,7 @@ def convert_timm_state_dict(sd: StateDict) -> StateDict:
         else:
             unknown.append(k)
     if unknown:
-        raise CheckpointError(f'not an InceptionNeXt official/timm checkpoint: unrecognised keys {_names(unknown)}')
+        raise CheckpointError(f'not an InceptionNeXt official/timm checkpoint: unrecognised keys {names(unknown)}')
     return out
 
 
@@ -100,7 +103,7 @@ def extract_backbone(sd: StateDict, prefix: Optional[str] = None) -> StateDict:
     prefix = prefix or 'backbone.'
     out = OrderedDict((k[len(prefix):], v) for k, v in sd.items() if k.startswith(prefix))
     if not out:
-        raise CheckpointError(f'no key starts with prefix {prefix!r}; first keys: {_names(list(sd))}')
+        raise CheckpointError(f'no key starts with prefix {prefix!r}; first keys: {names(list(sd))}')
     return out
 
 
@@ -114,36 +117,77 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
     sd = classifier_state_dict(path_or_sd)
     src = extract_backbone(sd, prefix)
     own = model.state_dict()
-    missing, unexpected, shapes = compare_state_dicts(
+    problems = state_dict_mismatch(
         own, src, optional=lambda k: k.startswith('out_norms.') or k.endswith('num_batches_tracked'))
-    problems = []
-    if shapes:
+    if problems:
         hint = ''
-        if any(s.startswith('stem.conv.weight') for s in shapes):
+        if 'stem.conv.weight' in src and src['stem.conv.weight'].shape != own['stem.conv.weight'].shape:
             hint = (f' (stem.conv.weight is (dims[0], in_channels, 4, 4): the model has in_channels='
                     f'{own["stem.conv.weight"].shape[1]}, the checkpoint {src["stem.conv.weight"].shape[1]})')
-        problems.append(f'shape mismatch{hint}: ' + '; '.join(shapes[:8]) + (' ...' if len(shapes) > 8 else ''))
-    if missing:
-        problems.append(f'missing in checkpoint: {_names(missing)}')
-    if unexpected:
-        problems.append(f'not in model: {_names(unexpected)}')
-    if problems:
         arch = getattr(model, 'dims', None)
-        raise CheckpointError(f'checkpoint does not fit InceptionNeXt (dims={arch}): ' + ' | '.join(problems))
+        raise CheckpointError(f'checkpoint does not fit InceptionNeXt (dims={arch}){hint}: {problems}')
     model.load_state_dict(src, strict=False)
 
 
-def compare_state_dicts(own: StateDict, src: StateDict, optional=lambda key: False):
-    """What keeps ``src`` from loading strictly into a model whose state dict is ``own``: the keys it lacks
-    (but for ``optional`` ones), the keys it has in excess, and ``'key: checkpoint (shape) vs model (shape)'``
-    for each shape that differs."""
+def state_dict_mismatch(own: StateDict, src: StateDict, optional=lambda key: False, n: int = 6) -> str:
+    """What keeps ``src`` from loading strictly into a model whose state dict is ``own``, or '' if nothing.
+
+    Names the shapes that differ (``key: checkpoint (shape) vs model (shape)``), the keys ``src`` lacks
+    (but for ``optional`` ones) and the keys it has in excess, at most ``n`` of each, joined by `` | ``.
+    """
     missing = [k for k in own if k not in src and not optional(k)]
     unexpected = [k for k in src if k not in own]
     shapes = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
               for k, v in src.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    return missing, unexpected, shapes
+    parts = [f'shape mismatches: {names(shapes, n, "; ")}' if shapes else '',
+             f'missing in checkpoint: {names(missing, n)}' if missing else '',
+             f'not in model: {names(unexpected, n)}' if unexpected else '']
+    return ' | '.join(p for p in parts if p)
 
 
-def _names(keys, n: int = 6) -> str:
-    keys = list(keys)
-    return ', '.join(keys[:n]) + (f' ... ({len(keys)} in all)' if len(keys) > n else '')
+# --------------------------------------------------------------------------------------------------
+# Files in, files out (tools/convert_weights.py, tools/extract_backbone.py)
+# --------------------------------------------------------------------------------------------------
+def read_any_checkpoint(path: str) -> dict:
+    """A plain state dict or official file with torch's safe loader; failing that (an MMEngine training
+    checkpoint of the user's own runs, which pickles more than tensors), with the full unpickler."""
+    try:
+        return read_checkpoint(path)
+    except CheckpointError as e:
+        if 'holds more than tensors' not in str(e):
+            raise
+    return read_checkpoint(path, trusted=True)
+
+
+_EMA_KEYS = ('state_dict_ema', 'model_ema')  # timm's and the official train.py's EMA entries
+
+
+def classifier_weights(path: str, ema: bool = False) -> StateDict:
+    """The classifier state dict (``backbone.*`` [+ ``head.*``]) of any supported file; raw or EMA weights.
+
+    EMA: MMEngine's EMAHook *swaps* the two copies when it saves: ``state_dict`` holds the EMA weights and
+    ``ema_state_dict`` (keys ``module.*`` plus ``steps``) the raw trained ones; timm-style files keep the
+    raw weights in ``state_dict`` / ``model`` and the EMA ones in ``state_dict_ema`` / ``model_ema``.
+    """
+    ckpt = read_any_checkpoint(path)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'{path} holds no state dict (a {type(ckpt).__name__})')
+    if isinstance(ckpt.get('ema_state_dict'), dict):  # MMEngine EMAHook
+        if ema:
+            return classifier_state_dict(OrderedDict(ckpt['state_dict']))
+        return classifier_state_dict(OrderedDict((k[len('module.'):], v) for k, v in ckpt['ema_state_dict'].items()
+                                                 if k.startswith('module.')))
+    if ema:
+        key = next((k for k in _EMA_KEYS if isinstance(ckpt.get(k), dict)), None)
+        if key is None:
+            raise CheckpointError(f'--ema: {path} has no EMA weights (no "ema_state_dict", '
+                                  f'"{_EMA_KEYS[0]}" or "{_EMA_KEYS[1]}" entry)')
+        return classifier_state_dict(OrderedDict(ckpt[key]))
+    return classifier_state_dict(ckpt)
+
+
+def save_weights(sd: StateDict, dst: str) -> None:
+    """Writes a plain tensor dict (``torch.load(dst, weights_only=True)`` reads it), atomically."""
+    if os.path.isdir(dst):
+        raise CheckpointError(f'output {dst} is a folder: give a file name, e.g. {os.path.join(dst, "weights.pth")}')
+    atomic_save(dict(sd), dst)

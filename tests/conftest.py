@@ -1,13 +1,11 @@
 import os
-import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)  # tools/ is a folder of scripts, importable from the tests
 
 # torch's OpenMP threads spin-wait by default: 30-50x slower when another process holds a core.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 # Two cores: keep intra-op threads at the machine's size, and results deterministic per test.
@@ -46,3 +44,11 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def mmdet_registered():
+    """mmdet's modules registered (the detection test modules use it autouse) and ours imported."""
+    import mmdet.utils
+    mmdet.utils.register_all_modules(init_default_scope=False)
+    import backbones  # noqa: F401

@@ -6,7 +6,7 @@ import timm
 import torch
 
 from backbones import InceptionNeXt, MlpHead, convert_timm_state_dict, load_backbone_weights
-from tools.flops import PAPER, count_arch, paper_precision
+from backbones.analysis.flops import PAPER, count_arch, paper_precision
 
 from .conftest import randomise_norms
 
@@ -97,7 +97,7 @@ def test_params_and_macs_match_published_table(arch, size):
 
 def test_macs_agree_with_fvcore():
     fvcore = pytest.importorskip('fvcore.nn')
-    from tools.flops import classifier
+    from backbones.build import classifier
     model = classifier('tiny')
     x = torch.zeros(1, 3, 224, 224)
     counter = fvcore.FlopCountAnalysis(model, x)
@@ -108,7 +108,7 @@ def test_macs_agree_with_fvcore():
 
 
 def test_timm_params_and_macs_equal_ours():
-    from tools.flops import count
+    from backbones.analysis.flops import count
     for arch, name in TIMM_NAMES.items():
         ref = timm.create_model(name, pretrained=False).eval()
         assert count_arch(arch) == count(ref, torch.zeros(1, 3, 224, 224))

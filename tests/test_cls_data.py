@@ -9,7 +9,7 @@ import torch
 from mmengine.dataset import pseudo_collate
 from torch.utils.data import DataLoader
 
-from tools.synthetic_imagenet import CLASSES, wnid, write_imagenet
+from backbones.synthetic import CLASSES, wnid, write_imagenet
 from train_cls import DatasetError, ImageNet, UnreadableImageError, UnreadableImageWarning
 
 from .conftest import REPO
@@ -158,14 +158,14 @@ ds = DATASETS.build(dict(type='ImageNet', data_root={str(root)!r}, data_prefix=d
                                    dict(type='PackClsInputs')]))
 print(len(ds), type(METRICS.build(dict(type='Accuracy'))).__module__)
 print(type(HOOKS.build(dict(type='EMAHook'))).__name__, OPTIMIZERS.get('AdamW').__name__,
-      RUNNERS.get('train_cls.ClsRunner').__name__, type(HOOKS.build(dict(type='RNGStateHook'))).__module__)
+      RUNNERS.get('RobustRunner').__name__, type(HOOKS.build(dict(type='RNGStateHook'))).__module__)
 '''
     r = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.split('\n')
     assert lines[0] == 'train_cls.model backbone.stages.0.blocks.0.gamma 960'  # head mlp ratio 3 x 320
     assert lines[1] == '12 train_cls.metrics'
-    assert lines[2] == 'EMAHook AdamW ClsRunner backbones.engine'
+    assert lines[2] == 'EMAHook AdamW RobustRunner backbones.hooks'
     assert 'Failed to search registry' not in r.stdout + r.stderr
 
 

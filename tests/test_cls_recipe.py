@@ -11,7 +11,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
 
 from backbones import convert_timm_state_dict
-from train_cls import ClsRunner
+from backbones.runtime import RobustRunner
 from train_cls.registry import MODELS
 
 from .conftest import REPO, single_torch_thread
@@ -35,7 +35,7 @@ def load(name):
 
 
 def _scaled_lr(cfg, world_size, accumulation=None, batch_size=None):
-    """The lr after ClsRunner.scale_lr (the method the Runner calls), for a world size and accumulation."""
+    """The lr after RobustRunner.scale_lr (the method the Runner calls), for a world size and accumulation."""
     ow_cfg = dict(cfg.optim_wrapper)
     if accumulation is not None:
         ow_cfg['accumulative_counts'] = accumulation
@@ -47,7 +47,7 @@ def _scaled_lr(cfg, world_size, accumulation=None, batch_size=None):
     fake = FakeRunner()
     fake.world_size = world_size
     fake._train_dataloader = dict(batch_size=batch_size or cfg.train_dataloader.batch_size)
-    ClsRunner.scale_lr(fake, ow, cfg.auto_scale_lr)
+    RobustRunner.scale_lr(fake, ow, cfg.auto_scale_lr)
     return ow.optimizer.param_groups[0]['lr']
 
 
@@ -55,7 +55,7 @@ def _scaled_lr(cfg, world_size, accumulation=None, batch_size=None):
 def test_recipe_values(name):
     arch, dp, lr, bs, accum, gpus, total, epochs, warm, warm_lr, min_lr, crop = RECIPES[name]
     cfg = load(f'{name}_in1k')
-    assert cfg.default_scope == 'train_cls' and cfg.runner_type == 'train_cls.ClsRunner'
+    assert cfg.default_scope == 'train_cls' and cfg.runner_type == 'RobustRunner'
     assert cfg.model.backbone.arch == arch and cfg.model.backbone.drop_path_rate == dp
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr, opt.weight_decay, tuple(opt.betas)) == ('AdamW', lr, 0.05, (0.9, 0.999))

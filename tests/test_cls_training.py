@@ -14,8 +14,8 @@ from mmengine.hooks import EMAHook, Hook
 from mmengine.optim import build_optim_wrapper
 
 from backbones import InceptionNeXt, convert_timm_state_dict
-from tools.synthetic_imagenet import write_imagenet
-from train_cls import ClsRunner
+from backbones.synthetic import write_imagenet
+from backbones.runtime import RobustRunner
 from train_cls.registry import MODELS
 
 from .conftest import REPO, single_torch_thread
@@ -210,7 +210,7 @@ def ema_run(tmp_path_factory):
         'model.backbone.arch': 'atto', 'model.head.num_classes': 4,
         'model.init_cfg.checkpoint': str(tmp / 'start.pth'),
         'custom_hooks.1.momentum': momentum,
-        # lr 1e-2 at the effective batch 8 = 1 process x 4 images x 2 accumulation steps: ClsRunner keeps
+        # lr 1e-2 at the effective batch 8 = 1 process x 4 images x 2 accumulation steps: RobustRunner keeps
         # 1e-2 (MMEngine's own scale_lr, blind to accumulation, would halve it)
         'optim_wrapper.optimizer.lr': 1e-2, 'optim_wrapper.accumulative_counts': 2,
         'auto_scale_lr.base_batch_size': 8,
@@ -224,7 +224,7 @@ def ema_run(tmp_path_factory):
     cfg.merge_from_dict(opts)
     cfg.work_dir = str(tmp / 'work')
     cfg.launcher = 'none'
-    runner = ClsRunner.from_cfg(cfg)
+    runner = RobustRunner.from_cfg(cfg)
     rec = RecordWeights()
     runner.register_hook(rec, priority='LOWEST')
     runner.train()
@@ -234,7 +234,7 @@ def ema_run(tmp_path_factory):
 
 def test_runner_lr_scaling_counts_accumulation_and_steps_every_second_iteration(ema_run):
     runner, hist = ema_run['runner'], ema_run['rec'].history
-    assert type(runner).__name__ == 'ClsRunner'
+    assert type(runner).__name__ == 'RobustRunner'
     assert runner.optim_wrapper.optimizer.param_groups[0]['lr'] == pytest.approx(1e-2)
     model = getattr(runner.model, 'module', runner.model)
     params = [n for n, _ in model.named_parameters()]

@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from backbones.engine import fallback_syncbn_on_cpu
+from backbones.runtime import fallback_syncbn_on_cpu
 
 from .conftest import REPO
 
@@ -29,11 +29,7 @@ DEPTHS = {'atto': (2, 2, 6, 2), 'tiny': (3, 3, 9, 3), 'small': (3, 3, 27, 3), 'b
 DROP_PATH = {'atto': 0.1, 'tiny': 0.4, 'small': 0.6, 'base': 0.7}  # ConvNeXt detection recipes (T, S, B)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def mmdet_registered():
-    import mmdet.utils
-    mmdet.utils.register_all_modules(init_default_scope=False)
-    import backbones  # noqa: F401
+pytestmark = pytest.mark.usefixtures('mmdet_registered')
 
 
 def load(name, cpu=True):

@@ -13,8 +13,9 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from backbones.coco_checks import check_coco_annotations, check_coco_datasets
-from backbones.engine import UserInputError, fallback_syncbn_on_cpu
-from tools.synthetic_coco import write_coco
+from backbones.errors import UserInputError
+from backbones.runtime import fallback_syncbn_on_cpu
+from backbones.synthetic import write_coco
 
 from .conftest import REPO
 
@@ -22,11 +23,7 @@ CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_synthetic-c
 CLASSES = ('rectangle', 'disc', 'triangle')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def mmdet_registered():
-    import mmdet.utils
-    mmdet.utils.register_all_modules(init_default_scope=False)
-    import backbones  # noqa: F401
+pytestmark = pytest.mark.usefixtures('mmdet_registered')
 
 
 @pytest.fixture(scope='module')

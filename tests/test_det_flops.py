@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tools.flops_det import build_detector
+from backbones.analysis.flops_det import build_detector
 
 from .conftest import REPO
 

@@ -11,16 +11,12 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from backbones.engine import fallback_syncbn_on_cpu
+from backbones.runtime import fallback_syncbn_on_cpu
 
 from .conftest import REPO
 
 
-@pytest.fixture(scope='module', autouse=True)
-def mmdet_registered():
-    import mmdet.utils
-    mmdet.utils.register_all_modules(init_default_scope=False)
-    import backbones  # noqa: F401
+pytestmark = pytest.mark.usefixtures('mmdet_registered')
 
 
 def param_groups(name):

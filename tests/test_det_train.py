@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from tools.synthetic_coco import write_coco
+from backbones.synthetic import write_coco
 
 from .conftest import REPO
 from .conftest import run as run_cmd
@@ -109,7 +109,8 @@ def test_untrained_model_scores_far_lower(trained):
     from mmengine.registry import DefaultScope
 
     import mmdet.utils
-    from backbones.engine import fallback_syncbn_on_cpu, merge_cfg_options
+    from backbones.checks import merge_cfg_options
+    from backbones.runtime import fallback_syncbn_on_cpu
     from mmdet.registry import MODELS
     mmdet.utils.register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(CONFIG)

@@ -1,4 +1,4 @@
-"""Unit tests of backbones/engine.py and backbones/optim.py (the pieces the tools put around MMEngine)."""
+"""Unit tests of backbones/runtime.py, checks.py and optim.py (the pieces the tools put around MMEngine)."""
 import os
 
 import pytest
@@ -6,11 +6,30 @@ import torch
 from mmengine.config import Config
 from mmengine.fileio import get_file_backend
 
-from backbones.engine import (AtomicLocalBackend, UserInputError, fallback_syncbn_on_cpu, merge_cfg_options)
-from backbones.optim import InceptionNeXtLayerDecayConstructor, layer_id
+from backbones.checks import merge_cfg_options
+from backbones.errors import UserInputError
+from backbones.runtime import AtomicLocalBackend, fallback_syncbn_on_cpu, install_mmengine_fixes
+from backbones.optim import InceptionNeXtLayerDecayConstructor
+
+
+def test_importing_backbones_patches_nothing():
+    """A fresh process that imports backbones (as every config does) still has MMEngine's own loader and
+    file backend; install_mmengine_fixes() (what building a RobustRunner calls) swaps both in."""
+    import subprocess
+    import sys
+    code = ('import backbones; from mmengine.fileio import get_file_backend; '
+            'from mmengine.runner.checkpoint import CheckpointLoader as L; '
+            'print(type(get_file_backend("x.pth")).__name__, L._schemes[""].__module__); '
+            'from backbones.runtime import install_mmengine_fixes as f; f(); '
+            'print(type(get_file_backend("x.pth")).__name__, L._schemes[""].__module__)')
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split('\n')[:2] == ['LocalBackend mmengine.runner.checkpoint',
+                                        'AtomicLocalBackend backbones.runtime']
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    install_mmengine_fixes()
     backend = get_file_backend(str(tmp_path / 'x.pth'))
     assert isinstance(backend, AtomicLocalBackend)  # what MMEngine's save_checkpoint now writes through
     target = tmp_path / 'iter_4.pth'
@@ -49,6 +68,14 @@ def test_syncbn_falls_back_to_bn_on_cpu():
 
 
 def test_layer_decay_ids_follow_the_convnext_rule():
+    from backbones import InceptionNeXt
+    backbone = InceptionNeXt('atto')
+
+    def layer_id(name, num_layers, decay_type):
+        depth, total = backbone.get_layer_depth(name, 'backbone.', num_layers, decay_type)
+        assert total == num_layers + 2
+        return depth
+
     # stage-wise, 6 layers (UperNet recipe): stem/downsamples 0, stage i -> i + 1, rest 7
     assert layer_id('backbone.stem.conv.weight', 6, 'stage_wise') == 0
     assert layer_id('backbone.stages.2.downsample.conv.weight', 6, 'stage_wise') == 0
@@ -60,6 +87,8 @@ def test_layer_decay_ids_follow_the_convnext_rule():
     assert layer_id('backbone.stages.1.downsample.norm.weight', 12, 'layer_wise') == 2
     assert layer_id('backbone.stages.3.blocks.0.gamma', 12, 'layer_wise') == 12
     assert layer_id('neck.lateral_convs.0.conv.weight', 12, 'layer_wise') == 13
+    with pytest.raises(ValueError, match="decay_type must be 'layer_wise' or 'stage_wise'"):
+        layer_id('backbone.stem.conv.weight', 6, 'block_wise')
 
 
 def test_layer_decay_constructor_groups():

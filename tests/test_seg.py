@@ -14,8 +14,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from backbones.engine import fallback_syncbn_on_cpu
-from tools.synthetic_data import write_ade
+from backbones.runtime import fallback_syncbn_on_cpu
+from backbones.synthetic import write_ade
 
 from .conftest import REPO, run
 

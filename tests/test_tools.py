@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from tools.synthetic_data import write_ade
+from backbones.synthetic import write_ade
 
 from .conftest import REPO, run
 

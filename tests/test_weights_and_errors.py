@@ -82,7 +82,7 @@ def test_truncated_and_missing_files(tmp_path, timm_atto_file):
         load_backbone_weights(InceptionNeXt('atto'), str(tmp_path / 'nope.pth'))
     r = subprocess.run([sys.executable, 'tools/convert_weights.py', str(cut), str(tmp_path / 'o.pth')],
                        cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 1 and 'truncated or corrupt' in r.stderr and 'Traceback' not in r.stderr
+    assert r.returncode == 2 and 'truncated or corrupt' in r.stderr and 'Traceback' not in r.stderr
     assert not (tmp_path / 'o.pth').exists()
 
 

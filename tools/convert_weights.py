@@ -12,28 +12,10 @@ and unreadable files are errors that name the problem. The output is a plain ten
 torch.load(weights_only=True).
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import torch  # noqa: E402
-
-from backbones import (CheckpointError, InceptionNeXt, classifier_state_dict, extract_backbone,  # noqa: E402
-                       load_backbone_weights)
-
-
-def convert(src: str, dst: str, backbone_only: bool = False, arch: str = None) -> dict:
-    sd = classifier_state_dict(src)
-    if arch:  # strict fit check against the named variant
-        load_backbone_weights(InceptionNeXt(arch), sd)
-    if backbone_only:
-        sd = extract_backbone(sd)
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    tmp = dst + '.tmp'
-    torch.save(dict(sd), tmp)
-    os.replace(tmp, dst)  # never leave a half-written file under the final name
-    return sd
+from backbones import InceptionNeXt, classifier_state_dict, extract_backbone, load_backbone_weights
+from backbones.cli import run_cli
+from backbones.weights import save_weights
 
 
 def main(argv=None) -> int:
@@ -43,11 +25,12 @@ def main(argv=None) -> int:
     p.add_argument('--backbone-only', action='store_true', help='write only the backbone, without "backbone."')
     p.add_argument('--arch', help='check the weights load strictly into this variant (atto/tiny/small/base ...)')
     args = p.parse_args(argv)
-    try:
-        sd = convert(args.src, args.dst, args.backbone_only, args.arch)
-    except (CheckpointError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    sd = classifier_state_dict(args.src)
+    if args.arch:  # strict fit check against the named variant
+        load_backbone_weights(InceptionNeXt(args.arch), sd)
+    if args.backbone_only:
+        sd = extract_backbone(sd)
+    save_weights(sd, args.dst)
     n = sum(v.numel() for v in sd.values())
     print(f'wrote {args.dst}: {len(sd)} tensors, {n / 1e6:.2f}M values'
           + (f', fits InceptionNeXt-{args.arch}' if args.arch else ''))
@@ -55,4 +38,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -13,9 +13,10 @@ import argparse
 import os
 import os.path as osp
 
-from common import run_cli  # noqa: I100 (tools/ is on sys.path; common also puts the repo there)
-
-from backbones.engine import UserInputError, check_checkpoint_fits, merge_cfg_options, trust_run_checkpoints
+from backbones.checks import check_checkpoint_fits
+from backbones.cli import load_config, run_cli
+from backbones.errors import UserInputError
+from backbones.runtime import fallback_syncbn_on_cpu, install_mmengine_fixes, trust_run_checkpoints
 from backbones.weights import read_checkpoint, unwrap_state_dict
 
 
@@ -44,13 +45,9 @@ def main(argv=None) -> int:
     if img is None:
         raise UserInputError(f'cannot read {args.image} as an image')
 
-    from mmengine.config import Config
-
-    from backbones.engine import fallback_syncbn_on_cpu
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import DATASETS, VISUALIZERS
-    cfg = Config.fromfile(args.config)
-    merge_cfg_options(cfg, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     if cfg.get('default_scope') != 'mmdet':
         raise UserInputError(f'{args.config} is not a detection config '
                              f'(default_scope={cfg.get("default_scope")!r})')
@@ -60,7 +57,8 @@ def main(argv=None) -> int:
     cfg.model.backbone.init_cfg = None  # the checkpoint holds the backbone too
     ckpt = read_checkpoint(args.checkpoint, trusted=True)  # the user named it (as for tools/test.py)
     state = unwrap_state_dict(ckpt)
-    trust_run_checkpoints(args.checkpoint, args.checkpoint)  # MMEngine's loader may unpickle this one file
+    install_mmengine_fixes()
+    trust_run_checkpoints(None, args.checkpoint)  # MMEngine's loader may unpickle this one file
     model = init_detector(cfg, args.checkpoint, palette='none', device=device)
     check_checkpoint_fits(model, {'state_dict': state}, args.checkpoint)  # init_detector only warns
     if not (isinstance(ckpt, dict) and (ckpt.get('meta') or {}).get('dataset_meta')):

@@ -8,11 +8,10 @@ with a legend of the classes present.
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from backbones.engine import UserInputError, trust_run_checkpoints  # noqa: E402
+from backbones.cli import run_cli
+from backbones.errors import UserInputError
+from backbones.runtime import install_mmengine_fixes, trust_run_checkpoints
 
 
 def segment(image: str, config: str, checkpoint: str, out: str, opacity: float = 0.5, device: str = 'cpu',
@@ -31,7 +30,8 @@ def segment(image: str, config: str, checkpoint: str, out: str, opacity: float =
     img = mmcv.imread(image)
     if img is None:
         raise UserInputError(f'cannot read image {image}')
-    trust_run_checkpoints(osp.dirname(osp.abspath(checkpoint)), checkpoint)  # the user's own training output
+    install_mmengine_fixes()
+    trust_run_checkpoints(None, checkpoint)  # the user named it: MMEngine's loader may unpickle this one file
     model = init_model(config, checkpoint, device=device)  # also turns SyncBN into BN off-GPU
     result = inference_model(model, img)
     labels = result.pred_sem_seg.data[0].cpu().numpy()
@@ -57,15 +57,11 @@ def main(argv=None) -> int:
     p.add_argument('--opacity', type=float, default=0.5)
     p.add_argument('--device', default='cpu')
     args = p.parse_args(argv)
-    try:
-        labels = segment(args.image, args.config, args.checkpoint, args.out, args.opacity, args.device)
-    except UserInputError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    labels = segment(args.image, args.config, args.checkpoint, args.out, args.opacity, args.device)
     print(f'wrote {os.path.abspath(args.out)} ({labels.shape[1]}x{labels.shape[0]}, classes present: '
           f'{sorted(set(labels.ravel().tolist()))})')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

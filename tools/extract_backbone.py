@@ -14,61 +14,18 @@ timm file. MMEngine checkpoints pickle more than tensors (its logging state), so
 loader refuses one it is read with the full unpickler, as tools/train.py reads its own checkpoints: only
 pass files from your own runs.
 
-EMA: MMEngine's EMAHook *swaps* the two copies when it saves: ``state_dict`` holds the EMA weights and
-``ema_state_dict`` (keys ``module.*`` plus ``steps``) the raw trained ones. This tool undoes that: by
-default it writes the raw weights, with ``--ema`` the averaged ones.
+EMA: by default the tool writes the raw trained weights, with ``--ema`` the averaged ones, from MMEngine's
+EMAHook checkpoints (which swap the two copies when saving) and timm-style ``state_dict_ema`` /
+``model_ema`` entries alike (``backbones.weights.classifier_weights``).
 
 OUT is a plain tensor dict (``torch.load(OUT, weights_only=True)`` reads it), written atomically.
 """
 import argparse
-import os
-import sys
 from collections import OrderedDict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import torch  # noqa: E402
-
-from backbones import (CheckpointError, InceptionNeXt, classifier_state_dict, extract_backbone,  # noqa: E402
-                       load_backbone_weights, read_checkpoint)
-
-
-def _read(path: str):
-    try:
-        return read_checkpoint(path)  # plain state dicts and official files: torch's safe loader
-    except CheckpointError as e:
-        if 'holds more than tensors' not in str(e):
-            raise
-    return read_checkpoint(path, trusted=True)  # an MMEngine training checkpoint of our own runs
-
-
-def classifier_weights(path: str, ema: bool = False) -> 'OrderedDict[str, torch.Tensor]':
-    """The classifier state dict (``backbone.*`` [+ ``head.*``]) of any supported file; raw or EMA weights."""
-    ckpt = _read(path)
-    has_ema = isinstance(ckpt, dict) and isinstance(ckpt.get('ema_state_dict'), dict)
-    if ema and not has_ema:
-        raise CheckpointError(f'--ema: {path} has no EMA weights (no "ema_state_dict": trained without '
-                              'EMAHook)')
-    if has_ema:
-        if ema:  # EMAHook.before_save_checkpoint swapped the averaged weights into state_dict
-            sd = ckpt['state_dict']
-        else:    # ... and the raw ones into ema_state_dict, as module.<key>
-            sd = OrderedDict((k[len('module.'):], v) for k, v in ckpt['ema_state_dict'].items()
-                             if k.startswith('module.'))
-        return classifier_state_dict(OrderedDict(sd))
-    return classifier_state_dict(ckpt)
-
-
-def extract(src: str, dst: str, ema: bool = False, with_head: bool = False, arch: str = None) -> dict:
-    sd = classifier_weights(src, ema)
-    out = OrderedDict(sd) if with_head else extract_backbone(sd)
-    if arch:  # strict fit check against the named variant
-        load_backbone_weights(InceptionNeXt(arch), OrderedDict(sd))
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    tmp = dst + '.tmp'
-    torch.save(dict(out), tmp)
-    os.replace(tmp, dst)  # never a half-written file under the final name
-    return out
+from backbones import InceptionNeXt, extract_backbone, load_backbone_weights
+from backbones.cli import run_cli
+from backbones.weights import classifier_weights, save_weights
 
 
 def main(argv=None) -> int:
@@ -80,11 +37,11 @@ def main(argv=None) -> int:
                    help='keep the whole classifier (backbone.* + head.*) instead of the bare backbone')
     p.add_argument('--arch', help='check that the weights load strictly into this variant (atto, tiny, ...)')
     args = p.parse_args(argv)
-    try:
-        out = extract(args.checkpoint, args.out, args.ema, args.with_head, args.arch)
-    except (CheckpointError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    sd = classifier_weights(args.checkpoint, args.ema)
+    out = OrderedDict(sd) if args.with_head else extract_backbone(sd)
+    if args.arch:  # strict fit check against the named variant
+        load_backbone_weights(InceptionNeXt(args.arch), OrderedDict(sd))
+    save_weights(out, args.out)
     n = sum(v.numel() for v in out.values())
     print(f'wrote {args.out}: {"EMA" if args.ema else "raw"} weights, {len(out)} tensors, {n / 1e6:.2f}M values'
           + (' (classifier layout)' if args.with_head else ' (backbone)')
@@ -93,4 +50,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -10,14 +10,16 @@ import argparse
 import inspect
 import os.path as osp
 
+import malloc_env  # tools/malloc_env.py: imports nothing heavy
+
 if __name__ == '__main__':  # before torch is imported: glibc reads its malloc settings at start-up
-    import malloc_env
     malloc_env.ensure()
 
-from common import add_common_args, build_runner, load_config, run_cli  # noqa: E402,I100
 
+from backbones.checks import check_checkpoint_fits, check_data_folders  # noqa: E402
+from backbones.cli import add_common_args, build_runner, run_cli, run_config  # noqa: E402
 from backbones.coco_checks import check_coco_datasets  # noqa: E402
-from backbones.engine import UserInputError, check_checkpoint_fits, check_data_folders  # noqa: E402
+from backbones.errors import UserInputError  # noqa: E402
 from backbones.weights import read_checkpoint, unwrap_state_dict  # noqa: E402
 
 
@@ -50,7 +52,7 @@ def enable_visualization(cfg, show_dir: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args)
+    cfg = run_config(args)
     ckpt = read_checkpoint(args.checkpoint, trusted=True)  # a training checkpoint or a plain state dict
     cfg.load_from = args.checkpoint
     check_data_folders(cfg, splits=('test_dataloader',))

@@ -10,19 +10,19 @@ configs/_base_/default_runtime.py the resumed run is bitwise the uninterrupted o
 import argparse
 import os.path as osp
 
+import malloc_env  # tools/malloc_env.py: imports nothing heavy
+
 if __name__ == '__main__':  # before torch is imported: glibc reads its malloc settings at start-up
-    import malloc_env
     malloc_env.ensure()
 
-from common import build_runner, load_config, run_cli  # noqa: E402,I100 (tools/ is on sys.path)
 
+from backbones.checks import check_checkpoint_fits, check_data_folders, check_resume_checkpoint  # noqa: E402
+from backbones.cli import add_common_args, build_runner, run_cli, run_config  # noqa: E402
 from backbones.coco_checks import check_coco_datasets  # noqa: E402
-from backbones.engine import (UserInputError, check_checkpoint_fits, check_data_folders,  # noqa: E402
-                              check_resume_checkpoint)
+from backbones.errors import UserInputError  # noqa: E402
 
 
 def parse_args(argv=None):
-    from common import add_common_args
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
@@ -34,7 +34,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args)
+    cfg = run_config(args)
     if args.amp:
         import torch
         if not torch.cuda.is_available():

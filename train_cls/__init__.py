@@ -3,16 +3,15 @@
 Everything is registered in the ``train_cls`` scope (``train_cls.registry``): the ``ImageNet`` dataset
 (class folders or a file list), the ``LoadImagePIL`` / ``TimmTransform`` / ``PackClsInputs`` transforms,
 ``ClsDataPreprocessor`` (normalise, random erasing, mixup/cutmix), ``InceptionNeXtClassifier``, the
-``Accuracy`` metric and ``ClsRunner`` (lr auto-scaling that counts gradient accumulation). Configs:
+``Accuracy`` metric. The runner is ``backbones.runtime.RobustRunner``, as for every task. Configs:
 ``configs/inceptionnext_{atto,t,s,b}_in1k.py`` and ``configs/inceptionnext_b_in1k_384.py``.
 """
 from . import registry  # noqa: F401  (first: the other modules register into it)
 from .datasets import DatasetError, ImageNet, UnreadableImageError, UnreadableImageWarning
 from .metrics import Accuracy
 from .model import ClsDataPreprocessor, InceptionNeXtClassifier, load_classifier_weights
-from .runner import ClsRunner
 from .transforms import LoadImagePIL, PackClsInputs, TimmTransform
 
 __all__ = ['ImageNet', 'DatasetError', 'UnreadableImageError', 'UnreadableImageWarning', 'Accuracy',
-           'ClsDataPreprocessor', 'InceptionNeXtClassifier', 'load_classifier_weights', 'ClsRunner',
+           'ClsDataPreprocessor', 'InceptionNeXtClassifier', 'load_classifier_weights',
            'LoadImagePIL', 'PackClsInputs', 'TimmTransform']

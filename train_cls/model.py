@@ -189,16 +189,9 @@ class InceptionNeXtClassifier(BaseModel):
 
 def load_classifier_weights(model: nn.Module, path_or_sd) -> None:
     """Loads a classifier checkpoint (ours, converted, official or timm) with every key and shape checked."""
-    from backbones.weights import CheckpointError, classifier_state_dict
+    from backbones.weights import CheckpointError, classifier_state_dict, state_dict_mismatch
     sd = classifier_state_dict(path_or_sd)
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [f'{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}' for k, v in sd.items()
-              if k in own and v.shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise CheckpointError('classifier checkpoint does not fit the model: ' + ' | '.join(
-            p for p in (f'shape mismatch: {"; ".join(shapes[:6])}' if shapes else '',
-                        f'missing: {", ".join(missing[:6])}' if missing else '',
-                        f'unexpected: {", ".join(unexpected[:6])}' if unexpected else '') if p))
+    problems = state_dict_mismatch(model.state_dict(), sd, optional=lambda k: k.endswith('num_batches_tracked'))
+    if problems:
+        raise CheckpointError(f'classifier checkpoint does not fit the model: {problems}')
     model.load_state_dict(sd, strict=False)

@@ -1,6 +1,9 @@
 # Shared by every task. The task's dataset base sets default_scope (mmseg / mmdet / train_cls) and its
 # visualizer (scalars to JSON and TensorBoard); the schedule sets the loop, the optimizer and default_hooks.
 custom_imports = dict(imports=['backbones'], allow_failed_imports=False)
+# The Runner with this suite's fixes around MMEngine (backbones/runtime.py: trusted checkpoint loading,
+# atomic writes, CPU distributed set-up, SyncBN on CPU); also what mmseg's / mmdet's own tools/train.py build.
+runner_type = 'RobustRunner'
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
@@ -10,5 +13,5 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0)
-# Exact resume: every rank's RNG states go into the checkpoint (backbones/engine.py).
+# Exact resume: every rank's RNG states go into the checkpoint (backbones/hooks.py).
 custom_hooks = [dict(type='RNGStateHook')]

@@ -5,7 +5,6 @@
 # and centre-crops (crop_pct 0.875; the base leaf sets 0.95, the 384 one 1.0). Per-process batch 128
 # (8 GPUs x 128 x 4 accumulation steps = 4096, the paper's batch).
 default_scope = 'train_cls'
-runner_type = 'train_cls.ClsRunner'  # MMEngine's Runner + lr auto-scaling that counts accumulation
 dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
 train_pipeline = [

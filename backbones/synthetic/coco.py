@@ -1,17 +1,16 @@
 """A small generated dataset in the COCO instance layout, for the detection tests and demos (no downloads).
 
-    python tools/synthetic_coco.py data/synthetic_coco [--train 200 --val 50 --size 160 128 --classes 3]
+    python tools/synthetic_data.py coco data/synthetic_coco [--train 200 --val 50 --size 160 128 --classes 3]
 
 Layout (mmdet's ``CocoDataset`` / ``CocoMetric`` read it unchanged):
     annotations/instances_train2017.json, annotations/instances_val2017.json
     train2017/000000000001.jpg ..., val2017/000000100001.jpg ...
 
-Scenes come from ``tools/synthetic_data.draw_scene`` with ``overlap=False`` (objects placed apart), so every
+Scenes come from ``backbones.synthetic.ade.draw_scene`` with ``overlap=False`` (objects placed apart), so every
 object is fully visible and its annotation is exact: the polygon it was drawn from (``segmentation``), that
 polygon's extent as ``bbox`` ([x, y, w, h], COCO style) and its area as ``area``. Category ids
 start at 1, one per shape kind (``SHAPES[:classes]``), as in COCO's categories list.
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -19,10 +18,7 @@ import os.path as osp
 import cv2
 import numpy as np
 
-try:  # imported as tools.synthetic_coco (tests) or run as a script (tools/ is then on sys.path)
-    from .synthetic_data import SHAPES, draw_scene
-except ImportError:
-    from synthetic_data import SHAPES, draw_scene
+from .ade import SHAPES, draw_scene
 
 SPLITS = ('train2017', 'val2017')
 
@@ -69,28 +65,8 @@ def write_coco(root: str, num_train: int = 200, num_val: int = 50, size=(160, 12
                 annotations.append(coco_annotation(ann_id, img_id, o['label'], o['polygon'], w, h))
                 ann_id += 1
         with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
-            json.dump(dict(info=dict(description='generated shapes (tools/synthetic_coco.py)'), licenses=[],
+            json.dump(dict(info=dict(description='generated shapes (backbones.synthetic.coco)'), licenses=[],
                            images=images, annotations=annotations, categories=categories), f)
         meta[f'num_{split[:-4]}'] = n
         meta[f'objects_{split[:-4]}'] = len(annotations)
     return meta
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('root')
-    p.add_argument('--train', type=int, default=200)
-    p.add_argument('--val', type=int, default=50)
-    p.add_argument('--size', type=int, nargs=2, default=(160, 128), metavar=('W', 'H'))
-    p.add_argument('--classes', type=int, default=3, help=f'shape classes, at most {len(SHAPES)}')
-    p.add_argument('--max-objects', type=int, default=4)
-    p.add_argument('--seed', type=int, default=0)
-    args = p.parse_args(argv)
-    meta = write_coco(args.root, args.train, args.val, tuple(args.size), args.classes, args.max_objects,
-                      args.seed)
-    print(f'wrote {args.root}: {meta["num_train"]} train / {meta["num_val"]} val images '
-          f'({meta["objects_train"]} / {meta["objects_val"]} objects), classes {meta["classes"]}')
-
-
-if __name__ == '__main__':
-    main()

@@ -1,6 +1,6 @@
 """A small generated ImageNet-layout classification dataset, for the learning test and quick trials.
 
-    python tools/synthetic_imagenet.py data/synthetic_imagenet [--train 50 --val 20 --size 64 --classes 10]
+    python tools/synthetic_data.py imagenet data/synthetic_imagenet [--train 50 --val 20 --size 64 --classes 10]
 
 Layout (what train_cls.ImageNet and timm's ImageFolder read):
     ROOT/train/<wnid>/<wnid>_<k>.JPEG                 --train images per class
@@ -8,24 +8,21 @@ Layout (what train_cls.ImageNet and timm's ImageFolder read):
     ROOT/meta/{train,val}.txt                         "<wnid>/<file> <label>" lines (the file-list variant)
     ROOT/meta/classes.txt, ROOT/meta.json             wnids in index order; names and counts
 
-Classes: the drawn shapes of tools/synthetic_data.py (rectangle, disc, triangle, diamond, cross, hexagon)
+Classes: the drawn shapes of backbones.synthetic.ade (rectangle, disc, triangle, diamond, cross, hexagon)
 then textures (stripes, checker, dots, rings), up to 10. One object or pattern per image, of random size,
 position and rotation on a noisy, shaded background. Each class has a mean colour, jittered per image
-so that neighbouring classes' colours overlap (as in tools/synthetic_data.py): colour is a cue that
+so that neighbouring classes' colours overlap (as in backbones.synthetic.ade): colour is a cue that
 gets a model started, shape and texture are needed to finish. wnids are fake ("n9000000<i>") and sort
 in class order, so label i is the i-th class.
 """
-import argparse
 import json
 import os
 import os.path as osp
-import sys
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from synthetic_data import SHAPES, background, shape_polygon  # noqa: E402
+from .ade import SHAPES, background, shape_polygon
 
 TEXTURES = ('stripes', 'checker', 'dots', 'rings')
 CLASSES = SHAPES + TEXTURES
@@ -115,21 +112,3 @@ def write_imagenet(root: str, num_classes: int = 10, num_train: int = 50, num_va
     with open(osp.join(root, 'meta.json'), 'w') as f:
         json.dump(meta, f, indent=1)
     return meta
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('root')
-    p.add_argument('--classes', type=int, default=10, help=f'2..{len(CLASSES)}')
-    p.add_argument('--train', type=int, default=50, help='train images per class')
-    p.add_argument('--val', type=int, default=20, help='val images per class')
-    p.add_argument('--size', type=int, default=64)
-    p.add_argument('--seed', type=int, default=0)
-    args = p.parse_args(argv)
-    meta = write_imagenet(args.root, args.classes, args.train, args.val, args.size, args.seed)
-    print(f'wrote {args.root}: {len(meta["wnids"])} classes ({", ".join(meta["names"])}), '
-          f'{args.train} train / {args.val} val images per class, {args.size}x{args.size}')
-
-
-if __name__ == '__main__':
-    main()

@@ -1,0 +1,125 @@
+"""CPU inference kernels of the deploy form: oneDNN's fused conv ops, channels-last, cache-sized sub-batches.
+
+On CPU the MLP's elementwise passes (the activation over the 4x-wide hidden map, the shortcut add) cost
+about as much as its 1x1 convs. oneDNN runs them as post-ops of the convs (the fused ops that
+torch.compile's CPU backend emits), so each map is written once; channels-last is oneDNN's layout.
+
+``install(model, chunk_bytes)`` swaps the classes of the deployed model's stem, stages and blocks for the
+subclasses below (same parameters and state dict); ``uninstall(model)`` swaps them back. Each subclass
+runs its fast form only where ``applies(x)``: CPU, no autograd, no autocast, fp32 (oneDNN has no fp64 and
+needs CPU support for fp16), not while tracing or compiling (FLOP counters, ONNX export and torch.compile
+should see, and fuse, the plain ops); anything else takes the plain (folded) forward.
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from ..inceptionnext import ConvMlp, MetaNeXtBlock, MetaNeXtStage, Stem
+
+AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
+# Sub-batch size for CPU inference, in bytes of one block's hidden map: it should sit in the last-level
+# cache (on a 32 MiB-L3 EPYC, docs/benchmarks.md: 8-24 MiB within a few %, 1.4x faster than whole batches).
+CPU_CHUNK_BYTES = 16 << 20
+
+_conv_pointwise = torch.ops.mkldnn._convolution_pointwise if AVAILABLE else None
+_1X1 = dict(padding=[0, 0], stride=[1, 1], dilation=[1, 1], groups=1)  # fc1 / fc2 are 1x1 convs
+
+
+def applies(x: torch.Tensor) -> bool:
+    """Whether the oneDNN forms may run on ``x`` (see the module docstring)."""
+    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and x.dtype == torch.float32
+            and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling())
+
+
+def post_op(act: nn.Module) -> Optional[tuple]:
+    """oneDNN's (attr, scalars, algorithm) computing the activation ``act``; None when it has none."""
+    if isinstance(act, nn.GELU):
+        return 'gelu', [], act.approximate
+    if isinstance(act, nn.ReLU):
+        return 'relu', [], ''
+    return None
+
+
+def _fused_conv(x, conv: nn.Conv2d, *op):
+    p = _1X1
+    return _conv_pointwise(x, conv.weight, conv.bias, p['padding'], p['stride'], p['dilation'], p['groups'], *op)
+
+
+def _fused_conv_add(h, shortcut, conv: nn.Conv2d):
+    p = _1X1
+    return _conv_pointwise.binary(h, shortcut, conv.weight, conv.bias, p['padding'], p['stride'], p['dilation'],
+                                  p['groups'], 'add', None, None, [], None)
+
+
+class OneDNNBlock(MetaNeXtBlock):
+    """Deploy-form block: fc1 + activation and fc2 + shortcut each one oneDNN op (same values)."""
+
+    post_op: tuple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not applies(x):
+            return super().forward(x)
+        h = _fused_conv(self.norm(self.token_mixer(x)), self.mlp.fc1, *self.post_op)
+        return _fused_conv_add(h, x, self.mlp.fc2)
+
+
+class ChunkedStage(MetaNeXtStage):
+    """Stage whose blocks run on sub-batches with hidden maps of at most ``chunk_bytes`` each.
+
+    Stages 1-3 are bound by memory traffic on CPU, not by arithmetic: sub-batches whose MLP hidden maps
+    fit in the cache run faster. Per-image computation, so the values are the same.
+    """
+
+    chunk_bytes: int
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        if self.chunk_bytes and x.shape[0] > 1 and applies(x):
+            hidden = self.blocks[0].mlp.fc1.out_channels * x.shape[2] * x.shape[3] * x.element_size()
+            n = max(1, self.chunk_bytes // hidden)
+            if n < x.shape[0]:
+                return torch.cat([self.blocks(c) for c in x.split(n)])
+        return self.forward_blocks(x)
+
+
+class ChannelsLastStem(Stem):
+    """The stem, taking its input to channels-last (oneDNN's layout) where the kernels apply."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if applies(x):
+            x = x.contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
+_SWAPS = ((Stem, ChannelsLastStem), (MetaNeXtStage, ChunkedStage), (MetaNeXtBlock, OneDNNBlock))
+
+
+def install(model: nn.Module, chunk_bytes: int = CPU_CHUNK_BYTES) -> bool:
+    """Swaps the oneDNN forms into a deployed ``model`` (BN and layer scale folded); returns whether it did.
+
+    Blocks qualify when their norm is folded away and their MLP is a ``ConvMlp`` with an activation oneDNN
+    has as a post-op; others keep the plain forward.
+    """
+    uninstall(model)
+    if not AVAILABLE:
+        return False
+    for m in list(model.modules()):
+        if type(m) is MetaNeXtBlock:
+            op = post_op(m.mlp.act) if isinstance(m.mlp, ConvMlp) else None
+            if op is not None and isinstance(m.norm, nn.Identity) and m.gamma is None:
+                m.__class__, m.post_op = OneDNNBlock, op
+        elif type(m) is MetaNeXtStage:
+            m.__class__, m.chunk_bytes = ChunkedStage, chunk_bytes
+        elif type(m) is Stem:
+            m.__class__ = ChannelsLastStem
+    return True
+
+
+def uninstall(model: nn.Module) -> None:
+    """Swaps the plain classes back."""
+    for m in model.modules():
+        for plain, fast in _SWAPS:
+            if type(m) is fast:
+                m.__class__ = plain

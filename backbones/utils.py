@@ -1,0 +1,48 @@
+"""Small helpers shared across the package: a readable list of names, an atomic file write."""
+import os
+import os.path as osp
+import tempfile
+from typing import Callable, Iterable
+
+
+def names(items: Iterable, n: int = 6, sep: str = ', ') -> str:
+    """The first ``n`` items joined by ``sep``, then ``... (K in all)`` when there are more."""
+    items = [str(i) for i in items]
+    return sep.join(items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str, write: Callable) -> None:
+    """Writes ``path`` so that it is either the old file or the complete new one, never a partial file.
+
+    ``write(f)`` writes into a binary file object; the data go to a temporary file in the same folder,
+    which is flushed, fsync'ed and renamed over ``path``. The file gets the mode a plain ``open()`` would
+    give it (0666 minus the umask; ``mkstemp``'s 0600 would hide checkpoints from a shared group).
+    On any error (or an interrupt) the temporary file is removed and the error raised.
+    """
+    path = str(path)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.part', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_save(obj, path: str) -> None:
+    """``torch.save(obj, path)`` through ``atomic_write``."""
+    import torch
+    atomic_write(path, lambda f: torch.save(obj, f))
