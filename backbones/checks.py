@@ -33,7 +33,32 @@ def merge_cfg_options(cfg, options: Optional[dict]) -> None:
                 raise UserInputError(f'unknown config key {key!r} in --cfg-options: {where} has no {part!r}'
                                      + (f' (did you mean {", ".join(near)}?)' if near else ''))
             done.append(part)
+        _check_option_type(key, node, options[key])
     cfg.merge_from_dict(options, allow_list_keys=True)
+
+
+def _check_option_type(key: str, old, new) -> None:
+    """A value of another kind than the config's (text for a number, a list for a number, a number for a
+    list) fails deep inside the Runner; name it here. ``None`` on either side, ints for floats, and a
+    tuple for a list are fine."""
+    def kind(v):
+        if isinstance(v, bool):
+            return 'a boolean'
+        if isinstance(v, (int, float)):
+            return 'a number'
+        if isinstance(v, str):
+            return 'text'
+        if isinstance(v, (list, tuple)):
+            return 'a list'
+        if isinstance(v, dict):
+            return 'a dict'
+        return None
+    a, b = kind(old), kind(new)
+    if old is None or new is None or a is None or b is None or a == b:
+        return
+    if {a, b} == {'a boolean', 'a number'}:
+        return  # 0 / 1 for flags, as in MMEngine's own configs
+    raise UserInputError(f'--cfg-options {key}={new!r}: the config has {a} there ({old!r}), got {b}')
 
 
 def iter_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -88,3 +113,18 @@ def check_checkpoint_fits(model: torch.nn.Module, ckpt: dict, path: str) -> None
     problems = state_dict_mismatch(model.state_dict(), ckpt['state_dict'], n=4)
     if problems:
         raise CheckpointError(f'{path} was saved by a different model (another arch or config?): {problems}')
+
+
+def check_backbone(cfg) -> None:
+    """Builds the config's InceptionNeXt backbone on the meta device (no memory, no weights): a bad
+    ``arch``, ``out_indices`` or ``frozen_stages`` is one clear error before the Runner prints the config."""
+    backbone = (cfg.get('model') or {}).get('backbone')
+    if not isinstance(backbone, dict) or str(backbone.get('type', '')).split('.')[-1] != 'InceptionNeXt':
+        return
+    from .inceptionnext import InceptionNeXt
+    kwargs = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
+    try:
+        with torch.device('meta'):
+            InceptionNeXt(**kwargs)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserInputError(f'model.backbone: {e}') from None

@@ -1,6 +1,8 @@
 """What the command-line tools share: reading a config, the common options, building the runner, and the
 one error path (``run_cli``: any ``UserInputError`` becomes one ``error: ...`` line and exit 2)."""
 import argparse
+import ast
+import errno
 import os
 import os.path as osp
 import sys
@@ -26,11 +28,14 @@ def load_config(path: str, options: Optional[dict] = None):
     from .checks import merge_cfg_options
     if not osp.isfile(path):
         raise UserInputError(f'config file not found: {path}')
+    if path.endswith('.py'):  # MMEngine's own syntax error names neither the line nor, in the end, the file
+        try:
+            with open(path, encoding='utf-8') as f:
+                ast.parse(f.read(), filename=path)
+        except SyntaxError as e:
+            raise UserInputError(f'{path}:{e.lineno}: syntax error in config: {e.msg}') from None
     try:
         cfg = Config.fromfile(path)
-    except SyntaxError as e:
-        where = f'{e.filename or path}:{e.lineno}' if e.lineno else (e.filename or path)
-        raise UserInputError(f'{where}: syntax error in config: {e.msg}') from None
     except Exception as e:  # noqa: BLE001 -- MMEngine raises many types for a config it cannot read
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise UserInputError(f'cannot read config {path}: {msg}') from None
@@ -55,11 +60,25 @@ def build_runner(cfg):
     return RUNNERS.build(cfg)
 
 
+# Writes that fail for reasons of the machine, not of the code: a full disk, a quota, a read-only or
+# forbidden folder. They end the tool with one line too (checkpoints are written atomically, so the last
+# complete one is still there).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def run_cli(main) -> None:
-    """Runs ``main()``; bad input (any ``UserInputError``) exits 2 with one line, no traceback."""
+    """Runs ``main()``; bad input (any ``UserInputError``) and failed writes (full disk, read-only
+    folder) exit 2 with one line, no traceback."""
     try:
         sys.exit(main())
     except UserInputError as e:
         # Raised in a dataloader worker, the message carries the worker's traceback: keep its last line.
         print(f'error: {str(e).strip().splitlines()[-1]}', file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        where = f' {e.filename}' if e.filename else ''
+        print(f'error: cannot write{where}: {e.strerror} (the last complete checkpoint, if any, is intact)',
+              file=sys.stderr)
         sys.exit(2)

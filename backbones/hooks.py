@@ -52,8 +52,12 @@ class RNGStateHook(Hook):
         if not states:
             return
         if len(states) != world:
-            runner.logger.warning(f'checkpoint has RNG states of {len(states)} ranks, this run has {world}: '
-                                  'not restoring them, the resumed run will not be bitwise exact')
+            batch = getattr(runner.train_dataloader, 'batch_size', None)
+            total = (f'; the total batch changes from {len(states)} x {batch} = {len(states) * batch} to '
+                     f'{world} x {batch} = {world * batch} images per iteration (lr and schedule stay as '
+                     'configured)') if batch else ''
+            runner.logger.warning(f'resuming a run of {len(states)} processes with {world}{total}; '
+                                  'RNG states not restored, the resumed run will not be bitwise exact')
             return
         self._pending = states[rank]
         self._restore(self._pending)

@@ -13,14 +13,17 @@ that builds its own Runner calls ``install_mmengine_fixes()`` (process-wide, ide
 | MMEngine writes checkpoints in place: a kill mid-write left a truncated file under the final name | the local file backend writes a temp file, fsyncs it and renames it over the target (``utils.atomic_write``) |
 | without a GPU, the ``pytorch`` / ``slurm`` launchers call ``torch.cuda.set_device`` and DDP gets ``device_ids=[rank]`` | the gloo process group is started before the Runner, DDP wraps with ``device_ids=None`` |
 | ``SyncBatchNorm`` refuses CPU tensors | configs keep SyncBN (right for multi-GPU); CPU runs switch it to BN and say so in the log |
+| two training runs started on the same work dir both ran to the end, one's checkpoints and config over the other's | a training run holds a lock on its work dir (``lock_work_dir``); a second one stops with an error naming the first |
 | ``Runner.scale_lr`` takes the real batch as world size x batch size and ignores ``accumulative_counts``: the classification recipe's 4096 (8 x 128 x 4 accumulation steps) counted as 1024, lr scaled down 4x | ``RobustRunner.scale_lr`` counts the accumulation steps |
 
 The other fixes are hooks (``backbones.hooks.RNGStateHook``: exact resume) and the checks of
 ``backbones.checks`` that the tools run.
 """
 import copy
+import fcntl
 import os
 import os.path as osp
+import time
 
 import torch
 import torch.distributed as torch_dist
@@ -31,6 +34,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .errors import UserInputError
 from .utils import atomic_write
 
 # --------------------------------------------------------------------------------------------------
@@ -132,6 +136,44 @@ def fallback_syncbn_on_cpu(cfg) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# One training run per work dir
+# --------------------------------------------------------------------------------------------------
+_LOCKS = {}  # work dir -> open lock file, held until the process ends (the kernel drops it on any exit)
+
+
+def lock_work_dir(work_dir: str) -> None:
+    """Takes the work dir's training lock (rank 0 only; again in the same process: a no-op).
+
+    A second training run on the same work dir would overwrite this one's checkpoints and config; it
+    gets a ``UserInputError`` naming the run holding the lock. ``flock`` dies with its process, so a
+    killed run leaves no stale lock.
+    """
+    if int(os.environ.get('RANK', '0')) != 0:
+        return
+    real = osp.realpath(work_dir)
+    if real in _LOCKS:
+        return
+    try:
+        os.makedirs(real, exist_ok=True)
+        f = open(osp.join(real, '.train.lock'), 'a+')
+    except OSError as e:
+        raise UserInputError(f'cannot write to the work dir {work_dir}: {e.strerror}') from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or 'another process'
+        f.close()
+        raise UserInputError(f'work dir {work_dir} is in use by another training run ({holder}); wait for it '
+                             'to end or pass another --work-dir') from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()} on {os.uname().nodename}, started {time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+    f.flush()
+    _LOCKS[real] = f
+
+
+# --------------------------------------------------------------------------------------------------
 # The one call, and the runner that makes it
 # --------------------------------------------------------------------------------------------------
 def prepare_config(cfg) -> None:
@@ -153,6 +195,10 @@ class RobustRunner(Runner):
         cfg = copy.deepcopy(cfg)
         prepare_config(cfg)
         return super().from_cfg(cfg)
+
+    def train(self):
+        lock_work_dir(self.work_dir)  # tools/train.py took it before the Runner wrote anything
+        return super().train()
 
     def scale_lr(self, optim_wrapper, auto_scale_lr=None) -> None:
         """Linear scaling by ``world_size x batch_size x accumulative_counts / base_batch_size``."""

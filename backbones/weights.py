@@ -15,6 +15,7 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 
 from .errors import CheckpointError
 from .utils import atomic_save, names
@@ -55,14 +56,24 @@ def read_checkpoint(path: str, trusted: bool = False) -> dict:
 
 def unwrap_state_dict(obj) -> StateDict:
     """Strips the ``state_dict`` / ``model`` container keys and a DataParallel ``module.`` prefix."""
+    return select_state_dict(obj)[0]
+
+
+def select_state_dict(obj):
+    """``(state dict, entry, other entries)``: the weights ``unwrap_state_dict`` takes, the container key
+    they came from (``'state_dict'``, ``'model'``, or ``''`` for a bare state dict) and the names of the
+    other state dicts in the file that are not used (an EMA copy, say)."""
+    entry, others = '', []
     for key in ('state_dict', 'model'):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
+            others += [k for k, v in obj.items() if k != key and isinstance(v, dict) and v
+                       and all(isinstance(t, torch.Tensor) for t in v.values())]
+            entry, obj = (f'{entry}.{key}' if entry else key), obj[key]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError('checkpoint holds no state dict of tensors')
     if all(k.startswith('module.') for k in obj):
         obj = {k[len('module.'):]: v for k, v in obj.items()}
-    return OrderedDict(obj)
+    return OrderedDict(obj), entry, others
 
 
 def is_timm_layout(sd: StateDict) -> bool:
@@ -89,8 +100,16 @@ def convert_timm_state_dict(sd: StateDict) -> StateDict:
 
 
 def classifier_state_dict(path_or_sd) -> StateDict:
-    """Any supported file or state dict -> our classifier layout (``backbone.*`` [+ ``head.*``])."""
-    sd = unwrap_state_dict(read_checkpoint(path_or_sd) if isinstance(path_or_sd, str) else path_or_sd)
+    """Any supported file or state dict -> our classifier layout (``backbone.*`` [+ ``head.*``]).
+
+    Given a file, logs which entry of it the weights come from (and which other state dicts it holds)."""
+    if isinstance(path_or_sd, str):
+        sd, entry, others = select_state_dict(read_checkpoint(path_or_sd))
+        print_log(f'weights from {path_or_sd}: ' + (f'entry {entry!r}' if entry else 'the bare state dict')
+                  + f', {len(sd)} tensors' + (f' (also in the file, not used: {", ".join(others)})' if others else ''),
+                  logger='current')
+    else:
+        sd = unwrap_state_dict(path_or_sd)
     if is_timm_layout(sd):
         return convert_timm_state_dict(sd)
     if 'stem.conv.weight' in sd:  # a bare backbone state dict of ours

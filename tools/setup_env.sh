@@ -3,11 +3,11 @@
 #
 #   bash tools/setup_env.sh            # creates/refreshes .venv, installs the project (editable)
 #
-# The virtualenv lives outside the checkout, under $INX_CACHE (default ~/.cache/inceptionnext), in a
-# folder keyed by a hash of tools/requirements.txt (bump STACK_REV there when the install steps
-# below change), and is linked as .venv. So a second
-# checkout (CI clones afresh every run) reuses it in seconds instead of re-installing 5.5 GB, and a
-# change of the pins builds a new one. The mmcv 2.1.0 wheel (compiled CPU ops, ~7 min to build on
+# The stack (a virtualenv) lives outside the checkout, under $INX_CACHE (default ~/.cache/inceptionnext), in
+# a folder keyed by a hash of tools/requirements.txt (bump STACK_REV there when the install steps below
+# change). So a second checkout (CI clones afresh every run) reuses it in seconds instead of re-installing
+# 5.5 GB, and a change of the pins builds a new one. Each checkout gets its own small .venv on top of it
+# (see the end of this script). The mmcv 2.1.0 wheel (compiled CPU ops, ~7 min to build on
 # 2 cores) is cached under $INX_CACHE/wheels and reused by every venv.
 set -euo pipefail
 
@@ -71,8 +71,19 @@ from mmcv.ops import nms, RoIAlign; print('  stack imports: torch', torch.__vers
     touch "$VENV/.complete"
 fi
 
-# The link and the editable install are per checkout (cheap); the editable install points the shared
-# venv at this checkout, which is what the user running this script wants.
-ln -sfn "$VENV" "$ROOT/.venv"
-"$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
-say "ready: $ROOT/.venv ($("$ROOT/.venv/bin/python" -c 'import torch, timm, mmcv; print(f"torch {torch.__version__}, timm {timm.__version__}, mmcv {mmcv.__version__}")'))"
+# Per checkout: a small venv of its own in .venv (a few MB, seconds) whose site-packages reaches the shared
+# stack through a .pth file, and this checkout's editable install in it. An editable install in the shared
+# venv would point every checkout at the one that ran this script last (and break all of them once that
+# clone is deleted), so the shared venv holds none.
+"$VENV/bin/python" -m pip uninstall -y -q --disable-pip-version-check inceptionnext-dense >/dev/null 2>&1 || true
+if [ -L "$ROOT/.venv" ] || [ "$(cat "$ROOT/.venv/.stack" 2>/dev/null)" != "$VENV" ]; then
+    rm -rf "$ROOT/.venv"
+    "$VENV/bin/python" -m venv --without-pip "$ROOT/.venv"
+    purelib() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+    echo "import site; site.addsitedir('$(purelib "$VENV/bin/python")')" \
+        > "$(purelib "$ROOT/.venv/bin/python")/_inceptionnext_stack.pth"
+    echo "$VENV" > "$ROOT/.venv/.stack"
+fi
+"$VENV/bin/python" -m pip --python "$ROOT/.venv/bin/python" install -q --disable-pip-version-check --no-deps \
+    --no-build-isolation -e "$ROOT"
+say "ready: $ROOT/.venv ($("$ROOT/.venv/bin/python" -c 'import torch, timm, mmcv, backbones, os; print(f"torch {torch.__version__}, timm {timm.__version__}, mmcv {mmcv.__version__}, backbones from {os.path.dirname(os.path.dirname(backbones.__file__))}")'))"

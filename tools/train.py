@@ -16,10 +16,11 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
     malloc_env.ensure()
 
 
-from backbones.checks import check_checkpoint_fits, check_data_folders, check_resume_checkpoint  # noqa: E402
+from backbones.checks import check_backbone, check_checkpoint_fits, check_data_folders, check_resume_checkpoint  # noqa: E402
 from backbones.cli import add_common_args, build_runner, run_cli, run_config  # noqa: E402
 from backbones.coco_checks import check_coco_datasets  # noqa: E402
 from backbones.errors import UserInputError  # noqa: E402
+from backbones.runtime import lock_work_dir  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -48,8 +49,10 @@ def main(argv=None) -> int:
     if path:
         ckpt = check_resume_checkpoint(path)
         cfg.resume, cfg.load_from = True, path
+    check_backbone(cfg)
     check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader'))
     check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
+    lock_work_dir(cfg.work_dir)  # before the Runner writes its config and logs there
     runner = build_runner(cfg)
     if ckpt is not None:
         check_checkpoint_fits(runner.model, ckpt, path)
