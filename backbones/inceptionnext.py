@@ -316,7 +316,7 @@ class InceptionNeXt(BaseModule):
                  deploy: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg=init_cfg)
-        self.arch = self._arch(arch)
+        self.arch = self.resolve_arch(arch)
         depths, dims = self.arch['depths'], self.arch['dims']
         mlp_ratios = tuple(mlp_ratios or self.arch['mlp_ratios'])
         self.head_mlp_ratio = self.arch['head_mlp_ratio']  # for the classifiers built on this backbone
@@ -358,7 +358,8 @@ class InceptionNeXt(BaseModule):
             self.switch_to_deploy()
 
     @classmethod
-    def _arch(cls, arch: Union[str, dict]) -> dict:
+    def resolve_arch(cls, arch: Union[str, dict]) -> dict:
+        """The full arch dict of a name in ``arch_settings`` (or an alias) or a custom dict; ValueError if unknown."""
         if isinstance(arch, str):
             name = cls.arch_aliases.get(arch.lower(), arch.lower())
             if name not in cls.arch_settings:

@@ -30,7 +30,8 @@ import torch.distributed as torch_dist
 from mmengine.fileio import io as mm_io
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS, RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
 
@@ -214,3 +215,15 @@ class RobustRunner(Runner):
 
 def accumulative_counts(optim_wrapper) -> int:
     return int(getattr(optim_wrapper, '_accumulative_counts', 1) or 1)
+
+
+@HOOKS.register_module()
+class MMEngineFixesHook(Hook):
+    """Installs the fixes when a run starts (any Runner), before it loads ``load_from`` / resumes, and
+    trusts the run's own checkpoints (its work dir and ``load_from``)."""
+
+    priority = 'VERY_HIGH'
+
+    def before_run(self, runner) -> None:
+        install_mmengine_fixes()
+        trust_run_checkpoints(runner.work_dir, runner._load_from)

@@ -34,4 +34,5 @@ auto_scale_lr = dict(base_batch_size=1024)
 custom_hooks = [
     dict(type='RNGStateHook'),
     dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
+    dict(type='MMEngineFixesHook'),
 ]

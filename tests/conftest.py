@@ -26,11 +26,17 @@ def randomise_norms(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def subprocess_env(extra=None) -> dict:
+    """The environment of the tools the tests start: ours, plus the repo root on the path so that test
+    configs can import test helpers (tests.kill_hook), plus ``extra``."""
+    path = os.pathsep.join(p for p in (REPO, os.environ.get('PYTHONPATH')) if p)
+    return {**os.environ, 'PYTHONPATH': path, **(extra or {})}
+
+
 def run(cmd, expect=0, env=None, timeout=900) -> str:
     """Runs a command in the repo root; asserts its exit code, returns stdout + stderr."""
     import subprocess
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **(env or {})})
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=subprocess_env(env))
     out = r.stdout + r.stderr
     assert r.returncode == expect, f'exit {r.returncode} (expected {expect}):\n{out[-4000:]}'
     return out

@@ -14,7 +14,7 @@ import torch
 
 from backbones.synthetic import write_ade
 
-from .conftest import REPO, run
+from .conftest import REPO, run, subprocess_env
 
 BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_synthetic-ade-128x128.py')
 PY = sys.executable
@@ -159,11 +159,14 @@ def test_ddp_equals_one_process_with_the_total_batch(layout, one_process_batch4,
     else:
         import subprocess
         args[3] = '1'
-        env = {**os.environ, 'NNODES': '2', 'MASTER_ADDR': '127.0.0.1', 'PORT': port}
-        node1 = subprocess.Popen(args, cwd=REPO, env={**env, 'NODE_RANK': '1'}, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
-        out = run(args, env={'NNODES': '2', 'MASTER_ADDR': '127.0.0.1', 'PORT': port, 'NODE_RANK': '0'})
-        out1 = node1.communicate(timeout=600)[0]
+        nodes = {'NNODES': '2', 'MASTER_ADDR': '127.0.0.1', 'PORT': port}
+        node1 = subprocess.Popen(args, cwd=REPO, env=subprocess_env({**nodes, 'NODE_RANK': '1'}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        try:
+            out = run(args, env={**nodes, 'NODE_RANK': '0'}, timeout=300)
+            out1 = node1.communicate(timeout=120)[0]
+        finally:
+            node1.kill()
         assert node1.returncode == 0, out1[-3000:]
     assert 'SyncBN' not in out or 'replaced by BN' in out
     a, b = one_process_batch4, weights(str(tmp_path / 'two' / 'iter_4.pth'))
@@ -232,7 +235,8 @@ def test_bad_input_gives_one_clear_error(case, straight_run, tmp_path, ade_root)
     out = run(args, expect=2)
     assert re.search('error: .*' + msg, out), out[-2000:]
     assert 'Traceback' not in out
-    assert 'Config:' not in out  # the error comes before the Runner prints the config
+    if case != 'arch':  # (that one needs the built model)
+        assert 'Config:' not in out  # the error comes before the Runner prints the config
 
 
 def test_second_run_on_a_busy_work_dir_stops(straight_run, tmp_path):
@@ -244,7 +248,7 @@ def test_second_run_on_a_busy_work_dir_stops(straight_run, tmp_path):
     work = tmp_path / 'w'
     first = subprocess.Popen([PY, 'tools/train.py', cfg, '--work-dir', str(work), '--cfg-options',
                               'train_cfg.max_iters=400', 'train_cfg.val_interval=400'],
-                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):  # until the first run holds the lock and has started training
             if list(work.glob('*/vis_data/scalars.json')):

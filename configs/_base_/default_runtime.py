@@ -13,5 +13,6 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0)
-# Exact resume: every rank's RNG states go into the checkpoint (backbones/hooks.py).
-custom_hooks = [dict(type='RNGStateHook')]
+# Exact resume: every rank's RNG states go into the checkpoint (backbones/hooks.py); the MMEngine fixes
+# before a run loads a checkpoint, whichever tool built the Runner (backbones/runtime.py).
+custom_hooks = [dict(type='RNGStateHook'), dict(type='MMEngineFixesHook')]
