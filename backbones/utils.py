@@ -29,8 +29,9 @@ def atomic_write(path: str, write: Callable) -> None:
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.part', dir=folder)
+    f = _RecordingFile(os.fdopen(fd, 'wb'))
     try:
-        with os.fdopen(fd, 'wb') as f:
+        with f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -39,7 +40,38 @@ def atomic_write(path: str, write: Callable) -> None:
     except BaseException:
         if osp.exists(tmp):
             os.remove(tmp)
+        if f.error is not None:  # torch.save reports a failed write as an opaque RuntimeError
+            raise OSError(f.error.errno, f.error.strerror, path) from None
         raise
+
+
+class _RecordingFile:
+    """A binary file that remembers the OSError of a failed write (a full disk), whatever its caller makes
+    of it."""
+
+    def __init__(self, f):
+        self._f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self._f.close()
+        except OSError as e:  # the buffered rest did not fit either
+            self.error = self.error or e
+            if exc[0] is None:
+                raise
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
 
 
 def atomic_save(obj, path: str) -> None:

@@ -170,7 +170,7 @@ print(type(HOOKS.build(dict(type='EMAHook'))).__name__, OPTIMIZERS.get('AdamW').
 
 
 def test_synthetic_imagenet_cli(tmp_path):
-    r = subprocess.run([sys.executable, 'tools/synthetic_imagenet.py', str(tmp_path / 'd'), '--classes', '3',
+    r = subprocess.run([sys.executable, 'tools/synthetic_data.py', 'imagenet', str(tmp_path / 'd'), '--classes', '3',
                         '--train', '2', '--val', '1', '--size', '32'], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / 'd' / 'train')) == [wnid(0), wnid(1), wnid(2)]

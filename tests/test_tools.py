@@ -280,3 +280,55 @@ def test_mmseg_own_tools_train_resume_and_test_our_config(straight_run, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     out = run([PY, osp.join(tools, 'test.py'), cfg, osp.join(mine, 'iter_8.pth'), '--work-dir', str(tmp_path / 't')])
     assert float(re.search(r'mIoU: ([0-9.]+)', out).group(1)) == pytest.approx(scalars(work)['val'][8]['mIoU'], abs=0.01)
+
+
+def _mount_tmpfs(path, options):
+    import subprocess
+    path.mkdir()
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f'cannot mount a tmpfs here ({r.stderr.strip()}): needs root')
+
+
+def _umount(path):
+    import subprocess
+    subprocess.run(['umount', str(path)], capture_output=True)
+
+
+def test_full_disk_and_read_only_work_dir_give_one_line_and_keep_the_last_checkpoint(straight_run, tmp_path):
+    """A work dir on a (small tmpfs) disk that fills up after the first checkpoint: exit 2, one line naming
+    the file and the cause, and iter_4.pth complete and loadable. A read-only work dir: exit 2 at once."""
+    cfg, work, _ = straight_run
+    size = os.path.getsize(osp.join(work, 'iter_4.pth'))
+    disk = tmp_path / 'disk'
+    _mount_tmpfs(disk, f'size={int(size * 1.6)}')
+    try:
+        out = run([PY, 'tools/train.py', cfg, '--work-dir', str(disk / 'w')], expect=2)
+        assert re.search(r'error: cannot write .*iter_8\.pth.*: No space left on device \(the last complete '
+                         r'checkpoint, if any, is intact\)', out), out[-3000:]
+        assert 'Traceback' not in out
+        assert weights(str(disk / 'w' / 'iter_4.pth')).keys() == weights(osp.join(work, 'iter_4.pth')).keys()
+        assert not list((disk / 'w').glob('.*.part'))  # no half-written temp file left
+    finally:
+        _umount(disk)
+    ro = tmp_path / 'ro'
+    _mount_tmpfs(ro, 'ro,size=1m')
+    try:
+        out = run([PY, 'tools/train.py', cfg, '--work-dir', str(ro / 'w')], expect=2)
+        assert re.search(rf'error: cannot write to the work dir {ro}/w: Read-only file system', out), out[-3000:]
+        assert 'Traceback' not in out
+    finally:
+        _umount(ro)
+
+
+def test_resume_with_another_process_count_says_the_batch_changed(straight_run, tmp_path):
+    cfg, work, _ = straight_run
+    mine = tmp_path / 'w'
+    mine.mkdir()
+    import shutil
+    shutil.copy(osp.join(work, 'iter_4.pth'), mine / 'iter_4.pth')
+    (mine / 'last_checkpoint').write_text(str(mine / 'iter_4.pth'))
+    out = run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(mine), '--resume', '--cfg-options',
+               'train_cfg.max_iters=5'], env={'PORT': str(29500 + (os.getpid() + 13) % 1000)})
+    assert ('resuming a run of 1 processes with 2; the total batch changes from 1 x 2 = 2 to 2 x 2 = 4 images '
+            'per iteration') in out, out[-3000:]

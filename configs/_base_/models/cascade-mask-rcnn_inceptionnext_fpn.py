@@ -1,10 +1,9 @@
 # Cascade Mask R-CNN with FPN on InceptionNeXt-T, with the ConvNeXt recipe's heads (mmdet's
 # convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py): three stages of
 # 4conv1fc bbox heads with SyncBN and GIoU loss (reg_decoded_bbox), IoU thresholds 0.5/0.6/0.7.
-# Backbone as in the Mask R-CNN base: SyncBN (BN on CPU), out_norm, no classification head. Channel sizes and
-# sampler sizes are written out per stage so that --cfg-options can reach each of them.
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-pretrained = 'checkpoints/inceptionnext_tiny_backbone.pth'  # tools/convert_weights.py SRC DST --backbone-only
+# Everything else (backbone, neck, RPN, test settings) is the Mask R-CNN base's. Channel sizes and sampler
+# sizes are written out per stage so that --cfg-options can reach each of them.
+_base_ = ['./mask-rcnn_inceptionnext_fpn.py']
 
 
 def _bbox_head(stds):
@@ -12,7 +11,7 @@ def _bbox_head(stds):
         type='ConvFCBBoxHead', num_shared_convs=4, num_shared_fcs=1, in_channels=256, conv_out_channels=256,
         fc_out_channels=1024, roi_feat_size=7, num_classes=80,
         bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.], target_stds=stds),
-        reg_class_agnostic=False, reg_decoded_bbox=True, norm_cfg=norm_cfg,
+        reg_class_agnostic=False, reg_decoded_bbox=True, norm_cfg=_base_.norm_cfg,
         loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
         loss_bbox=dict(type='GIoULoss', loss_weight=10.0))
 
@@ -28,23 +27,9 @@ def _rcnn_stage(iou):
 
 model = dict(
     type='CascadeRCNN',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True, pad_mask=True, pad_size_divisor=32),
-    backbone=dict(
-        type='InceptionNeXt', arch='tiny', out_indices=(0, 1, 2, 3), out_norm=True, drop_path_rate=0.4,
-        norm_cfg=norm_cfg, init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    neck=dict(type='FPN', in_channels=[96, 192, 384, 768], out_channels=256, num_outs=5),
-    rpn_head=dict(
-        type='RPNHead', in_channels=256, feat_channels=256,
-        anchor_generator=dict(type='AnchorGenerator', scales=[8], ratios=[0.5, 1.0, 2.0],
-                              strides=[4, 8, 16, 32, 64]),
-        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[.0, .0, .0, .0],
-                        target_stds=[1.0, 1.0, 1.0, 1.0]),
-        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-        loss_bbox=dict(type='SmoothL1Loss', beta=1.0 / 9.0, loss_weight=1.0)),
+    rpn_head=dict(loss_bbox=dict(_delete_=True, type='SmoothL1Loss', beta=1.0 / 9.0, loss_weight=1.0)),
     roi_head=dict(
-        type='CascadeRoIHead', num_stages=3, stage_loss_weights=[1, 0.5, 0.25],
+        _delete_=True, type='CascadeRoIHead', num_stages=3, stage_loss_weights=[1, 0.5, 0.25],
         bbox_roi_extractor=dict(
             type='SingleRoIExtractor', roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
             out_channels=256, featmap_strides=[4, 8, 16, 32]),
@@ -57,16 +42,6 @@ model = dict(
             type='FCNMaskHead', num_convs=4, in_channels=256, conv_out_channels=256, num_classes=80,
             loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))),
     train_cfg=dict(
-        rpn=dict(
-            assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3,
-                          match_low_quality=True, ignore_iof_thr=-1),
-            sampler=dict(type='RandomSampler', num=256, pos_fraction=0.5, neg_pos_ub=-1,
-                         add_gt_as_proposals=False),
-            allowed_border=0, pos_weight=-1, debug=False),
-        rpn_proposal=dict(nms_pre=2000, max_per_img=2000, nms=dict(type='nms', iou_threshold=0.7),
-                          min_bbox_size=0),
-        rcnn=[_rcnn_stage(0.5), _rcnn_stage(0.6), _rcnn_stage(0.7)]),
-    test_cfg=dict(
-        rpn=dict(nms_pre=1000, max_per_img=1000, nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0),
-        rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5), max_per_img=100,
-                  mask_thr_binary=0.5)))
+        rpn=dict(allowed_border=0),
+        rpn_proposal=dict(max_per_img=2000),
+        rcnn=[_rcnn_stage(0.5), _rcnn_stage(0.6), _rcnn_stage(0.7)]))

@@ -3,16 +3,13 @@
 # stage outputs (strides 4/8/16/32) before the neck, no classification head. Heads as mmdet's
 # mask-rcnn_r50_fpn. Every size a CPU test or a small GPU may want to shrink (FPN/RPN/RoI/mask channels,
 # sampled RoIs, anchor scales) is written out here, so `--cfg-options` (strict: keys must exist) reaches it.
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-pretrained = 'checkpoints/inceptionnext_tiny_backbone.pth'  # tools/convert_weights.py SRC DST --backbone-only
+_base_ = ['./inceptionnext_dense.py']
 model = dict(
     type='MaskRCNN',
     data_preprocessor=dict(
         type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True, pad_mask=True, pad_size_divisor=32),
-    backbone=dict(
-        type='InceptionNeXt', arch='tiny', out_indices=(0, 1, 2, 3), out_norm=True, drop_path_rate=0.4,
-        norm_cfg=norm_cfg, init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    backbone=_base_.backbone,
     neck=dict(type='FPN', in_channels=[96, 192, 384, 768], out_channels=256, num_outs=5),
     rpn_head=dict(
         type='RPNHead', in_channels=256, feat_channels=256,

@@ -1,16 +1,13 @@
 # RetinaNet with FPN on InceptionNeXt-T (mmdet's retinanet_r50_fpn heads). The backbone returns all four
 # stages (strides 4..32, normed, SyncBN -> BN on CPU) as in the other detectors; the FPN starts at stride 8
 # (start_level=1) and adds two extra levels on its input, so the head sees strides 8..128 as in mmdet.
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-pretrained = 'checkpoints/inceptionnext_tiny_backbone.pth'  # tools/convert_weights.py SRC DST --backbone-only
+_base_ = ['./inceptionnext_dense.py']
 model = dict(
     type='RetinaNet',
     data_preprocessor=dict(
         type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True, pad_size_divisor=32),
-    backbone=dict(
-        type='InceptionNeXt', arch='tiny', out_indices=(0, 1, 2, 3), out_norm=True, drop_path_rate=0.4,
-        norm_cfg=norm_cfg, init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    backbone=_base_.backbone,
     neck=dict(type='FPN', in_channels=[96, 192, 384, 768], out_channels=256, start_level=1,
               add_extra_convs='on_input', num_outs=5),
     bbox_head=dict(
