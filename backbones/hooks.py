@@ -12,7 +12,7 @@ import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
-from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from mmengine.utils import ProgressBar
 
 
@@ -52,7 +52,9 @@ class RNGStateHook(Hook):
         if not states:
             return
         if len(states) != world:
-            batch = getattr(runner.train_dataloader, 'batch_size', None)
+            if not isinstance(runner._train_loop, BaseLoop):  # testing: nothing is resumed
+                return
+            batch = getattr(runner.train_loop.dataloader, 'batch_size', None)
             total = (f'; the total batch changes from {len(states)} x {batch} = {len(states) * batch} to '
                      f'{world} x {batch} = {world * batch} images per iteration (lr and schedule stay as '
                      'configured)') if batch else ''
