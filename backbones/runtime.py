@@ -210,7 +210,7 @@ class RobustRunner(Runner):
                              f'world size x batch size x {accum}; comparing world size x batch size with '
                              f'base_batch_size / {accum} = {base / accum:g}')
             auto_scale_lr = dict(auto_scale_lr, base_batch_size=base / accum)
-        return super().scale_lr(optim_wrapper, auto_scale_lr)
+        return Runner.scale_lr(self, optim_wrapper, auto_scale_lr)
 
 
 def accumulative_counts(optim_wrapper) -> int:
