@@ -11,8 +11,10 @@ scale folded and, on CPU, oneDNN fused ops in cache-sized sub-batches: ``switch_
 ``ours_<arch>_deploy-fold`` (folding only) and ``ours_<arch>_deploy-nochunk`` (no sub-batches),
 ``timm:<name>`` (built by timm, random weights, no hub), any with ``+compile`` appended (torch.compile,
 inductor, with ``freezing``: inference graphs get constant weights and convs fused with the pointwise ops
-after them; the compile time falls in the warm-up). Arches include the ablations (``tiny_k7``,
-``tiny_k3_par1_8`` ...).
+after them; the compile time falls in the warm-up), any of ours with ``ort:`` in front (ONNX Runtime on CPU,
+inference only: the model exported by backbones/export_onnx.py at the timed shape, in the warm-up; ``--ort``
+adds these rows for our models, in seg mode ``ort:upernet_ours_tiny``). Arches include the ablations
+(``tiny_k7``, ``tiny_k3_par1_8`` ...).
 
 Method (speed differs between machines and between fresh processes, so claims are ratios measured here):
 each model is warmed up, then the timed runs are interleaved across models (model A, B, C, A, B, C ...)
@@ -41,6 +43,9 @@ import torch  # noqa: E402
 # Models
 # --------------------------------------------------------------------------------------------------
 def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
+    if name.startswith('ort:'):
+        from backbones.export_onnx import OrtModule
+        return OrtModule(build_model(name[4:], num_classes))
     base, compiled = (name[:-len('+compile')], True) if name.endswith('+compile') else (name, False)
     if base.startswith('timm:'):
         import timm
@@ -65,9 +70,9 @@ def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
     return model
 
 
-def seg_models(size: int) -> dict:
+def seg_models(size: int, ort: bool = False) -> dict:
     """UperNet (mmseg) on our InceptionNeXt-T and on timm's ConvNeXt-T features, same head settings, each
-    also in its inference form (``_deploy`` / ``_fused``)."""
+    also in its inference form (``_deploy`` / ``_fused``); ``ort``: ours in ONNX Runtime too."""
     from mmcv.cnn import fuse_conv_bn
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -98,6 +103,9 @@ def seg_models(size: int) -> dict:
             if key == 'upernet_ours_tiny':
                 fused.backbone.switch_to_deploy()
             out[key + ('_deploy' if key == 'upernet_ours_tiny' else '_fused')] = DenseTensorForward(fused)
+    if ort:
+        from backbones.export_onnx import OrtModule
+        out['ort:upernet_ours_tiny'] = OrtModule(out['upernet_ours_tiny'])
     return out
 
 
@@ -195,22 +203,25 @@ def run_benchmark(args) -> list:
     amp_options = [False] + ([True] if args.amp else [])
     amp_name = 'amp-fp16' if device.type == 'cuda' else 'amp-bf16'
     if args.mode == 'seg':
-        models = seg_models(args.size)
+        models = seg_models(args.size, args.ort)
         names = list(models)
     else:
-        names = args.models
+        names = args.models + [f'ort:{n}' for n in args.models if args.ort and n.startswith('ours_')
+                               and not n.endswith('+compile')]
         models = {n: build_model(n) for n in names}
     macs = {}
     if args.gemm:
         from tools.flops import count
         for n in names:
             base = models[n]._orig_mod if hasattr(models[n], '_orig_mod') else models[n]
+            base = getattr(base, 'source', base)  # ort: count the exported torch model
             macs[n] = count(base, torch.zeros(1, 3, args.size, args.size))[1]
     rows = []
     for mode, batch in (('infer', args.batch), ('train', args.train_batch)):
         if mode not in args.measure:
             continue
-        active = [n for n in names if mode == 'infer' or '_deploy' not in n]  # deploy form: inference only
+        # deploy form and ONNX Runtime: inference only
+        active = [n for n in names if mode == 'infer' or ('_deploy' not in n and not n.startswith('ort:'))]
         for amp in amp_options:
             results = {}
             for cl in (False, True):
@@ -292,7 +303,8 @@ def main(argv=None):
     p.add_argument('--amp', action='store_true',
                    help='also time autocast: fp16 on CUDA, bf16 on CPU (fast where the CPU has AVX512-BF16 / AMX)')
     p.add_argument('--gemm', action='store_true', help='also print the fraction of the torch.mm fp32 rate')
-    p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s)')
+    p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s; ONNX Runtime: the same)')
+    p.add_argument('--ort', action='store_true', help='also time ONNX Runtime (CPU) rows ort:<model> of our models')
     p.add_argument('--out-md')
     p.add_argument('--out-csv')
     p.add_argument('--out-png')
