@@ -1,4 +1,4 @@
-"""ONNX export (torch's ``torch.export``-based exporter) of our classifiers, bare backbones and mmseg segmentors.
+"""ONNX export (torch's ``torch.export``-based exporter) of our classifiers, backbones and mmseg segmentors.
 
 What exports, as tensor-only modules (input: a normalised RGB batch (N, 3, H, W), float32):
   classifier (``train_cls`` configs)  -> ``logits`` (N, num_classes), or ``label`` (N,) with ``argmax``
@@ -10,9 +10,10 @@ mmdet detectors are refused (``UserInputError``): see ``DET_UNSUPPORTED``.
 
 Dynamic export (batch, height and width symbolic) works for any H, W >= 32 (the backbone's stride), not
 only multiples of 32. mmseg's PPM (UperNet) pools with ``nn.AdaptiveAvgPool2d((1, 2, 3, 6))``, which
-exports with the bins of the traced size (wrong, or an ONNX Runtime error, at other sizes); ``prepare_for_export``
-swaps those modules (in the model being exported only) for ``ExportableAdaptiveAvgPool2d``: the same bins,
-averaged from cumulative sums at indices computed from the runtime size.
+exports with the bins of the traced size (wrong, or an ONNX Runtime error, at other sizes);
+``prepare_for_export`` swaps those modules (in the model being exported only) for
+``ExportableAdaptiveAvgPool2d``: the same bins, averaged from cumulative sums at indices computed from the
+runtime size. Semantic FPN's scale-factor ``Upsample`` gets the same treatment (``ExportableUpsample``).
 """
 import copy
 import os
@@ -31,10 +32,10 @@ from .errors import CheckpointError, UserInputError
 OPSET = 18
 MIN_SIZE = 32  # the backbone's total stride: smaller inputs leave no stage-3 map
 DET_UNSUPPORTED = (
-    'detection export is not supported: mmdet\'s detectors end in data-dependent post-processing (per-image '
-    'NMS with a variable number of boxes, mmcv\'s compiled RoIAlign / NMS ops, Python loops over data samples) '
-    'that torch.export cannot put into a standard ONNX graph without mmdeploy\'s rewrites; export the backbone '
-    'with --backbone instead')
+    'detection export is not supported: mmdet\'s detectors end in data-dependent post-processing '
+    '(per-image NMS with a variable number of boxes, mmcv\'s compiled RoIAlign / NMS ops, Python loops over '
+    'data samples) that torch.export cannot put into a standard ONNX graph without mmdeploy\'s rewrites; '
+    'export the backbone with --backbone instead')
 
 
 class ExportError(UserInputError):
@@ -68,7 +69,7 @@ def adaptive_mean(x: torch.Tensor, dim: int, bins: int) -> torch.Tensor:
 
 
 class ExportableAdaptiveAvgPool2d(nn.Module):
-    """``nn.AdaptiveAvgPool2d`` for any input size under ``torch.export``: (N, C, H, W) -> (N, C, out_h, out_w).
+    """``nn.AdaptiveAvgPool2d`` for any input size under ``torch.export``: (N, C, H, W) -> (N, C, oh, ow).
 
     The same windows as torch's kernel, averaged from cumulative sums (``adaptive_mean``) whose indices are
     computed from the input's size at run time, so the exported graph takes any size. Same values to
@@ -203,12 +204,14 @@ class SegmentorForward(nn.Module):
 
 
 class Exportable:
-    """What ``build_exportable`` returns: the module, its kind, output names and the preprocessing the
-    input needs (written into the ONNX file's metadata)."""
+    """What ``build_exportable`` returns: the module to export, the reference it must equal (the model as
+    configured and loaded: no swapped modules, not folded, logits), its kind, output names and the
+    preprocessing the input needs (written into the ONNX file's metadata)."""
 
-    def __init__(self, module: nn.Module, kind: str, output_names: List[str], mean: Sequence[float],
-                 std: Sequence[float], rgb: bool, default_shape: Tuple[int, int], source: str):
-        self.module, self.kind, self.output_names = module, kind, output_names
+    def __init__(self, module: nn.Module, reference: nn.Module, kind: str, output_names: List[str],
+                 mean: Sequence[float], std: Sequence[float], rgb: bool, default_shape: Tuple[int, int],
+                 source: str):
+        self.module, self.reference, self.kind, self.output_names = module, reference, kind, output_names
         self.mean, self.std, self.rgb = [float(v) for v in mean], [float(v) for v in std], rgb
         self.default_shape, self.source = default_shape, source
 
@@ -289,6 +292,7 @@ def build_exportable(config: str, checkpoint: Optional[str] = None, *, backbone:
     ``argmax``: class indices / label map instead of logits (classifiers and segmentors).
     ``prepare=False`` leaves the model as built (no pool swap, no deploy): the export controls of the tests.
     Weights the checkpoint does not set are the random init under ``seed`` (the same model every time).
+    Both forms share nothing: ``.reference`` is a copy of the model before the swaps and the folding.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -303,8 +307,8 @@ def _build_exportable(config, checkpoint, backbone, deploy, argmax, cfg_options,
             net = InceptionNeXt(arch, out_indices=(0, 1, 2, 3))
         except ValueError as e:
             raise UserInputError(str(e)) from None
-        mean, std, rgb, shape, kind, backbone = IMAGENET_MEAN, IMAGENET_STD, True, (224, 224), 'backbone', True
-        source = config
+        mean, std, rgb, shape = IMAGENET_MEAN, IMAGENET_STD, True, (224, 224)
+        kind, backbone, source = 'backbone', True, config
     else:
         cfg = load_config(config, cfg_options)
         scope = cfg.get('default_scope')
@@ -343,16 +347,20 @@ def _build_exportable(config, checkpoint, backbone, deploy, argmax, cfg_options,
     if kind == 'segmentor' and (not hasattr(net, 'extract_feat') or not isinstance(net.decode_head, nn.Module)
                                 or isinstance(net.decode_head, nn.ModuleList)):
         raise UserInputError(f'{source}: {type(net).__name__} is not a single-head EncoderDecoder')
-    net.eval()
+    from mmengine.model import revert_sync_batchnorm
+    net = revert_sync_batchnorm(net).eval()
+    ref = copy.deepcopy(net) if prepare else net  # the model as configured: what --check compares with
     if prepare:
         net = prepare_for_export(net, deploy)
     if kind == 'classifier':
-        module, names = ClassifierForward(net, argmax), ['label' if argmax else 'logits']
+        module, names, reference = ClassifierForward(net, argmax), ['logits'], ClassifierForward(ref)
     elif kind == 'segmentor':
-        module, names = SegmentorForward(net, argmax), ['label' if argmax else 'logits']
+        module, names, reference = SegmentorForward(net, argmax), ['logits'], SegmentorForward(ref)
     else:
         module, names = BackboneForward(net), [f'stage{i}' for i in net.out_indices]
-    return Exportable(module.eval(), kind, names, mean, std, rgb, shape, source)
+        reference = BackboneForward(ref)
+    names = ['label'] if argmax else names
+    return Exportable(module.eval(), reference.eval(), kind, names, mean, std, rgb, shape, source)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,17 +394,18 @@ def export(module: nn.Module, path: str, shape: Tuple[int, int] = (224, 224), ba
         # "suggested fixes" applied, which can pin a size inside the graph while the file's input stays
         # dynamic (a file that is silently wrong at other sizes). Here a size the model pins is an error.
         # backed_size_oblivious (as torch.onnx's own first try): a stage map of size 1 (H or W in 32..63) is
-        # not a special case of the graph; torch's layout checks (is a size-1 dim contiguous?) would else pin it.
+        # not a special case of the graph; torch's layout checks (is a size-1 dim contiguous?) would pin it.
         try:
             with torch.fx.experimental._config.patch(backed_size_oblivious=True):
-                program = torch.export.export(module.eval(), (x,), dynamic_shapes=dynamic_shapes, strict=False)
+                program = torch.export.export(module.eval(), (x,), dynamic_shapes=dynamic_shapes,
+                                              strict=False)
         except Exception as e:  # noqa: BLE001 -- torch.export raises many types
-            raise ExportError(f'torch.export cannot capture the model{" with dynamic sizes" if dynamic else ""}: '
-                              f'{_first_lines(e, 3)}') from e
+            sizes = ' with dynamic sizes' if dynamic else ''
+            raise ExportError(f'torch.export cannot capture the model{sizes}: {_first_lines(e, 3)}') from e
         names = ({0: 'batch', 2: 'height', 3: 'width'},) if dynamic else None  # the file's dim names
-        onnx_program = torch.onnx.export(program, (x,), dynamo=True, opset_version=opset, input_names=['input'],
-                                         output_names=output_names, dynamic_shapes=names, external_data=False,
-                                         verbose=verbose)
+        onnx_program = torch.onnx.export(program, (x,), dynamo=True, opset_version=opset,
+                                         input_names=['input'], output_names=output_names,
+                                         dynamic_shapes=names, external_data=False, verbose=verbose)
     if metadata:
         onnx_program.model.metadata_props.update(metadata)
     folder = osp.dirname(osp.abspath(path))
@@ -445,12 +454,12 @@ def ort_run(session, x, name: str = 'the ONNX model') -> list:
         return session.run(None, {inp.name: x})
     except Exception as e:  # noqa: BLE001 -- onnxruntime's InvalidArgument / Fail / RuntimeException
         if all(isinstance(d, int) for d in inp.shape):
-            raise UserInputError(f'{name} takes input of shape {tuple(inp.shape)} only, got {tuple(x.shape)}: '
-                                 'it was exported with a static shape (export with --dynamic for other '
-                                 'sizes)') from None
+            raise UserInputError(f'{name} takes input of shape {tuple(inp.shape)} only, got '
+                                 f'{tuple(x.shape)}: it was exported with a static shape (export with '
+                                 '--dynamic for other sizes)') from None
         expected = '(' + ', '.join(str(d) for d in inp.shape) + f'), H, W >= {MIN_SIZE}'
-        raise UserInputError(f'ONNX Runtime cannot run {name} on input {tuple(x.shape)} (it takes {expected}): '
-                             f'{_first_lines(e)}') from None
+        raise UserInputError(f'ONNX Runtime cannot run {name} on input {tuple(x.shape)} (it takes '
+                             f'{expected}): {_first_lines(e)}') from None
 
 
 def other_sizes(shape: Tuple[int, int]) -> List[Tuple[int, int]]:
@@ -461,16 +470,18 @@ def other_sizes(shape: Tuple[int, int]) -> List[Tuple[int, int]]:
 
 def check(exportable: Exportable, path: str, shapes: Sequence[Tuple[int, int]], batch: int = 1,
           tol: float = 1e-4, threads: Optional[int] = None, log=print, seed: int = 0) -> float:
-    """Runs the file in ONNX Runtime (CPU) and the torch module on the same random inputs, one per shape
-    (the batch grows by one after the first shape, which a dynamic file must take too); returns the largest
-    difference relative to the torch output's scale (max |torch|), raising ``ExportCheckError`` above ``tol``.
+    """Runs the file in ONNX Runtime (CPU) and the torch reference (the model as configured: no swapped
+    modules, not folded) on the same random inputs, one per shape (the batch grows by one after the first
+    shape, which a dynamic file must take too); returns the largest difference relative to the torch output's
+    scale (max |torch|), raising ``ExportCheckError`` above ``tol``.
 
     For label outputs (``argmax``), a label may differ only where torch's logits of the two labels are
     within ``tol`` of each other (relative to the logits' scale).
     """
     session = ort_session(path, threads)
     dynamic_batch = not isinstance(session.get_inputs()[0].shape[0], int)
-    module = exportable.module
+    module = exportable.reference
+    threshold = getattr(module, 'threshold', 0.)
     g = torch.Generator().manual_seed(seed)
     worst = 0.
     for i, (h, w) in enumerate(shapes):
@@ -478,24 +489,18 @@ def check(exportable: Exportable, path: str, shapes: Sequence[Tuple[int, int]], 
         x = torch.randn(n, 3, h, w, generator=g)
         outs = ort_run(session, x.numpy(), osp.basename(path))
         with torch.no_grad():
-            if exportable.argmax:
-                module.argmax = False
-                try:
-                    ref = [module(x)]
-                finally:
-                    module.argmax = True
-            else:
-                ref = module(x)
-                ref = list(ref) if isinstance(ref, (tuple, list)) else [ref]
+            ref = module(x)
+        ref = list(ref) if isinstance(ref, (tuple, list)) else [ref]
         rel, note = 0., ''
         for name, r, o in zip(exportable.output_names, ref, outs):
             o = torch.from_numpy(o)
-            scale = r.abs().max().item()
+            scale = r.abs().max().item() or 1.  # an all-zero output: absolute differences
             if exportable.argmax:
                 want = (r.argmax(1) if r.shape[1] > 1 else
-                        (r.sigmoid() > module.threshold).long()[:, 0])
+                        (r.sigmoid() > threshold).long()[:, 0])
                 if o.shape != want.shape:
-                    raise ExportCheckError(f'{name}: ONNX output {tuple(o.shape)} vs torch {tuple(want.shape)}')
+                    raise ExportCheckError(f'{name}: ONNX output {tuple(o.shape)} vs torch '
+                                           f'{tuple(want.shape)}')
                 diff = o != want
                 margin = 0.
                 if diff.any() and r.shape[1] > 1:
@@ -510,6 +515,7 @@ def check(exportable: Exportable, path: str, shapes: Sequence[Tuple[int, int]], 
                 if o.shape != r.shape:
                     raise ExportCheckError(f'{name}: ONNX output {tuple(o.shape)} vs torch {tuple(r.shape)}')
                 d = (o - r).abs().max().item()
+                d = d if d == d else float('inf')  # NaN (in either output) fails
                 rel = max(rel, d / scale)
                 note += f'{name} {tuple(r.shape)}: max |onnx - torch| {d:.2e} (scale {scale:.3g}); '
         ok = rel <= tol
@@ -554,5 +560,5 @@ class OrtModule(nn.Module):
 
 def export_exportable(exportable: Exportable, path: str, **kw) -> str:
     """``export`` with the exportable's output names and metadata."""
-    return export(exportable.module, path, output_names=exportable.output_names, metadata=exportable.metadata(),
-                  **kw)
+    return export(exportable.module, path, output_names=exportable.output_names,
+                  metadata=exportable.metadata(), **kw)

@@ -167,7 +167,7 @@ def measure(runners: dict, warmup: int, iters: int, reps: int, log=print) -> dic
     for rep in range(reps):
         for name, r in runners.items():
             rates[name].append(r.time(iters))
-        log(f'  round {rep + 1}/{reps}: ' + ', '.join(f'{n} {v[-1]:.1f}' for n, v in rates.items()))
+        log(f'  round {rep + 1}/{reps}: ' + ', '.join(f'{n} {_rate(v[-1])}' for n, v in rates.items()))
     return {name: statistics.median(v) for name, v in rates.items()}
 
 
@@ -303,8 +303,9 @@ def main(argv=None):
     p.add_argument('--amp', action='store_true',
                    help='also time autocast: fp16 on CUDA, bf16 on CPU (fast where the CPU has AVX512-BF16 / AMX)')
     p.add_argument('--gemm', action='store_true', help='also print the fraction of the torch.mm fp32 rate')
-    p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s; ONNX Runtime: the same)')
-    p.add_argument('--ort', action='store_true', help='also time ONNX Runtime (CPU) rows ort:<model> of our models')
+    p.add_argument('--threads', type=int,
+                   help='torch intra-op threads (default: torch\'s); ONNX Runtime rows use as many')
+    p.add_argument('--ort', action='store_true', help='also time ONNX Runtime (CPU) rows ort:<our model>')
     p.add_argument('--out-md')
     p.add_argument('--out-csv')
     p.add_argument('--out-png')
