@@ -18,7 +18,6 @@ def build_model(config, options: Optional[dict] = None, pretrained: bool = False
     config's ``default_scope``, whose registries are imported first.
     """
     from mmengine.config import Config
-    from mmengine.registry import MODELS, DefaultScope
 
     from .checks import merge_cfg_options
     from .cli import load_config
@@ -32,16 +31,23 @@ def build_model(config, options: Optional[dict] = None, pretrained: bool = False
     default_scope = cfg.get('default_scope')
     if scope is not None and default_scope != scope:
         raise UserInputError(f'{name} is not an {scope} config (default_scope={default_scope!r})')
-    for module in (cfg.get('custom_imports') or {}).get('imports', []):
-        importlib.import_module(module)
-    if default_scope in ('mmdet', 'mmseg'):  # their models register on import of <scope>.models
-        importlib.import_module(f'{default_scope}.models')
     fallback_syncbn_on_cpu(cfg)
     if not pretrained and isinstance(cfg.model.get('backbone'), dict):
         cfg.model.backbone.init_cfg = None
-    with DefaultScope.overwrite_default_scope(default_scope):
-        return MODELS.build(cfg.model).eval()
+    return build_in_scope(cfg, cfg.model).eval()
 
+
+def build_in_scope(cfg, model_cfg) -> torch.nn.Module:
+    """``model_cfg`` built by MMEngine's registries under ``cfg``'s ``default_scope``, after its
+    ``custom_imports`` and the scope's model registrations are imported."""
+    from mmengine.registry import MODELS, DefaultScope
+    default_scope = cfg.get('default_scope')
+    for module in (cfg.get('custom_imports') or {}).get('imports', []):
+        importlib.import_module(module)
+    if default_scope in ('mmdet', 'mmseg', 'train_cls'):  # their models register on import
+        importlib.import_module(f'{default_scope}.models' if default_scope != 'train_cls' else 'train_cls')
+    with DefaultScope.overwrite_default_scope(default_scope):
+        return MODELS.build(model_cfg)
 
 class ImageClassifier(torch.nn.Module):
     """InceptionNeXt + its head as a plain module: (N, 3, H, W) -> (N, num_classes) logits.

@@ -40,7 +40,9 @@ def main(argv=None):
     p.add_argument('--amp', action='store_true',
                    help='also time autocast: fp16 on CUDA, bf16 on CPU (fast where the CPU has AVX512-BF16 / AMX)')
     p.add_argument('--gemm', action='store_true', help='also print the fraction of the torch.mm fp32 rate')
-    p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s)')
+    p.add_argument('--threads', type=int,
+                   help='torch intra-op threads (default: torch\'s); ONNX Runtime rows use as many')
+    p.add_argument('--ort', action='store_true', help='also time ONNX Runtime (CPU) rows ort:<our model>')
     p.add_argument('--out-md')
     p.add_argument('--out-csv')
     p.add_argument('--out-png')

@@ -11,8 +11,9 @@ scale folded and, on CPU, oneDNN fused ops in cache-sized sub-batches: ``switch_
 ``ours_<arch>_deploy-fold`` (folding only) and ``ours_<arch>_deploy-nochunk`` (no sub-batches),
 ``timm:<name>`` (built by timm, random weights, no hub), any with ``+compile`` appended (torch.compile,
 inductor, with ``freezing``: inference graphs get constant weights and convs fused with the pointwise ops
-after them; the compile time falls in the warm-up). Arches include the ablations (``tiny_k7``,
-``tiny_k3_par1_8`` ...).
+after them; the compile time falls in the warm-up), any of ours with ``ort:`` in front (ONNX Runtime on CPU,
+inference only: the model exported by backbones/export_onnx.py at the timed shape, in the warm-up; ``--ort``
+adds these rows for our models, in seg mode ``ort:upernet_ours_tiny``). Arches include the ablations.
 
 Method (speed differs between machines and between fresh processes, so claims are ratios measured here):
 each model is warmed up, then the timed runs are interleaved across models (model A, B, C, A, B, C ...)
@@ -38,6 +39,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Models
 # --------------------------------------------------------------------------------------------------
 def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
+    if name.startswith('ort:'):
+        from ..export_onnx import OrtModule
+        return OrtModule(build_model(name[4:], num_classes))
     base, compiled = (name[:-len('+compile')], True) if name.endswith('+compile') else (name, False)
     if base.startswith('timm:'):
         import timm
@@ -62,9 +66,9 @@ def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
     return model
 
 
-def seg_models(size: int) -> dict:
+def seg_models(size: int, ort: bool = False) -> dict:
     """UperNet (mmseg) on our InceptionNeXt-T and on timm's ConvNeXt-T features, same head settings, each
-    also in its inference form (``_deploy`` / ``_fused``)."""
+    also in its inference form (``_deploy`` / ``_fused``); ``ort``: ours in ONNX Runtime too."""
     import copy
 
     from mmcv.cnn import fuse_conv_bn
@@ -89,6 +93,9 @@ def seg_models(size: int) -> dict:
         if key == 'upernet_ours_tiny':
             fused.backbone.switch_to_deploy()
         out[key + ('_deploy' if key == 'upernet_ours_tiny' else '_fused')] = DenseTensorForward(fused)
+    if ort:
+        from ..export_onnx import OrtModule
+        out['ort:upernet_ours_tiny'] = OrtModule(out['upernet_ours_tiny'])
     return out
 
 
@@ -150,7 +157,7 @@ def measure(runners: dict, warmup: int, iters: int, reps: int, log=print) -> dic
     for rep in range(reps):
         for name, r in runners.items():
             rates[name].append(r.time(iters))
-        log(f'  round {rep + 1}/{reps}: ' + ', '.join(f'{n} {v[-1]:.1f}' for n, v in rates.items()))
+        log(f'  round {rep + 1}/{reps}: ' + ', '.join(f'{n} {_rate(v[-1])}' for n, v in rates.items()))
     return {name: statistics.median(v) for name, v in rates.items()}
 
 
@@ -186,22 +193,25 @@ def run_benchmark(args) -> list:
     amp_options = [False] + ([True] if args.amp else [])
     amp_name = 'amp-fp16' if device.type == 'cuda' else 'amp-bf16'
     if args.mode == 'seg':
-        models = seg_models(args.size)
+        models = seg_models(args.size, args.ort)
         names = list(models)
     else:
-        names = args.models
+        names = args.models + [f'ort:{n}' for n in args.models if args.ort and n.startswith('ours_')
+                               and not n.endswith('+compile')]
         models = {n: build_model(n) for n in names}
     macs = {}
     if args.gemm:
         from .flops import count
         for n in names:
             base = models[n]._orig_mod if hasattr(models[n], '_orig_mod') else models[n]
+            base = getattr(base, 'source', base)  # ort: count the exported torch model
             macs[n] = count(base, torch.zeros(1, 3, args.size, args.size))[1]
     rows = []
     for mode, batch in (('infer', args.batch), ('train', args.train_batch)):
         if mode not in args.measure:
             continue
-        active = [n for n in names if mode == 'infer' or '_deploy' not in n]  # deploy form: inference only
+        # deploy form and ONNX Runtime: inference only
+        active = [n for n in names if mode == 'infer' or ('_deploy' not in n and not n.startswith('ort:'))]
         for amp in amp_options:
             results = {}
             for cl in (False, True):
