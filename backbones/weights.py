@@ -140,7 +140,7 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
         own, src, optional=lambda k: k.startswith('out_norms.') or k.endswith('num_batches_tracked'))
     if problems:
         hint = ''
-        if 'stem.conv.weight' in src and src['stem.conv.weight'].shape != own['stem.conv.weight'].shape:
+        if 'stem.conv.weight' in src and src['stem.conv.weight'].shape[1] != own['stem.conv.weight'].shape[1]:
             hint = (f' (stem.conv.weight is (dims[0], in_channels, 4, 4): the model has in_channels='
                     f'{own["stem.conv.weight"].shape[1]}, the checkpoint {src["stem.conv.weight"].shape[1]})')
         arch = getattr(model, 'dims', None)
