@@ -17,6 +17,7 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
 from common import add_common_args, build_runner, load_config, run_cli  # noqa: E402,I100
 
 from backbones.coco_checks import check_coco_datasets  # noqa: E402
+from backbones.seg_checks import check_seg_datasets  # noqa: E402
 from backbones.engine import UserInputError, check_checkpoint_fits, check_data_folders  # noqa: E402
 from backbones.weights import read_checkpoint, unwrap_state_dict  # noqa: E402
 
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
     cfg.load_from = args.checkpoint
     check_data_folders(cfg, splits=('test_dataloader',))
     check_coco_datasets(cfg, splits=('test_dataloader',))
+    check_seg_datasets(cfg, splits=('test_dataloader',))
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
     if args.tta:

@@ -17,6 +17,7 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
 from common import build_runner, load_config, run_cli  # noqa: E402,I100 (tools/ is on sys.path)
 
 from backbones.coco_checks import check_coco_datasets  # noqa: E402
+from backbones.seg_checks import check_seg_datasets  # noqa: E402
 from backbones.engine import (UserInputError, check_checkpoint_fits, check_data_folders,  # noqa: E402
                               check_resume_checkpoint)
 
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
         cfg.resume, cfg.load_from = True, path
     check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader'))
     check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
+    check_seg_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
     runner = build_runner(cfg)
     if ckpt is not None:
         check_checkpoint_fits(runner.model, ckpt, path)
