@@ -4,27 +4,41 @@ mmdet's ``CocoDataset`` drops what it cannot use without a word: annotations who
 the image, whose ``category_id`` is not among the dataset's classes (also ids missing from the file's own
 ``categories``), boxes under 1 px; and when nothing is left (say the config's ``metainfo`` class names do not
 match the file's categories, or were forgotten so COCO's 80 names apply) it ends in MMEngine with
-"ValueError: need at least one array to concatenate"; a missing image file stops training whenever a
-dataloader worker first reaches it. ``check_coco_datasets`` reads every CocoDataset of a config before the
+"ValueError: need at least one array to concatenate"; a missing, empty or truncated image file stops training
+whenever a dataloader worker first reaches it; an image that decodes to another size than its entry (an EXIF
+orientation the loader applies) trains on boxes and masks that do not fit it; a crowd RLE of another size
+crashes a worker; a head with other ``num_classes`` than the data set fails in the loss or, with more,
+only in the evaluation after training. ``check_coco_datasets`` reads every CocoDataset of a config before the
 Runner starts and sorts these cases:
 
-errors (``UserInputError``, the tools print one line and exit 2)
+errors (``DatasetError`` / ``AnnotationError`` / ``UserInputError``; the tools print one line and exit 2)
   - an annotation whose ``image_id`` is not in ``images``, or whose ``category_id`` is not in ``categories``
   - a box entirely outside its image (wrong coordinates: mmdet would silently drop it)
   - a box that is not 4 numbers, no ``area``, no ``segmentation`` where the pipeline loads masks, an image
     entry without ``width``/``height``, duplicate image or annotation ids
+  - an RLE mask whose ``size`` is not its image's (where the pipeline loads masks)
   - a class of the config (``metainfo.classes``, default COCO's 80) missing from the file's categories
-  - an image file that does not exist (local files; checked for every image)
+  - an image file that does not exist, is empty, is not an image or is truncated (no JPEG end marker and
+    does not decode), or whose decoded size (EXIF orientation applied as the pipeline's loader applies it)
+    differs from its entry's ``width``/``height`` (local files; the header of every image is read)
+  - ``num_classes`` of a head (``roi_head.bbox_head`` (a list for cascade), ``roi_head.mask_head``,
+    ``bbox_head``) other than the number of the data set's classes
 mmdet's documented handling, reported in the log
   - images without objects: left out of training by ``filter_cfg.filter_empty_gt`` (kept for evaluation)
   - boxes partly outside the image: clipped to the image by the pipeline's ``Resize`` (clip_object_border)
   - boxes narrower or lower than 1 px, and ``iscrowd`` / ``ignore`` objects: not trained on
   - objects of categories that are not among the config's classes: ignored (training on a subset of classes)
+  - objects whose polygons all have fewer than 3 points (or an odd number of coordinates), or whose RLE
+    mmdet cannot use: ignored by ``LoadAnnotations`` (named in the log); such polygons next to good ones are
+    left out of the mask
+  - images with an EXIF orientation that flips or turns them 180 degrees (same size): assumed annotated as
+    loaded
 
 Wiring: ``tools/train.py`` and ``tools/test.py`` call ``check_coco_datasets(cfg, splits)`` next to
 ``check_data_folders``. Standalone:
     python -m backbones.coco_checks ANN_FILE [--img-dir DIR] [--classes ...] [--train]
-Cost: one ``json.load`` per file (about 20 s for COCO's train2017) and one ``stat`` per image.
+Cost: one ``json.load`` per file and one image header per image; measured figures in the README (data
+checks).
 """
 import argparse
 import json
@@ -51,7 +65,10 @@ def _first(items, n: int = 5) -> str:
 def _polygons_dropped(seg) -> Optional[int]:
     """Of a polygon ``segmentation``: how many of its polygons mmdet's LoadAnnotations drops (fewer than
     3 points, or an odd number of coordinates); None if that is all of them (the object is then ignored)."""
-    bad = sum(1 for p in seg if not (isinstance(p, (list, tuple)) and len(p) % 2 == 0 and len(p) >= 6))
+    bad = 0
+    for p in seg:
+        if not (isinstance(p, (list, tuple)) and len(p) >= 6 and not len(p) % 2):
+            bad += 1
     return None if bad == len(seg) else bad
 
 
@@ -152,27 +169,28 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
             continue
         # mmdet's CocoDataset keeps the object (crowd ones with an ignore flag); with masks, LoadAnnotations
         # decodes its segmentation, and ignores the object if no polygon of 3 points or more is left
-        name = f'annotation {ann.get("id")} (image {img["file_name"]})'
         seg = ann.get('segmentation')
         mask_ignored = False
         if with_mask and not seg:
-            no_mask.append(name)
+            no_mask.append(f'annotation {ann.get("id")} (image {img["file_name"]})')
             continue
         if with_mask and isinstance(seg, list):
             dropped = _polygons_dropped(seg)
             if dropped is None:
                 mask_ignored = True
                 sizes = [len(p) if isinstance(p, (list, tuple)) else p for p in seg]
-                bad_poly.append(f'{name}: polygons of {sizes} coordinates (3 points take 6)')
+                bad_poly.append(f'annotation {ann.get("id")} (image {img["file_name"]}): polygons of {sizes} '
+                                'coordinates (3 points take 6)')
             else:
                 dropped_parts += dropped
         elif with_mask and isinstance(seg, dict):
             if not poly2mask or not (seg.get('counts') is not None and seg.get('size') is not None
                                      and isinstance(seg['counts'], (list, str))):
                 mask_ignored = True
-                bad_rle.append(name)
+                bad_rle.append(f'annotation {ann.get("id")} (image {img["file_name"]})')
             elif list(seg['size']) != [H, W]:
-                rle_size.append(f'{name}: RLE size {seg["size"][1]}x{seg["size"][0]}, image {W}x{H} (WxH)')
+                rle_size.append(f'annotation {ann.get("id")} (image {img["file_name"]}): RLE size '
+                                f'{seg["size"][1]}x{seg["size"][0]}, image {W}x{H} (WxH)')
                 continue
         if ann.get('iscrowd'):
             crowd += 1

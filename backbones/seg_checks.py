@@ -488,12 +488,14 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
             path = info['seg_map_path']
             with Image.open(path) as im:
                 arr = np.asarray(im)
-            if arr.dtype != np.uint8 and arr.size and arr.max() > 255:
-                raise _sixteen_bit_error(path, np.unique(arr[arr > 255]))
+            if arr.dtype != np.uint8:  # 16-bit ('I;16'), 32-bit ('I') or 1-bit ('1', bool) maps
+                if arr.size and arr.max() > 255:
+                    raise _sixteen_bit_error(path, np.unique(arr[arr > 255]))
+                arr = arr.astype(np.uint8)
             checked.append(path)
             if num_classes is None:
                 continue
-            err = _label_errors(path, np.bincount(arr.ravel().astype(np.intp), minlength=256), num_classes,
+            err = _label_errors(path, np.bincount(arr.ravel(), minlength=256), num_classes,
                                 ignore_index, info.get('reduce_zero_label', False), info.get('label_map'))
             if err:
                 errors.append(err)

@@ -421,3 +421,21 @@ def test_head_classes_differ_from_the_data_set(root, heads, message):
         check_coco_datasets(cfg)
     cfg = config_for(root)  # the synthetic config's own heads fit its 3 classes
     check_coco_datasets(cfg)
+
+
+def test_train_tool_stops_with_one_line(root, tmp_path):
+    """tools/train.py runs the check before the Runner: one ``error:`` line, exit 2, no traceback."""
+    import sys
+
+    from .conftest import run
+    name = exif_rotated_copy(root, 'rotated_cli.jpg', orientation=8)
+    rel = bad_file(root, 'exif_cli', lambda d: d['images'][2].update(file_name=name))
+    out = run([sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+               f'train_dataloader.dataset.data_root={root}/', f'val_dataloader.dataset.data_root={root}/',
+               f'train_dataloader.dataset.ann_file={rel}', 'model.backbone.init_cfg=None'], expect=2)
+    assert 'Traceback' not in out
+    errors = [line for line in out.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1, out[-3000:]
+    assert re.match(r'error: .*exif_cli.json: 1 of 8 images differ in size from their entry in "images" .*'
+                    r'train2017/rotated_cli.jpg: annotation 160x128 \(WxH\), decoded 128x160 \(EXIF orientation 8 '
+                    r'.*\(train_dataloader.dataset\)$', errors[0]), errors[0]
