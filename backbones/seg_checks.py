@@ -1,4 +1,4 @@
-"""Segmentation data checks: pipeline steps that name the bad file, and a pre-flight check of a whole data set.
+"""Segmentation data checks: pipeline steps that name the bad file, a pre-flight check of a whole data set.
 
 Without them, bad ADE-layout data fails late and far from the cause, in a dataloader worker whenever the file
 is reached: a missing annotation, a 0-byte JPEG (an OpenCV assertion that names no file), a truncated JPEG,
@@ -30,11 +30,11 @@ warnings (once, in the log)
     image uses
 
 Cost: headers only for every pair (PIL for JPEG, the first 33 bytes for PNG, and the last kilobyte of each
-file for the end marker), and a full decode of ``label_sample`` annotation PNGs spread over the set (plus every
-16-bit one) for the label range; ``labels='all'`` decodes all of them. CheckSegMap checks every map's labels
-when it is loaded, so the sample only moves errors earlier. Measured figures: README (data checks).
+file for the end marker), and a full decode of ``label_sample`` annotation PNGs spread over the set (plus
+every 16-bit one) for the label range; ``labels='all'`` decodes all of them. CheckSegMap checks every map's
+labels when it is loaded, so the sample only moves errors earlier. Measured figures: README (data checks).
 
-Standalone:  python -m backbones.seg_checks CONFIG [--splits train val] [--labels all]
+Standalone:  python -m backbones.seg_checks CONFIG [--splits train val] [--labels all] [--cfg-options k=v ...]
 """
 import argparse
 import logging
@@ -50,7 +50,11 @@ from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmengine.logging import print_log
 from mmengine.registry import TRANSFORMS
 
-from .errors import AnnotationError, DatasetError, UserInputError
+if __name__ == '__main__':  # python -m backbones.seg_checks: importing the package already ran (and registered)
+    from backbones.seg_checks import main  # this module once; run that copy rather than register twice
+    sys.exit(main())
+
+from .errors import AnnotationError, DatasetError, UserInputError  # noqa: E402
 
 EXIF_ORIENTATION = 0x0112
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -62,6 +66,11 @@ TAIL_BYTES = 1024  # where a file's end marker is looked for
 def _first(items, n: int = 3) -> str:
     items = list(items)
     return '; '.join(str(i) for i in items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
+
+
+def _last_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[-1] if text else ''
 
 
 def _warn(msg: str) -> None:
@@ -110,7 +119,8 @@ def read_image_header(path: str) -> ImageHeader:
             try:
                 im = Image.open(f)
                 exif = im.getexif() if im.format in ('JPEG', 'MPO', 'WEBP', 'TIFF') else {}
-                header = ImageHeader(path, im.format, im.mode, im.size, int(exif.get(EXIF_ORIENTATION, 1) or 1))
+                orientation = int(exif.get(EXIF_ORIENTATION, 1) or 1)
+                header = ImageHeader(path, im.format, im.mode, im.size, orientation)
             except UnidentifiedImageError:
                 return ImageHeader(path, problem='not an image file (unknown format)')
             except (OSError, SyntaxError, ValueError, struct.error) as e:
@@ -128,7 +138,7 @@ def _decode_problem(path: str, backend: Optional[str], flag: str = 'color') -> O
         with open(path, 'rb') as f:
             img = mmcv.imfrombytes(f.read(), flag=flag, backend=backend)
     except Exception as e:  # noqa: BLE001 (any decoder failure is the answer)
-        return f'does not decode ({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""})'
+        return f'does not decode ({type(e).__name__}: {_last_line(e)})'
     return None if img is not None else 'does not decode'
 
 
@@ -220,7 +230,7 @@ class LoadImageFromFileChecked(LoadImageFromFile):
             try:
                 img = mmcv.imfrombytes(img_bytes, flag=self.color_type, backend=self.imdecode_backend)
             except Exception as e:  # noqa: BLE001 (a decoder's failure, whatever its type)
-                why = f'{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}'
+                why = f'{type(e).__name__}: {_last_line(e)}'
             if img is None:
                 end = img_bytes[-TAIL_BYTES:]
                 truncated = (img_bytes[:2] == b'\xff\xd8' and b'\xff\xd9' not in end) or (
@@ -264,8 +274,8 @@ def sixteen_bit_values(path: str) -> np.ndarray:
 
 def _sixteen_bit_error(path: str, big: np.ndarray) -> AnnotationError:
     vals = big.tolist()
-    shown = ', '.join(f'{v} (-> {v % 256})' for v in vals[:5]) + (f' ... ({len(vals)} values)' if len(vals) > 5
-                                                                  else '')
+    shown = ', '.join(f'{v} (-> {v % 256})' for v in vals[:5])
+    shown += f' ... ({len(vals)} values)' if len(vals) > 5 else ''
     return AnnotationError(f'{path}: a 16-bit annotation with values above 255: {shown}; mmseg reads '
                            'annotations as 8 bits, which would turn them into other classes (shown after ->)')
 
@@ -442,8 +452,8 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
             continue
         w, h = decoded_size(img, exif)
         if (w, h) != tuple(ann.size):  # the words of CheckSegMap's message
-            sizes.append(f'{seg_path}: annotation size {ann.size[0]}x{ann.size[1]} (WxH) differs from its image '
-                         f'{img_path} {w}x{h}' + exif_note(img, ann.size, exif))
+            sizes.append(f'{seg_path}: annotation size {ann.size[0]}x{ann.size[1]} (WxH) differs from its '
+                         f'image {img_path} {w}x{h}' + exif_note(img, ann.size, exif))
             continue
         if ann.mode in ('I;16', 'I;16B', 'I'):
             sixteen.append(seg_path)
@@ -453,8 +463,8 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
             (missing, 'files not found', DatasetError),
             (bad_img, 'images cannot be loaded', DatasetError),
             (bad_ann, 'annotations cannot be loaded', AnnotationError),
-            (channels, 'annotations are not single-channel (a segmentation map is a PNG of mode L, P or I;16: '
-                       'one class index per pixel, not a colour image)', AnnotationError),
+            (channels, 'annotations are not single-channel (a segmentation map is a PNG of mode L, P or '
+                       'I;16: one class index per pixel, not a colour image)', AnnotationError),
             (sizes, 'annotations differ in size from their image', AnnotationError)):
         if problems:
             raise cls(f'{len(problems)} of {n} {what}: {_first(problems)}')
@@ -463,8 +473,8 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
         used = {osp.normpath(i['seg_map_path']) for i in data_list if i.get('seg_map_path')}
         unused = []
         for folder, _, files in os.walk(ann_dir):
-            unused += [p for p in (osp.normpath(osp.join(folder, f)) for f in files if f.endswith(seg_map_suffix))
-                       if p not in used]
+            paths = (osp.normpath(osp.join(folder, f)) for f in files if f.endswith(seg_map_suffix))
+            unused += [p for p in paths if p not in used]
         if unused:
             _warn(f'{len(unused)} annotation files without an image (not used; {where}): '
                   f'{_first(sorted(unused))}')
@@ -514,9 +524,9 @@ def check_head_classes(heads, n_data: int, source: str) -> None:
     if fewer:
         low = min(n for _, n in fewer)
         labels = f'label {low}' if low == n_data - 1 else f'labels {low}..{n_data - 1}'
-        raise UserInputError(f'{_first(f"{k} = {n}" for k, n in fewer)} but the data set has {n_data} classes '
-                             f'({source}): {labels} would have no output in the head (an IndexError in the '
-                             f'loss); set num_classes = {n_data}')
+        raise UserInputError(f'{_first(f"{k} = {n}" for k, n in fewer)} but the data set has {n_data} '
+                             f'classes ({source}): {labels} would have no output in the head (an IndexError '
+                             f'in the loss); set num_classes = {n_data}')
     more = [(k, n) for k, n in heads if n > n_data]
     key = ('more_classes', tuple(more), n_data)
     if more and key not in _warned:
@@ -565,9 +575,9 @@ def check_seg_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test_
             raise DatasetError(f'{where}: cannot list the data: {e}') from None
         listed = not (dataset.ann_file and osp.isfile(dataset.ann_file))
         try:
-            counts = check_seg_dataset(data_list, where, num_classes, ignore_index=ignore if ignore is not None
-                                       else 255, color_type=color_type, backend=backend, labels=labels,
-                                       label_sample=label_sample,
+            counts = check_seg_dataset(data_list, where, num_classes,
+                                       ignore_index=255 if ignore is None else ignore, color_type=color_type,
+                                       backend=backend, labels=labels, label_sample=label_sample,
                                        ann_dir=prefix.get('seg_map_path') if listed else None,
                                        seg_map_suffix=dataset.seg_map_suffix)
         except UserInputError as e:
@@ -582,18 +592,23 @@ def _datasets_of(cfg):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description='Checks the segmentation datasets of a config (see the module doc).')
+    from mmengine.config import Config, DictAction
+    p = argparse.ArgumentParser(description='Checks the segmentation data sets of a config (module doc).')
     p.add_argument('config')
     p.add_argument('--splits', nargs='+', default=['train', 'val', 'test'], choices=['train', 'val', 'test'])
     p.add_argument('--labels', choices=['sample', 'all', 'none'], default='sample',
-                   help='which annotations to decode for the label range (default: a sample of 500 per set)')
+                   help='which annotations to decode for the label range (default: a sample per set)')
     p.add_argument('--label-sample', type=int, default=500)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                   help='override config keys, e.g. train_dataloader.dataset.data_root=DIR (keys must exist)')
     args = p.parse_args(argv)
-    from mmengine.config import Config
     try:
         if not osp.isfile(args.config):
             raise UserInputError(f'config file not found: {args.config}')
         cfg = Config.fromfile(args.config)
+        from .engine import merge_cfg_options
+        merge_cfg_options(cfg, args.cfg_options)
+        t0 = time.perf_counter()
         out = check_seg_datasets(cfg, tuple(f'{s}_dataloader' for s in args.splits), labels=args.labels,
                                  label_sample=args.label_sample)
     except UserInputError as e:
@@ -601,7 +616,5 @@ def main(argv=None):
         sys.exit(2)
     for where, counts in out:
         print(f'{where}: ' + ', '.join(f'{k} {v}' for k, v in counts.items()))
+    print(f'checked in {time.perf_counter() - t0:.1f} s')
 
-
-if __name__ == '__main__':
-    main()

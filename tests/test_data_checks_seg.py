@@ -304,3 +304,13 @@ def test_train_tool_stops_with_one_line(ade, tmp_path):
     errors = [line for line in out.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and errors[0].startswith('error: 1 of 6 images cannot be loaded: ')
     assert errors[0].endswith('ADE_train_000003.jpg: empty file (0 bytes) (train_dataloader.dataset)')
+
+
+def test_standalone_command(ade):
+    opts = ['--cfg-options', f'train_dataloader.dataset.data_root={ade["root"]}',
+            f'val_dataloader.dataset.data_root={ade["root"]}', f'test_dataloader.dataset.data_root={ade["root"]}']
+    out = run([PY, '-m', 'backbones.seg_checks', SYNTH, '--labels', 'all'] + opts)
+    assert 'train_dataloader.dataset: images 6, annotations 6, labels_checked 6, sixteen_bit 0' in out
+    os.remove(ade['anns'][2])
+    out = run([PY, '-m', 'backbones.seg_checks', SYNTH] + opts, expect=2)
+    assert 'Traceback' not in out and out.strip().splitlines()[-1].startswith('error: 1 of 6 files not found: ')
