@@ -303,7 +303,10 @@ def test_ema_is_the_expected_average(ema_run):
     ema_sd = ema_run['ema'].ema_model.module.state_dict()
     raw = hist[-1]
     floats = [k for k, v in raw.items() if v.is_floating_point()]
-    err = max((ema_sd[k] - expected[k]).abs().max().item() for k in floats)
+    # float32 elementwise updates (MMEngine's lerp_ against the formula above) round differently: a few ulps
+    # per step, so the bound is relative to each tensor's largest value (1e-5, ~80 ulps; measured 2e-7)
+    err = max(((ema_sd[k] - expected[k]).abs().max() / expected[k].abs().max().clamp_min(1e-30)).item()
+              for k in floats)
     gap = max((ema_sd[k] - raw[k]).abs().max().item() for k in floats)
     assert err < 1e-5 and gap > 1e-3, (err, gap)
     assert any('running_mean' in k for k in floats)  # BN statistics are averaged too (update_buffers)
