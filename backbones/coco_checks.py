@@ -161,7 +161,7 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
         if ann.get('ignore'):
             crowd += 1
             continue
-        if w < 1 or h < 1 or ann.get('area', 1) <= 0:  # (w <= 0 or h <= 0: a box that does not meet its image)
+        if w < 1 or h < 1 or ann.get('area', 1) <= 0:  # (w or h <= 0: a box that does not meet its image)
             small += 1
             continue
         if wanted is not None and ann['category_id'] not in wanted:
@@ -272,8 +272,8 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
         notes.append(f'{len(bad_rle)} objects whose RLE mask mmdet cannot use (not trained on): '
                      f'{_first(bad_rle, 3)}')
     if turned:
-        notes.append(f'{len(turned)} images with an EXIF orientation that flips or turns them 180 degrees when '
-                     f'loaded (same size; assumed the annotations are of the loaded orientation): '
+        notes.append(f'{len(turned)} images with an EXIF orientation that flips or turns them 180 degrees '
+                     f'when loaded (same size; assumed the annotations are of the loaded orientation): '
                      f'{_first(turned, 3)}')
     if notes:
         print_log(f'{osp.basename(ann_file)}: ' + '; '.join(notes), logger='current', level=30)
@@ -292,7 +292,8 @@ def check_coco_head_classes(cfg, n_data: int, source: str) -> None:
     """Every detection head of ``cfg.model`` predicts exactly the data set's classes. More outputs train to
     the end and then fail in evaluation (CocoMetric maps each label to a category id: IndexError in
     results2json); fewer fail in the loss (IndexError)."""
-    heads = head_num_classes(cfg.get('model') or {}, ('roi_head.bbox_head', 'roi_head.mask_head', 'bbox_head'))
+    heads = head_num_classes(cfg.get('model') or {},
+                             ('roi_head.bbox_head', 'roi_head.mask_head', 'bbox_head'))
     wrong = [(k, n) for k, n in heads if n != n_data]
     if not wrong:
         return
