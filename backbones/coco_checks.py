@@ -178,8 +178,8 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
             dropped = _polygons_dropped(seg)
             if dropped is None:
                 mask_ignored = True
-                sizes = [len(p) if isinstance(p, (list, tuple)) else p for p in seg]
-                bad_poly.append(f'annotation {ann.get("id")} (image {img["file_name"]}): polygons of {sizes} '
+                lengths = [len(p) if isinstance(p, (list, tuple)) else p for p in seg]
+                bad_poly.append(f'annotation {ann.get("id")} (image {img["file_name"]}): polygons of {lengths} '
                                 'coordinates (3 points take 6)')
             else:
                 dropped_parts += dropped
@@ -246,7 +246,7 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     bare = [i for i in empty if i not in in_classes]  # what filter_empty_gt removes
     if for_training and not usable:
         raise DatasetError(f'{where}: no object left to train on ({len(data["annotations"])} annotations, '
-                             f'none of the classes {_first(classes or [])} with a usable box)')
+                           f'none of the classes {_first(classes or [])} with a usable box)')
     notes = []
     if bare:
         notes.append(f'{len(bare)} images without objects' + (
