@@ -36,7 +36,7 @@ mmdet's documented handling, reported in the log
 
 Wiring: ``tools/train.py`` and ``tools/test.py`` call ``check_coco_datasets(cfg, splits)`` next to
 ``check_data_folders``. Standalone:
-    python -m backbones.coco_checks ANN_FILE [--img-dir DIR] [--classes ...] [--train]
+    python -m backbones.coco_checks ANN_FILE [--img-dir DIR] [--classes ...] [--train] [--masks]
 Cost: one ``json.load`` per file and one image header per image; measured figures in the README (data
 checks).
 """
@@ -357,9 +357,11 @@ def main(argv=None):
     p.add_argument('--img-dir', help='folder of the images (file_name is relative to it)')
     p.add_argument('--classes', nargs='+', help='class names the dataset config uses')
     p.add_argument('--train', action='store_true', help='a training split (needs at least one usable object)')
+    p.add_argument('--masks', action='store_true', help='the pipeline loads masks (instance segmentation)')
     args = p.parse_args(argv)
     try:
-        counts = check_coco_annotations(args.ann_file, args.img_dir, args.classes, for_training=args.train)
+        counts = check_coco_annotations(args.ann_file, args.img_dir, args.classes, for_training=args.train,
+                                        with_mask=args.masks)
     except UserInputError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
