@@ -4,7 +4,9 @@ For each bad input the test shows what mmdet 3.3 does on its own (silent filteri
 cause) and what ``backbones.coco_checks.check_coco_datasets`` (run by the tools before the Runner) reports.
 """
 import json
+import logging
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from backbones.coco_checks import check_coco_annotations, check_coco_datasets
-from backbones.errors import UserInputError
+from backbones.errors import AnnotationError, DatasetError, UserInputError
 from backbones.runtime import fallback_syncbn_on_cpu
 from backbones.synthetic import write_coco
 
@@ -57,6 +59,30 @@ def bad_file(root, name, edit):
     with open(osp.join(root, rel), 'w') as f:
         json.dump(data, f)
     return rel
+
+
+class LogCapture(logging.Handler):
+    """Collects what MMEngine's current logger prints (print_log(..., logger='current')) in ``text``."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return '\n'.join(self.records)
+
+    def __enter__(self):
+        from mmengine.logging import MMLogger
+        self._logger = MMLogger.get_current_instance()
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeHandler(self)
 
 
 def anns_of(data, img_id):
@@ -187,11 +213,12 @@ def test_category_id_not_in_categories(root):
 
 
 def test_missing_image_file(root):
-    """mmdet fails only when a dataloader worker reaches the image; the check lists missing files up front."""
+    """mmdet fails only when a dataloader worker reaches the image (the configs' LoadImageFromFileChecked
+    then names it); the check lists missing files up front."""
     rel = bad_file(root, 'missing_image', lambda d: d['images'][1].update(file_name='gone.jpg'))
     cfg = config_for(root, rel)
     ds = dataset(cfg)
-    with pytest.raises(FileNotFoundError, match='gone.jpg'):
+    with pytest.raises(DatasetError, match='image file not found: .*gone.jpg'):
         ds[1]
     with pytest.raises(UserInputError, match=r'1 of 8 image files not found: .*train2017/gone.jpg'):
         check_coco_datasets(cfg)
@@ -254,3 +281,157 @@ def test_unreadable_and_incomplete_files(tmp_path):
     data['annotations'][0]['bbox'] = [2, 2, 5, 5]
     bad.write_text(json.dumps(data))
     assert check_coco_annotations(str(bad))  # and the repaired file passes
+
+
+# --------------------------------------------------------------------------------------------------
+# Images that do not match their entry, masks mmdet drops or cannot decode, heads that do not match
+# --------------------------------------------------------------------------------------------------
+def exif_rotated_copy(root, name, orientation=6):
+    """A copy of the first training image under ``name``, its pixels as stored, with an EXIF orientation."""
+    from PIL import Image
+    with open(osp.join(root, 'annotations', 'instances_train2017.json')) as f:
+        first = json.load(f)['images'][0]['file_name']
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.open(osp.join(root, 'train2017', first)).save(osp.join(root, 'train2017', name), exif=exif.tobytes(),
+                                                       quality=95)
+    return name
+
+
+def test_exif_rotated_image_differs_from_its_entry(root):
+    """The loader applies the EXIF orientation (mmcv's imfrombytes with color_type 'color', cv2 or pillow):
+    the image arrives rotated while boxes and polygons are of the stored 160x128 pixels, and mmdet says
+    nothing. The check reads the header and names the file, both sizes and the orientation."""
+    name = exif_rotated_copy(root, 'rotated.jpg')
+    rel = bad_file(root, 'exif', lambda d: d['images'][0].update(file_name=name))
+    cfg = config_for(root, rel)
+    sample = dataset(cfg)[0]['data_samples']
+    assert sample.ori_shape == (160, 128)  # (h, w): turned, while its entry says 160x128 (WxH)
+    with pytest.raises(AnnotationError, match=r'exif.json: 1 of 8 images differ in size from their entry in '
+                                              r'"images" .*train2017/rotated.jpg: annotation 160x128 \(WxH\), '
+                                              r'decoded 128x160 \(EXIF orientation 6 rotates the stored '
+                                              r"160x128 pixels .*color_type='color_ignore_orientation'"):
+        check_coco_datasets(cfg)
+    # loaded without the orientation (as the hint says), the image fits its entry: the check passes
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[split].dataset.pipeline[0].color_type = 'color_ignore_orientation'
+    check_coco_datasets(cfg)
+    assert dataset(cfg)[0]['data_samples'].ori_shape == (128, 160)
+
+
+def test_unreadable_image_files(root):
+    """An empty or truncated JPEG: mmcv fails in a worker (OpenCV's "!buf.empty()" assertion, no file named).
+    The check names it; the configs' LoadImageFromFileChecked names it when it is reached."""
+    import shutil
+    first = osp.join(root, 'train2017', '000000000001.jpg')
+    open(osp.join(root, 'train2017', 'empty.jpg'), 'wb').close()
+    data = open(first, 'rb').read()
+    open(osp.join(root, 'train2017', 'cut.jpg'), 'wb').write(data[:len(data) // 2])
+    shutil.copy(first, osp.join(root, 'train2017', 'tail.jpg'))
+    with open(osp.join(root, 'train2017', 'tail.jpg'), 'ab') as f:
+        f.write(b'\0' * 4096)  # data after the end marker: decodes, not an error
+    for name, message in (('empty.jpg', r'empty.jpg: empty file \(0 bytes\)'),
+                          ('cut.jpg', r'cut.jpg: truncated \(no JPEG end-of-image marker\) and does not decode')):
+        cfg = config_for(root, bad_file(root, 'unreadable', lambda d: d['images'][0].update(file_name=name)))
+        with pytest.raises(DatasetError, match=r'1 of 8 images cannot be loaded: .*train2017/' + message):
+            check_coco_datasets(cfg)
+        with pytest.raises(DatasetError, match=r'train2017/%s: cannot load the image' % name):
+            dataset(cfg)[0]
+        cfg.train_dataloader.dataset.pipeline[0].type = 'LoadImageFromFile'  # mmcv's own
+        with pytest.raises(Exception) as e:
+            dataset(cfg)[0]
+        assert not isinstance(e.value, DatasetError)
+    cfg = config_for(root, bad_file(root, 'unreadable', lambda d: d['images'][0].update(file_name='tail.jpg')))
+    check_coco_datasets(cfg)
+    dataset(cfg)[0]
+
+
+def test_polygons_of_fewer_than_3_points(root):
+    """mmdet keeps the object in the dataset but LoadAnnotations ignores it (no polygon of >= 3 points left):
+    the check counts it as mmdet does (not an object to train on) and names it in the log; a short polygon
+    next to a good one is left out of the mask, the object trains."""
+    def edit(d):
+        d['annotations'][0]['segmentation'] = [[10.0, 10.0, 30.0, 30.0]]  # 2 points
+        d['annotations'][1]['segmentation'].append([5.0, 5.0, 6.0, 6.0])
+    cfg = config_for(root, bad_file(root, 'short_polygon', edit))
+    clean = dict(check_coco_datasets(config_for(root)))['train_dataloader.dataset']
+    ds = dataset(cfg)
+    sample = ds[0]['data_samples']  # image 1 holds annotations 1 and 2
+    assert len(ds.get_data_info(0)['instances']) == 4  # all kept by CocoDataset, then
+    assert len(sample.ignored_instances) == 1 and len(sample.gt_instances) == 3  # ignored by LoadAnnotations
+    with LogCapture() as log:
+        counts = dict(check_coco_datasets(cfg))['train_dataloader.dataset']
+    assert counts['objects'] == clean['objects'] - 1
+    assert counts['bad_polygons'] == 1 and counts['dropped_polygons'] == 1
+    assert re.search(r"short_polygon.json: .*1 objects whose polygons all have fewer than 3 points \(not trained "
+                     r"on: mmdet's LoadAnnotations ignores them\): annotation 1 \(image 000000000001.jpg\): "
+                     r'polygons of \[4\] coordinates', log.text)
+    assert '1 polygons of fewer than 3 points left out of their object\'s mask' in log.text
+
+
+def test_crowd_rle_of_another_size(root):
+    """A crowd RLE whose size is not its image's: mmdet decodes it at its own size and fails in the worker
+    when the masks are stacked; the check names the annotation, the file and both sizes."""
+    import pycocotools.mask as mask_utils
+    m = np.zeros((64, 64), np.uint8, order='F')
+    m[10:20, 10:30] = 1
+    rle = mask_utils.encode(m)
+    rle['counts'] = rle['counts'].decode()
+    cfg = config_for(root, bad_file(root, 'rle_size', lambda d: d['annotations'][0].update(
+        segmentation=rle, iscrowd=1)))
+    with pytest.raises(ValueError, match='all input arrays must have the same shape|cannot reshape array'):
+        dataset(cfg)[0]
+    with pytest.raises(AnnotationError, match=r'rle_size.json: 1 RLE masks whose size differs from their '
+                                              r'image\'s .*: annotation 1 \(image 000000000001.jpg\): RLE size '
+                                              r'64x64, image 160x128 \(WxH\)'):
+        check_coco_datasets(cfg)
+    full = mask_utils.encode(np.asfortranarray(np.pad(m, ((0, 64), (0, 96)))))  # 128x160, as its image
+    full['counts'] = full['counts'].decode()
+    cfg = config_for(root, bad_file(root, 'rle_size', lambda d: d['annotations'][0].update(
+        segmentation=full, iscrowd=1)))
+    assert dict(check_coco_datasets(cfg))['train_dataloader.dataset']['crowd'] == 1
+    dataset(cfg)[0]
+
+
+@pytest.mark.parametrize('heads, message', [
+    (dict(roi_head=dict(bbox_head=dict(num_classes=80), mask_head=dict(num_classes=80))),
+     r'model.roi_head.bbox_head.num_classes = 80; model.roi_head.mask_head.num_classes = 80 but the data set '
+     r'has 3 classes \(train_dataloader.dataset.metainfo.classes\): training would run to its end and then fail '
+     r'in evaluation \(CocoMetric has no category for labels 3..79\); set num_classes = 3'),
+    (dict(roi_head=dict(bbox_head=dict(num_classes=2), mask_head=dict(num_classes=3))),
+     r'model.roi_head.bbox_head.num_classes = 2 but the data set has 3 classes \(train_dataloader.dataset.'
+     r'metainfo.classes\): label 2 would have no output in the head \(an IndexError in the loss\)'),
+    (dict(roi_head=dict(bbox_head=[dict(num_classes=3), dict(num_classes=3), dict(num_classes=5)],
+                        mask_head=dict(num_classes=3))),
+     r'model.roi_head.bbox_head.2.num_classes = 5 but the data set has 3 classes'),
+    (dict(bbox_head=dict(type='RetinaHead', num_classes=1)),
+     r'model.bbox_head.num_classes = 1 but the data set has 3 classes .*labels 1..2 would have no output'),
+], ids=['more', 'fewer', 'cascade', 'retinanet'])
+def test_head_classes_differ_from_the_data_set(root, heads, message):
+    """More head classes than data classes: trains to the end, then CocoMetric.results2json fails (IndexError);
+    fewer: an IndexError in the loss. Both are errors before training, naming the keys and both numbers."""
+    cfg = config_for(root)
+    cfg.model.pop('roi_head')
+    cfg.model.update(heads)
+    with pytest.raises(UserInputError, match=message):
+        check_coco_datasets(cfg)
+    cfg = config_for(root)  # the synthetic config's own heads fit its 3 classes
+    check_coco_datasets(cfg)
+
+
+def test_train_tool_stops_with_one_line(root, tmp_path):
+    """tools/train.py runs the check before the Runner: one ``error:`` line, exit 2, no traceback."""
+    import sys
+
+    from .conftest import run
+    name = exif_rotated_copy(root, 'rotated_cli.jpg', orientation=8)
+    rel = bad_file(root, 'exif_cli', lambda d: d['images'][2].update(file_name=name))
+    out = run([sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+               f'train_dataloader.dataset.data_root={root}/', f'val_dataloader.dataset.data_root={root}/',
+               f'train_dataloader.dataset.ann_file={rel}', 'model.backbone.init_cfg=None'], expect=2)
+    assert 'Traceback' not in out
+    errors = [line for line in out.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1, out[-3000:]
+    assert re.match(r'error: .*exif_cli.json: 1 of 8 images differ in size from their entry in "images" .*'
+                    r'train2017/rotated_cli.jpg: annotation 160x128 \(WxH\), decoded 128x160 \(EXIF orientation 8 '
+                    r'.*\(train_dataloader.dataset\)$', errors[0]), errors[0]

@@ -20,6 +20,7 @@ from backbones.checks import check_backbone, check_checkpoint_fits, check_data_f
 from backbones.cli import add_common_args, build_runner, run_cli, run_config  # noqa: E402
 from backbones.coco_checks import check_coco_datasets  # noqa: E402
 from backbones.errors import UserInputError  # noqa: E402
+from backbones.seg_checks import check_seg_datasets  # noqa: E402
 from backbones.weights import read_checkpoint, unwrap_state_dict  # noqa: E402
 
 
@@ -58,6 +59,7 @@ def main(argv=None) -> int:
     check_backbone(cfg)
     check_data_folders(cfg, splits=('test_dataloader',))
     check_coco_datasets(cfg, splits=('test_dataloader',))
+    check_seg_datasets(cfg, splits=('test_dataloader',))
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
     if args.tta:

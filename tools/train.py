@@ -21,6 +21,7 @@ from backbones.cli import add_common_args, build_runner, run_cli, run_config  # 
 from backbones.coco_checks import check_coco_datasets  # noqa: E402
 from backbones.errors import UserInputError  # noqa: E402
 from backbones.runtime import lock_work_dir  # noqa: E402
+from backbones.seg_checks import check_seg_datasets  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
     check_backbone(cfg)
     check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader'))
     check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
+    check_seg_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
     lock_work_dir(cfg.work_dir)  # before the Runner writes its config and logs there
     runner = build_runner(cfg)
     if ckpt is not None:

@@ -7,7 +7,7 @@ data_root = 'data/synthetic_ade'
 crop_size = (128, 128)
 metainfo = dict(classes=('background', 'rectangle', 'disc', 'triangle', 'diamond', 'cross'))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFileChecked'),
     dict(type='LoadAnnotations'),  # the dataset's reduce_zero_label applies
     dict(type='CheckSegMap', num_classes=len(metainfo["classes"])),
     dict(type='RandomResize', scale=(160, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
@@ -17,14 +17,14 @@ train_pipeline = [
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFileChecked'),
     dict(type='Resize', scale=(160, 128), keep_ratio=True),
     dict(type='LoadAnnotations'),  # the dataset's reduce_zero_label applies
     dict(type='CheckSegMap', num_classes=len(metainfo["classes"])),
     dict(type='PackSegInputs'),
 ]
 tta_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFileChecked'),
     dict(type='TestTimeAug', transforms=[
         [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in (0.75, 1.0, 1.25)],
         [dict(type='RandomFlip', prob=0., direction='horizontal'),

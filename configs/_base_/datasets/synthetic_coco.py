@@ -9,14 +9,14 @@ backend_args = None
 metainfo = dict(classes=('rectangle', 'disc', 'triangle'),
                 palette=[(220, 60, 60), (60, 170, 60), (60, 60, 220)])
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFileChecked', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(160, 128), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFileChecked', backend_args=backend_args),
     dict(type='Resize', scale=(160, 128), keep_ratio=True),  # the mask head reads scale_factor
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
