@@ -11,8 +11,9 @@ scale folded and, on CPU, oneDNN fused ops in cache-sized sub-batches: ``switch_
 ``ours_<arch>_deploy-fold`` (folding only) and ``ours_<arch>_deploy-nochunk`` (no sub-batches),
 ``timm:<name>`` (built by timm, random weights, no hub), any with ``+compile`` appended (torch.compile,
 inductor, with ``freezing``: inference graphs get constant weights and convs fused with the pointwise ops
-after them; the compile time falls in the warm-up). Arches include the ablations (``tiny_k7``,
-``tiny_k3_par1_8`` ...).
+after them; the compile time falls in the warm-up). Arches include the paper's ablation rows as released
+(``convnext_tiny``, ``convnext_tiny_k5``, ``convnext_tiny_k3``, ``convnext_tiny_k3_par1_8`` ...) and the BN
+variants of the same sizes (``metanext_bn_tiny_k7`` ...).
 
 Method (speed differs between machines and between fresh processes, so claims are ratios measured here):
 each model is warmed up, then the timed runs are interleaved across models (model A, B, C, A, B, C ...)
