@@ -477,10 +477,10 @@ class InceptionNeXt(BaseModule):
         if isinstance(arch, str):
             name = cls.arch_aliases.get(arch.lower(), arch.lower())
             if name not in cls.arch_settings:
-                hint = ''
-                if name.startswith('tiny_k'):  # this repo's names for the ablation rows until they became exact
-                    hint = (f'; the paper\'s ablation rows are the released ConvNeXt networks, named as released: '
-                            f'convnext_{name} (convnext_tiny for tiny_k7); the former BN variant is metanext_bn_{name}')
+                hint, seed_row = '', 'convnext_tiny' if name == 'tiny_k7' else f'convnext_{name}'
+                if seed_row in cls.arch_settings:  # this repo's names for the ablation rows until they became exact
+                    hint = (f"; the paper's ablation rows are the released ConvNeXt networks, named as released: "
+                            f'{seed_row}; the former BN variant is metanext_bn_{name}')
                 raise ValueError(f'unknown InceptionNeXt arch {arch!r}; known: '
                                  f'{", ".join(cls.arch_settings)} (or a dict with depths, dims, token_mixer){hint}')
             return {**cls._DEFAULTS, **cls.arch_settings[name]}

@@ -366,8 +366,10 @@ def test_dense_options(official_files):
 def test_norm_cfg_and_old_names_are_errors():
     with pytest.raises(ValueError, match=r"normed with .*ChannelsFirstLN.*norm_cfg=.*SyncBN.*leave norm_cfg unset"):
         InceptionNeXt('convnext_tiny', norm_cfg=dict(type='SyncBN', requires_grad=True))
-    with pytest.raises(ValueError, match=r'convnext_tiny_k3_par1_8 .*metanext_bn_tiny_k3_par1_8'):
+    with pytest.raises(ValueError, match=r'named as released: convnext_tiny_k3_par1_8; .*metanext_bn_tiny_k3_par1_8'):
         InceptionNeXt('tiny_k3_par1_8')
+    with pytest.raises(ValueError, match=r'named as released: convnext_tiny; .*metanext_bn_tiny_k7'):
+        InceptionNeXt('tiny_k7')
     with pytest.raises(ValueError, match=r"mlp_form='linear' norms channels-last"):
         InceptionNeXt({**InceptionNeXt.arch_settings['convnext_tiny'], 'block_norm_cfg': dict(type='BN')})
     # BN arches keep taking any norm_cfg (SyncBN in dense configs); the BN variants keep their layout
