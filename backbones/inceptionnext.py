@@ -3,6 +3,12 @@
 `When Inception Meets ConvNeXt` (Yu et al., CVPR 2024). Built bottom-up: token mixers, MLP, block,
 stage, backbone; the classification head (`MlpHead`) is separate, dense tasks take the stage maps.
 
+One MetaNeXt implementation, configured per arch: the token mixer (Inception / plain or partial
+depthwise), the norms and the MLP form. InceptionNeXt: BatchNorm and a 1x1-conv MLP on channels-first
+maps. The paper's ConvNeXt ablation rows (``convnext_tiny`` ... ``convnext_tiny_k3_par1_16``, the released
+networks): LayerNorm (channels-first in the stem and downsamples, over the channels-last features in the
+blocks) and ConvNeXt's Linear MLP on channels-last features (the permute form).
+
 Shapes for an input of (N, 3, H, W): the stem gives stride 4, stages 1..3 each halve it, so the four
 outputs are (N, dims[i], H // 4 // 2**i, W // 4 // 2**i) (floor division at every step, as the
 strided convolutions do); H and W must be at least 32 when the last stage is used.
@@ -17,6 +23,7 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from timm.layers import DropPath, trunc_normal_
+from timm.layers import LayerNorm2d as TimmLayerNorm2d
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
@@ -48,24 +55,33 @@ class InceptionDWConv2d(nn.Module):
 
 
 class PartialDWConv2d(nn.Module):
-    """Depthwise kxk conv on the first ``int(dim * ratio)`` channels, identity on the rest.
+    """Depthwise kxk conv on ``int(dim * ratio)`` of the channels, identity on the rest.
 
-    ``ratio=1`` is the plain ConvNeXt-style depthwise conv (the paper's k7/k5/k3 ablations);
-    smaller ratios are its ``par1_2`` ... ``par1_16`` rows.
+    ``position='last'`` (the released ConvNeXt ablations' ``PartialConv2d``): the channels split into
+    identity | conv, concatenated in that order; ``'first'``: conv | identity (the earlier BN variants).
+    ``ratio=1`` is the plain depthwise conv (ConvNeXt's, ``k7`` / ``k5`` / ``k3``); the parameters are
+    ``dwconv.{weight,bias}`` either way.
     """
 
-    def __init__(self, dim: int, kernel_size: int = 7, ratio: float = 1.0):
+    def __init__(self, dim: int, kernel_size: int = 7, ratio: float = 1.0, position: str = 'last'):
         super().__init__()
         self.conv_channels = int(dim * ratio)
         if not 1 <= self.conv_channels <= dim:
             raise ValueError(f'PartialDWConv2d: ratio={ratio} gives {self.conv_channels} of {dim} channels')
+        if position not in ('first', 'last'):
+            raise ValueError(f"PartialDWConv2d: position must be 'first' or 'last', got {position!r}")
+        self.position = position
         c = self.conv_channels
         self.dwconv = nn.Conv2d(c, c, kernel_size, padding=kernel_size // 2, groups=c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv_channels == x.shape[1]:
+        c, rest = self.conv_channels, x.shape[1] - self.conv_channels
+        if rest == 0:
             return self.dwconv(x)
-        x_conv, x_id = torch.split(x, (self.conv_channels, x.shape[1] - self.conv_channels), dim=1)
+        if self.position == 'last':
+            x_id, x_conv = torch.split(x, (rest, c), dim=1)
+            return torch.cat((x_id, self.dwconv(x_conv)), dim=1)
+        x_conv, x_id = torch.split(x, (c, rest), dim=1)
         return torch.cat((self.dwconv(x_conv), x_id), dim=1)
 
 
@@ -84,10 +100,13 @@ def build_token_mixer(cfg: dict, dim: int) -> nn.Module:
 # Block parts
 # --------------------------------------------------------------------------------------------------
 class ConvMlp(nn.Module):
-    """1x1 conv -> act -> 1x1 conv, keeping the spatial dims."""
+    """1x1 conv -> act -> 1x1 conv on channels-first maps (N, C, H, W), keeping the spatial dims."""
+
+    channels_last = False
 
     def __init__(self, dim: int, hidden: int, act_cfg: dict):
         super().__init__()
+        self.hidden_features = hidden
         self.fc1 = nn.Conv2d(dim, hidden, 1)
         self.act = build_activation_layer(act_cfg)
         self.fc2 = nn.Conv2d(hidden, dim, 1)
@@ -103,28 +122,82 @@ class ConvMlp(nn.Module):
         y = F.conv2d(h, self.fc2.weight * scale.view(-1, 1, 1, 1), self.fc2.bias * scale)
         return y.to(torch.promote_types(y.dtype, scale.dtype))
 
+    @torch.no_grad()
+    def fold_scale(self, scale: torch.Tensor) -> None:
+        self.fc2.weight.mul_(scale.view(-1, 1, 1, 1))
+        self.fc2.bias.mul_(scale)
+
+
+class LinearMlp(nn.Module):
+    """Linear -> act -> Linear on channels-last features (N, H, W, C): ConvNeXt's MLP (``pwconv1/2``).
+
+    The same function as ``ConvMlp`` in the other memory layout; ``scale`` as there."""
+
+    channels_last = True
+
+    def __init__(self, dim: int, hidden: int, act_cfg: dict):
+        super().__init__()
+        self.hidden_features = hidden
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = build_activation_layer(act_cfg)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        h = self.act(self.fc1(x))
+        if scale is None:
+            return self.fc2(h)
+        y = F.linear(h, self.fc2.weight * scale.view(-1, 1), self.fc2.bias * scale)
+        return y.to(torch.promote_types(y.dtype, scale.dtype))
+
+    @torch.no_grad()
+    def fold_scale(self, scale: torch.Tensor) -> None:
+        self.fc2.weight.mul_(scale.view(-1, 1))
+        self.fc2.bias.mul_(scale)
+
+
+MLP_FORMS = {'conv': ConvMlp, 'linear': LinearMlp}
+
 
 class MetaNeXtBlock(nn.Module):
-    """x + drop_path(gamma * mlp(norm(token_mixer(x)))): one shortcut per block."""
+    """x + drop_path(gamma * mlp(norm(token_mixer(x)))): one shortcut per block.
+
+    ``mlp_form='conv'`` (InceptionNeXt): norm and a 1x1-conv MLP on the channels-first map.
+    ``mlp_form='linear'`` (ConvNeXt): the mixer's output is permuted to (N, H, W, C), normed over the
+    channels (``norm_cfg`` a channels-last norm, LayerNorm), run through the Linear MLP and scaled, then
+    permuted back. The block's input and output are (N, C, H, W) either way.
+    """
 
     def __init__(self, dim: int, token_mixer: dict, mlp_ratio: float, norm_cfg: dict, act_cfg: dict,
-                 layer_scale_init_value: float = 1e-6, drop_path: float = 0.):
+                 layer_scale_init_value: float = 1e-6, drop_path: float = 0., mlp_form: str = 'conv'):
         super().__init__()
+        if mlp_form not in MLP_FORMS:
+            raise ValueError(f'mlp_form must be one of {sorted(MLP_FORMS)}, got {mlp_form!r}')
         self.token_mixer = build_token_mixer(token_mixer, dim)
         self.norm = build_norm_layer(norm_cfg, dim)[1]
-        self.mlp = ConvMlp(dim, int(mlp_ratio * dim), act_cfg)
+        if mlp_form == 'linear' and isinstance(self.norm, (_BatchNorm, TimmLayerNorm2d)):
+            raise ValueError(f"mlp_form='linear' norms channels-last features: norm_cfg must be a channels-last "
+                             f"norm such as dict(type='LN', eps=1e-6), got {norm_cfg}")
+        self.mlp = MLP_FORMS[mlp_form](dim, int(mlp_ratio * dim), act_cfg)
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init_value)) if layer_scale_init_value else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.drop_path(self.mlp(self.norm(self.token_mixer(x)), self.gamma))
+        y = self.token_mixer(x)
+        if self.mlp.channels_last:
+            y = self.mlp(self.norm(y.permute(0, 2, 3, 1)), self.gamma).permute(0, 3, 1, 2)
+        else:
+            y = self.mlp(self.norm(y), self.gamma)
+        y = self.drop_path(y)
         if y.dtype != torch.promote_types(x.dtype, y.dtype):
             return x + y
         return y.add_(x)  # in place: neither fc2 nor DropPath keeps its output for backward
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
-        """Folds the BN into mlp.fc1 and the layer scale into mlp.fc2 (exact in eval mode)."""
+        """Folds a BN into mlp.fc1 and the layer scale into mlp.fc2 (exact in eval mode).
+
+        A LayerNorm normalises with the statistics of each position, so it stays (ConvNeXt blocks get
+        only the layer scale folded)."""
         if isinstance(self.norm, _BatchNorm):
             scale, shift = _bn_affine(self.norm)
             fc1 = self.mlp.fc1
@@ -132,9 +205,7 @@ class MetaNeXtBlock(nn.Module):
             fc1.weight.mul_(scale.view(1, -1, 1, 1))
             self.norm = nn.Identity()
         if self.gamma is not None:
-            fc2 = self.mlp.fc2
-            fc2.weight.mul_(self.gamma.view(-1, 1, 1, 1))
-            fc2.bias.mul_(self.gamma)
+            self.mlp.fold_scale(self.gamma)
             self.gamma = None
 
 
@@ -175,12 +246,16 @@ class Downsample(nn.Sequential):
 
 
 class MetaNeXtStage(nn.Module):
-    """Optional downsample, then ``depth`` blocks; ``with_cp`` recomputes each block in backward."""
+    """Optional downsample, then ``depth`` blocks; ``with_cp`` recomputes each block in backward.
+
+    ``downsample_norm_cfg``: the downsample's norm (a channels-first one), by default the blocks' ``norm_cfg``.
+    """
 
     def __init__(self, in_dim: int, dim: int, depth: int, downsample: bool, drop_paths: Sequence[float],
-                 with_cp: bool = False, **block_kwargs):
+                 with_cp: bool = False, downsample_norm_cfg: Optional[dict] = None, **block_kwargs):
         super().__init__()
-        self.downsample = Downsample(in_dim, dim, block_kwargs['norm_cfg']) if downsample else nn.Identity()
+        self.downsample = (Downsample(in_dim, dim, downsample_norm_cfg or block_kwargs['norm_cfg'])
+                           if downsample else nn.Identity())
         self.blocks = nn.Sequential(*[MetaNeXtBlock(dim, drop_path=drop_paths[i], **block_kwargs)
                                       for i in range(depth)])
         self.with_cp = with_cp
@@ -223,6 +298,13 @@ class MlpHead(nn.Module):
         return self.fc2(self.pre_logits(x))
 
 
+@MODELS.register_module('ChannelsFirstLN')
+class LayerNorm2d(TimmLayerNorm2d):
+    """LayerNorm over the channels of a (N, C, H, W) map (ConvNeXt's ``channels_first`` LayerNorm; timm's
+    ``LayerNorm2d``). Registered for mmcv's ``build_norm_layer`` as ``ChannelsFirstLN`` in MMEngine's root
+    registry (not ``LN2d``, mmpretrain's name for its own): ``norm_cfg=dict(type='ChannelsFirstLN', eps=1e-6)``."""
+
+
 def _bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BN as y = x * scale + shift (per channel)."""
     scale = bn.running_var.add(bn.eps).rsqrt()
@@ -248,23 +330,55 @@ def _inception(band: int = 11, branch_ratio: float = 0.125) -> dict:
     return dict(type='InceptionDWConv2d', square_kernel_size=3, band_kernel_size=band, branch_ratio=branch_ratio)
 
 
-def _dwconv(kernel_size: int, ratio: float = 1.0) -> dict:
-    return dict(type='PartialDWConv2d', kernel_size=kernel_size, ratio=ratio)
+def _dwconv(kernel_size: int, ratio: float = 1.0, position: str = 'last') -> dict:
+    return dict(type='PartialDWConv2d', kernel_size=kernel_size, ratio=ratio, position=position)
 
 
 _T = dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768))
-# The paper's ablation rows are ConvNeXt-T with its depthwise conv swapped: MLP ratio 4 in every stage
-# and ConvNeXt's linear head (head_mlp_ratio 0), here with BN as in MetaNeXt.
-_CONVNEXT_T = dict(**_T, mlp_ratios=(4, 4, 4, 4), head_mlp_ratio=0)
+_LN = dict(type='LN', eps=1e-6)  # nn.LayerNorm: over the channels of channels-last features
+_LN_CF = dict(type='ChannelsFirstLN', eps=1e-6)  # over the channels of a (N, C, H, W) map
+# The seed's ablation table is a family of released networks: ConvNeXt-T (Meta's) and the InceptionNeXt
+# authors' ConvNeXt-T with a 5x5 / 3x3 depthwise conv, or a 3x3 one on the last int(C * r) channels (par<r>).
+# ConvNeXt: LayerNorm (channels-first in the stem and downsamples, channels-last in the blocks), the Linear
+# MLP on channels-last features, MLP ratio 4 in every stage, its head (pool -> LayerNorm -> Linear:
+# head_mlp_ratio 0). These arches fix their norms (norm_cfg in the arch): a BN norm_cfg is an error.
+_CONVNEXT_T = dict(**_T, mlp_ratios=(4, 4, 4, 4), head_mlp_ratio=0, mlp_form='linear', norm_cfg=_LN_CF,
+                   block_norm_cfg=_LN)
+# The same sizes as MetaNeXt proper (BN, 1x1-conv MLP, partial conv on the *first* channels): the variants
+# this repo had under the ablation names before. No released weights; kept for the CPU speed comparison.
+_METANEXT_BN_T = dict(**_T, mlp_ratios=(4, 4, 4, 4), head_mlp_ratio=0)
+_PARTIAL_RATIOS = {'par1_2': 1 / 2, 'par3_8': 3 / 8, 'par1_4': 1 / 4, 'par1_8': 1 / 8, 'par1_16': 1 / 16}
+CONVNEXT_ABLATIONS = ('convnext_tiny', 'convnext_tiny_k5', 'convnext_tiny_k3',
+                      *(f'convnext_tiny_k3_{p}' for p in _PARTIAL_RATIOS))
+
+
+def _ablation_settings() -> Dict[str, dict]:
+    out = {'convnext_tiny': dict(**_CONVNEXT_T, token_mixer=_dwconv(7))}
+    for k in (5, 3):
+        out[f'convnext_tiny_k{k}'] = dict(**_CONVNEXT_T, token_mixer=_dwconv(k))
+    for p, r in _PARTIAL_RATIOS.items():
+        out[f'convnext_tiny_k3_{p}'] = dict(**_CONVNEXT_T, token_mixer=_dwconv(3, r))
+    for k in (7, 5, 3):
+        out[f'metanext_bn_tiny_k{k}'] = dict(**_METANEXT_BN_T, token_mixer=_dwconv(k))
+    for p, r in _PARTIAL_RATIOS.items():
+        out[f'metanext_bn_tiny_k3_{p}'] = dict(**_METANEXT_BN_T, token_mixer=_dwconv(3, r, 'first'))
+    return out
 
 
 @MODELS.register_module()
 class InceptionNeXt(BaseModule):
-    """InceptionNeXt backbone; ``forward`` returns a tuple of the ``out_indices`` stage maps.
+    """InceptionNeXt backbone (MetaNeXt); ``forward`` returns a tuple of the ``out_indices`` stage maps.
 
     Args:
-        arch: a name in ``arch_settings`` or a dict with ``depths``, ``dims`` and optionally
-            ``token_mixer``, ``mlp_ratios``, ``head_mlp_ratio`` (the classifier head's, see ``MlpHead``).
+        arch: a name in ``arch_settings`` or a dict with ``depths``, ``dims`` and optionally ``token_mixer``,
+            ``mlp_ratios``, ``head_mlp_ratio`` (the classifier head's, see ``MlpHead``), ``mlp_form``
+            (``'conv'``: 1x1-conv MLP on channels-first maps; ``'linear'``: ConvNeXt's Linear MLP on
+            channels-last features), ``norm_cfg`` (fixes the stem / downsample / output norm) and
+            ``block_norm_cfg`` (the blocks' norm, in the MLP's layout; default: ``norm_cfg``).
+            Names: InceptionNeXt ``atto``, ``tiny`` (``t``), ``small`` (``s``), ``base`` (``b``); the paper's
+            ConvNeXt ablations as released, ``convnext_tiny``, ``convnext_tiny_k5``, ``convnext_tiny_k3``,
+            ``convnext_tiny_k3_par{1_2,3_8,1_4,1_8,1_16}``; ``metanext_bn_tiny_k*``: the same sizes with BN
+            and 1x1 convs (no released weights).
         in_channels: input image channels.
         mlp_ratios: MLP expansion per stage (default: the arch's, (4, 4, 4, 3) for InceptionNeXt).
         drop_path_rate: stochastic depth, rising linearly over all blocks from 0 to this value.
@@ -273,12 +387,16 @@ class InceptionNeXt(BaseModule):
         out_norm: add a norm (``norm_cfg``) on each returned map, as dense heads want.
         frozen_stages: -1 trains all; 0 freezes the stem; k > 0 the stem and stages 0..k-1.
         norm_eval: keep the BatchNorm layers in eval mode while training.
-        norm_cfg / act_cfg: mmcv norm and activation configs (``SyncBN`` for multi-GPU dense runs).
+        norm_cfg: mmcv norm config of the stem, downsamples and output norms (and of the blocks, unless the
+            arch has a ``block_norm_cfg``); ``None``: the arch's (BN; ``SyncBN`` for multi-GPU dense runs).
+            Arches that fix their norm (the ConvNeXt rows: ``ChannelsFirstLN``) accept only that type.
+        act_cfg: mmcv activation config.
         with_cp: gradient checkpointing per block (less memory, more compute).
         deploy: build the folded inference form (see ``switch_to_deploy``), e.g. to load its state dict.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.')``; the file may
-            be ours, a classifier checkpoint of ``train_cls``, or an official / timm checkpoint
-            (converted on the fly). Unlike mmengine's loader, mismatched keys and shapes raise.
+            be ours, a classifier checkpoint of ``train_cls``, or an official / timm checkpoint of
+            InceptionNeXt or ConvNeXt (converted on the fly). Unlike mmengine's loader, mismatched keys and
+            shapes raise.
     """
 
     arch_settings: Dict[str, dict] = {
@@ -286,18 +404,11 @@ class InceptionNeXt(BaseModule):
         'tiny': dict(**_T, token_mixer=_inception()),
         'small': dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768), token_mixer=_inception()),
         'base': dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024), token_mixer=_inception()),
-        # MetaNeXt ablations of the paper: the same network with plain / partial depthwise mixers.
-        'tiny_k7': dict(**_CONVNEXT_T, token_mixer=_dwconv(7)),
-        'tiny_k5': dict(**_CONVNEXT_T, token_mixer=_dwconv(5)),
-        'tiny_k3': dict(**_CONVNEXT_T, token_mixer=_dwconv(3)),
-        'tiny_k3_par1_2': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 1 / 2)),
-        'tiny_k3_par3_8': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 3 / 8)),
-        'tiny_k3_par1_4': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 1 / 4)),
-        'tiny_k3_par1_8': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 1 / 8)),
-        'tiny_k3_par1_16': dict(**_CONVNEXT_T, token_mixer=_dwconv(3, 1 / 16)),
+        **_ablation_settings(),
     }
     arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base'}
-    _DEFAULTS = dict(token_mixer=_inception(), mlp_ratios=(4, 4, 4, 3), head_mlp_ratio=3)
+    _DEFAULTS = dict(token_mixer=_inception(), mlp_ratios=(4, 4, 4, 3), head_mlp_ratio=3, mlp_form='conv',
+                     norm_cfg=dict(type='BN', requires_grad=True), block_norm_cfg=None)
     num_stages = 4
 
     def __init__(self,
@@ -310,13 +421,14 @@ class InceptionNeXt(BaseModule):
                  out_norm: bool = False,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 norm_cfg: Optional[dict] = None,
                  act_cfg: dict = dict(type='GELU'),
                  with_cp: bool = False,
                  deploy: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = self.resolve_arch(arch)
+        self.arch_name = arch if isinstance(arch, str) else None
         depths, dims = self.arch['depths'], self.arch['dims']
         mlp_ratios = tuple(mlp_ratios or self.arch['mlp_ratios'])
         self.head_mlp_ratio = self.arch['head_mlp_ratio']  # for the classifiers built on this backbone
@@ -335,17 +447,20 @@ class InceptionNeXt(BaseModule):
         self.dims = tuple(dims)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        norm_cfg = self._norm_cfg(arch, norm_cfg)
+        block_norm_cfg = self.arch['block_norm_cfg'] or norm_cfg
 
         self.stem = Stem(in_channels, dims[0], norm_cfg)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()  # (also under a meta device)
         self.stages = nn.ModuleList()
         for i in range(self.num_stages):
             start = sum(depths[:i])
             self.stages.append(MetaNeXtStage(
                 dims[i - 1] if i else dims[0], dims[i], depths[i], downsample=i > 0,
                 drop_paths=rates[start:start + depths[i]], with_cp=with_cp,
-                token_mixer=self.arch['token_mixer'], mlp_ratio=mlp_ratios[i], norm_cfg=norm_cfg,
-                act_cfg=act_cfg, layer_scale_init_value=layer_scale_init_value))
+                downsample_norm_cfg=norm_cfg, token_mixer=self.arch['token_mixer'], mlp_ratio=mlp_ratios[i],
+                norm_cfg=block_norm_cfg, mlp_form=self.arch['mlp_form'], act_cfg=act_cfg,
+                layer_scale_init_value=layer_scale_init_value))
         # One norm per returned map (named ``out_norms.<stage>``), what dense heads were tuned with.
         self.out_norms = nn.ModuleDict({str(i): build_norm_layer(norm_cfg, dims[i])[1]
                                         for i in self.out_indices}) if out_norm else None
@@ -363,13 +478,32 @@ class InceptionNeXt(BaseModule):
         if isinstance(arch, str):
             name = cls.arch_aliases.get(arch.lower(), arch.lower())
             if name not in cls.arch_settings:
+                hint, seed_row = '', 'convnext_tiny' if name == 'tiny_k7' else f'convnext_{name}'
+                if seed_row in cls.arch_settings:  # this repo's names for the ablation rows until they became exact
+                    hint = (f"; the paper's ablation rows are the released ConvNeXt networks, named as released: "
+                            f'{seed_row}; the former BN variant is metanext_bn_{name}')
                 raise ValueError(f'unknown InceptionNeXt arch {arch!r}; known: '
-                                 f'{", ".join(cls.arch_settings)} (or a dict with depths, dims, token_mixer)')
+                                 f'{", ".join(cls.arch_settings)} (or a dict with depths, dims, token_mixer){hint}')
             return {**cls._DEFAULTS, **cls.arch_settings[name]}
         missing = {'depths', 'dims'} - set(arch)
         if missing or len(arch['depths']) != cls.num_stages or len(arch['dims']) != cls.num_stages:
             raise ValueError(f'a custom arch needs 4 depths and 4 dims, got {arch}')
         return {**cls._DEFAULTS, **arch}
+
+    @classmethod
+    def _norm_cfg(cls, arch: Union[str, dict], norm_cfg: Optional[dict]) -> dict:
+        """``norm_cfg`` or the arch's; an arch that fixes its norm (``norm_cfg`` in its settings) takes only
+        that type, so that nothing built under a released network's name computes another one."""
+        own = cls.resolve_arch(arch)['norm_cfg']
+        fixed = 'norm_cfg' in (arch if isinstance(arch, dict)
+                               else cls.arch_settings[cls.arch_aliases.get(arch.lower(), arch.lower())])
+        if norm_cfg is None:
+            return dict(own)
+        if fixed and norm_cfg.get('type') != own['type']:
+            raise ValueError(f'arch {arch if isinstance(arch, str) else "(dict)"} is normed with {own} (as '
+                             f'released); norm_cfg={dict(norm_cfg)} would build another network: leave norm_cfg '
+                             f'unset (None) or give type {own["type"]!r}')
+        return dict(norm_cfg)
 
     # ----------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -414,17 +548,19 @@ class InceptionNeXt(BaseModule):
 
     @torch.no_grad()
     def switch_to_deploy(self, cpu_kernels: bool = True, chunk_bytes: Optional[int] = None) -> 'InceptionNeXt':
-        """Inference form: every BN next to a conv and every layer scale folded into that conv.
+        """Inference form: every BN next to a conv and every layer scale folded into that conv (or Linear).
 
-        Exact algebra with the BN running statistics, so outputs equal the eval-mode outputs (to float
-        rounding, ~1e-6); the model is then for inference only (``self.deploy`` is True; training it
-        would train a different parameterisation). Build with ``deploy=True`` to load a deployed
+        LayerNorms (the ConvNeXt rows) normalise with per-position statistics and stay: those blocks get
+        their layer scale folded into ``mlp.fc2`` and keep the plain forward. Exact algebra with the BN
+        running statistics, so outputs equal the eval-mode outputs (to float rounding, ~1e-6); the model is
+        then for inference only (``self.deploy`` is True; training it would train a different
+        parameterisation). Build with ``deploy=True`` to load a deployed
         model's state dict. Returns ``self``.
 
         ``cpu_kernels``: install ``backbones.ops.onednn`` (under ``torch.no_grad`` on CPU, fp32, no
-        autocast: channels-last, oneDNN's fused conv + activation and conv + shortcut ops, sub-batches of
-        ``chunk_bytes`` of hidden map per block, 0 for whole batches). Other devices and dtypes, autograd
-        and tracing use the plain folded ops. Calling it again only re-sets these options.
+        autocast: channels-last, oneDNN's fused conv + activation and conv + shortcut ops for the BN
+        blocks, sub-batches of ``chunk_bytes`` of hidden map per block, 0 for whole batches). Other devices
+        and dtypes, autograd and tracing use the plain folded ops. Calling it again only re-sets these options.
         """
         from .ops import onednn
         for m in self.modules():  # folding is idempotent

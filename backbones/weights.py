@@ -1,17 +1,26 @@
-"""Reading, converting and strictly loading InceptionNeXt weights.
+"""Reading, converting and strictly loading InceptionNeXt (and ConvNeXt ablation) weights.
 
 Key layouts understood (after unwrapping ``state_dict`` / ``model`` / ``module.`` wrappers):
-  official release / timm   ``stem.{0,1}.*``, ``stages.N.downsample.{0,1}.*``, ``stages.N.blocks.M.*``,
-                            ``head.{fc1,norm,fc2}.*``
-  ours, backbone            ``stem.{conv,norm}.*``, ``stages.N.downsample.{norm,conv}.*``, ``stages.N.blocks.M.*``
-  ours, classifier          ``backbone.<ours, backbone>`` + ``head.{fc1,norm,fc2}.*`` (train_cls, converter output)
-  mmdet / mmseg models      ``backbone.<ours, backbone>`` + their necks and heads
-Block parameters (``token_mixer.dwconv_{hw,w,h}``, ``norm``, ``mlp.fc{1,2}``, ``gamma``) keep their names.
+  InceptionNeXt official / timm  ``stem.{0,1}.*``, ``stages.N.downsample.{0,1}.*``, ``stages.N.blocks.M.*``,
+                                 ``head.{fc1,norm,fc2}.*``
+  ConvNeXt official              ``downsample_layers.0.{0,1}.*`` (stem), ``downsample_layers.N.{0,1}.*``,
+                                 ``stages.N.M.{dwconv[.conv],norm,pwconv1,pwconv2}.*``, ``stages.N.M.gamma``,
+                                 ``norm.*``, ``head.*`` (Meta's ConvNeXt files, the InceptionNeXt release's
+                                 ``convnext_tiny_k*`` ablation files)
+  ConvNeXt timm                  ``stem.{0,1}.*``, ``stages.N.downsample.{0,1}.*``,
+                                 ``stages.N.blocks.M.{conv_dw,norm,mlp.fc1,mlp.fc2,gamma}``, ``head.{norm,fc}.*``
+  ours, backbone                 ``stem.{conv,norm}.*``, ``stages.N.downsample.{norm,conv}.*``, ``stages.N.blocks.M.*``
+  ours, classifier               ``backbone.<ours, backbone>`` + ``head.{fc1,norm,fc2}.*`` (train_cls, converter output)
+  mmdet / mmseg models           ``backbone.<ours, backbone>`` + their necks and heads
+Our block parameters: ``token_mixer.{dwconv_hw,dwconv_w,dwconv_h,dwconv}``, ``norm``, ``mlp.fc{1,2}``, ``gamma``.
+Each conversion is a list of (pattern, replacement) rules; every key must match one, and no two keys may
+land on the same one.
 """
 import os
 import re
 from collections import OrderedDict
-from typing import Dict, Optional
+from fractions import Fraction
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -23,14 +32,49 @@ from .utils import atomic_save, names
 StateDict = Dict[str, torch.Tensor]
 
 
-_TIMM_RULES = [  # (pattern, replacement) on official/timm keys, applied in order; first match wins
+# The stem and downsamples of timm's InceptionNeXt and ConvNeXt (and of the official InceptionNeXt release).
+_TIMM_STEM_RULES = [
     (r'^stem\.0\.', 'backbone.stem.conv.'),
     (r'^stem\.1\.', 'backbone.stem.norm.'),
     (r'^stages\.(\d+)\.downsample\.0\.', r'backbone.stages.\1.downsample.norm.'),
     (r'^stages\.(\d+)\.downsample\.1\.', r'backbone.stages.\1.downsample.conv.'),
+]
+_TIMM_RULES = [  # (pattern, replacement) on official/timm InceptionNeXt keys, in order; first match wins
+    *_TIMM_STEM_RULES,
     (r'^stages\.(\d+)\.blocks\.', r'backbone.stages.\1.blocks.'),
     (r'^head\.(fc1|norm|fc2)\.', r'head.\1.'),
 ]
+_BLOCK = r'backbone.stages.\1.blocks.\2.'
+_CONVNEXT_OFFICIAL_RULES = [  # Meta's ConvNeXt and the InceptionNeXt release's models/convnext.py
+    (r'^downsample_layers\.0\.0\.', 'backbone.stem.conv.'),
+    (r'^downsample_layers\.0\.1\.', 'backbone.stem.norm.'),
+    (r'^downsample_layers\.(\d+)\.0\.', r'backbone.stages.\1.downsample.norm.'),
+    (r'^downsample_layers\.(\d+)\.1\.', r'backbone.stages.\1.downsample.conv.'),
+    # the plain rows' nn.Conv2d (dwconv.weight) and the par rows' PartialConv2d wrapper (dwconv.conv.weight)
+    (r'^stages\.(\d+)\.(\d+)\.dwconv\.(?:conv\.)?', _BLOCK + 'token_mixer.dwconv.'),
+    (r'^stages\.(\d+)\.(\d+)\.norm\.', _BLOCK + 'norm.'),
+    (r'^stages\.(\d+)\.(\d+)\.pwconv1\.', _BLOCK + 'mlp.fc1.'),
+    (r'^stages\.(\d+)\.(\d+)\.pwconv2\.', _BLOCK + 'mlp.fc2.'),
+    (r'^stages\.(\d+)\.(\d+)\.gamma$', _BLOCK + 'gamma'),
+    (r'^norm\.', 'head.norm.'),
+    (r'^head\.', 'head.fc2.'),
+]
+_CONVNEXT_TIMM_RULES = [  # timm.models.convnext.ConvNeXt (Linear MLP: conv_mlp=False)
+    *_TIMM_STEM_RULES,
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.', _BLOCK + 'token_mixer.dwconv.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.(norm\.|mlp\.fc1\.|mlp\.fc2\.|gamma$)', _BLOCK + r'\3'),
+    (r'^head\.norm\.', 'head.norm.'),
+    (r'^head\.fc\.', 'head.fc2.'),
+]
+# Layouts the converter maps: name -> (what the file is, rules).
+LAYOUTS = OrderedDict([
+    ('inceptionnext-official/timm', ('InceptionNeXt official release / timm', _TIMM_RULES)),
+    ('convnext-official', ("official ConvNeXt (Meta's release, the InceptionNeXt release's ConvNeXt ablations)",
+                           _CONVNEXT_OFFICIAL_RULES)),
+    ('convnext-timm', ("timm's ConvNeXt", _CONVNEXT_TIMM_RULES)),
+])
+_OTHER_LAYOUTS = {'ours-backbone': 'our backbone', 'ours': 'our classifier / mmdet / mmseg',
+                  'unknown': 'an unknown'}
 
 
 def read_checkpoint(path: str, trusted: bool = False) -> dict:
@@ -76,33 +120,59 @@ def select_state_dict(obj):
     return OrderedDict(obj), entry, others
 
 
+def detect_layout(sd: StateDict) -> str:
+    """The key layout of an unwrapped state dict: a ``LAYOUTS`` name, ``'ours-backbone'`` (a bare backbone of
+    ours), ``'ours'`` (``backbone.*`` keys: our classifier, an mmdet / mmseg model) or ``'unknown'``.
+    timm's InceptionNeXt and ConvNeXt share the stem and downsample keys; their blocks tell them apart
+    (``conv_dw`` is ConvNeXt's depthwise conv, InceptionNeXt's mixer is ``token_mixer.*``)."""
+    if 'downsample_layers.0.0.weight' in sd:
+        return 'convnext-official'
+    if 'stem.0.weight' in sd:
+        return 'convnext-timm' if any('.conv_dw.' in k for k in sd) else 'inceptionnext-official/timm'
+    if 'stem.conv.weight' in sd:
+        return 'ours-backbone'
+    if any(k.startswith('backbone.') for k in sd):
+        return 'ours'
+    return 'unknown'
+
+
 def is_timm_layout(sd: StateDict) -> bool:
-    return 'stem.0.weight' in sd
+    """Whether ``sd`` is in one of the official / timm layouts the converter maps."""
+    return detect_layout(sd) in LAYOUTS
 
 
-def convert_timm_state_dict(sd: StateDict) -> StateDict:
-    """Official-release / timm InceptionNeXt keys -> our classifier keys (``backbone.*`` and ``head.*``).
+def convert_state_dict(sd: StateDict, layout: str) -> StateDict:
+    """Keys of ``layout`` (a ``LAYOUTS`` name) -> our classifier keys (``backbone.*`` and ``head.*``).
 
-    Raises ``CheckpointError`` naming every key it does not recognise.
-    """
-    out, unknown = OrderedDict(), []
+    Raises ``CheckpointError`` naming every key no rule maps, or keys two sources would both fill."""
+    what, rules = LAYOUTS[layout]
+    out, unknown, sources = OrderedDict(), [], {}
     for k, v in sd.items():
-        for pattern, repl in _TIMM_RULES:
+        for pattern, repl in rules:
             new, n = re.subn(pattern, repl, k)
             if n:
-                out[new] = v
+                if new in out:
+                    raise CheckpointError(f'not a checkpoint in the {what} layout: {sources[new]} and {k} both map to '
+                                          f'{new}')
+                out[new], sources[new] = v, k
                 break
         else:
             unknown.append(k)
     if unknown:
-        raise CheckpointError(f'not an InceptionNeXt official/timm checkpoint: unrecognised keys {names(unknown)}')
+        raise CheckpointError(f'not a checkpoint in the {what} layout: unrecognised keys {names(unknown)}')
     return out
 
 
-def classifier_state_dict(path_or_sd) -> StateDict:
-    """Any supported file or state dict -> our classifier layout (``backbone.*`` [+ ``head.*``]).
+def convert_timm_state_dict(sd: StateDict) -> StateDict:
+    """Official-release / timm keys (InceptionNeXt, ConvNeXt official or timm; detected) -> our classifier
+    keys (``backbone.*`` and ``head.*``). Raises ``CheckpointError`` naming every key it does not recognise."""
+    layout = detect_layout(sd)
+    return convert_state_dict(sd, layout if layout in LAYOUTS else 'inceptionnext-official/timm')
 
-    Given a file, logs which entry of it the weights come from (and which other state dicts it holds)."""
+
+def identify(path_or_sd) -> Tuple[str, StateDict]:
+    """``(layout, state dict in our classifier layout)`` of any supported file or state dict (unknown
+    layouts pass through unchanged, for a caller's own ``prefix``)."""
     if isinstance(path_or_sd, str):
         sd, entry, others = select_state_dict(read_checkpoint(path_or_sd))
         print_log(f'weights from {path_or_sd}: ' + (f'entry {entry!r}' if entry else 'the bare state dict')
@@ -110,11 +180,144 @@ def classifier_state_dict(path_or_sd) -> StateDict:
                   logger='current')
     else:
         sd = unwrap_state_dict(path_or_sd)
-    if is_timm_layout(sd):
-        return convert_timm_state_dict(sd)
-    if 'stem.conv.weight' in sd:  # a bare backbone state dict of ours
-        return OrderedDict(('backbone.' + k, v) for k, v in sd.items())
-    return sd
+    layout = detect_layout(sd)
+    if layout in LAYOUTS:
+        return layout, convert_state_dict(sd, layout)
+    if layout == 'ours-backbone':  # a bare backbone state dict of ours
+        return layout, OrderedDict(('backbone.' + k, v) for k, v in sd.items())
+    return layout, sd
+
+
+def classifier_state_dict(path_or_sd) -> StateDict:
+    """Any supported file or state dict -> our classifier layout (``backbone.*`` [+ ``head.*``]).
+
+    Given a file, logs which entry of it the weights come from (and which other state dicts it holds)."""
+    return identify(path_or_sd)[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# What a checkpoint is, read off its shapes (for errors that say it)
+# --------------------------------------------------------------------------------------------------
+def _ratio(part: int, whole: int) -> str:
+    return '1' if part == whole else str(Fraction(part, whole).limit_denominator(64))
+
+
+def describe_weights(sd: StateDict) -> str:
+    """The network a classifier-layout state dict holds, read off its keys and shapes: depths, dims, token
+    mixer (kernel sizes, partial ratio), norms, MLP form and ratios, head."""
+    b = OrderedDict((k[len('backbone.'):], v) for k, v in sd.items() if k.startswith('backbone.'))
+    if 'stem.conv.weight' not in b or b['stem.conv.weight'].dim() != 4:
+        return 'no InceptionNeXt / ConvNeXt backbone in it'
+    blocks: Dict[int, set] = {}
+    for k in b:
+        m = re.match(r'^stages\.(\d+)\.blocks\.(\d+)\.', k)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    stages = sorted(blocks)
+    depths = tuple(len(blocks[i]) for i in stages)
+    dims = [b['stem.conv.weight'].shape[0]] + [b[f'stages.{i}.downsample.conv.weight'].shape[0]
+                                               for i in stages[1:] if f'stages.{i}.downsample.conv.weight' in b]
+    parts = [f'depths {depths}, dims {tuple(dims)}']
+    mixers, norms, mlps = [], set(), []
+    for i, c in zip(stages, dims):
+        p = f'stages.{i}.blocks.0.'
+        if p + 'token_mixer.dwconv_hw.weight' in b:
+            sq, band = b[p + 'token_mixer.dwconv_hw.weight'], b[p + 'token_mixer.dwconv_w.weight']
+            mixers.append((f'Inception {sq.shape[-1]}x{sq.shape[-1]} + 1x{band.shape[-1]} + {band.shape[-1]}x1 '
+                           f'depthwise convs, branch ratio {_ratio(sq.shape[0], c)}', sq.shape[0], c))
+        elif p + 'token_mixer.dwconv.weight' in b:
+            w = b[p + 'token_mixer.dwconv.weight']
+            kernel = 'x'.join(str(n) for n in w.shape[2:])
+            partial = '' if w.shape[0] == c else f', partial ratio {_ratio(w.shape[0], c)}'
+            mixers.append((f'{kernel} depthwise conv{partial}', w.shape[0], c))
+        else:
+            mixers.append(('unknown token mixer', 0, c))
+        norms.add('BatchNorm' if p + 'norm.running_mean' in b else 'LayerNorm' if p + 'norm.weight' in b
+                  else 'no norm')
+        fc1 = b.get(p + 'mlp.fc1.weight')
+        if fc1 is not None:
+            mlps.append((fc1.dim(), _ratio(fc1.shape[0], c)))
+    if mixers and len({m[0] for m in mixers}) == 1:
+        counts = ', '.join(f'{n}/{c}' for _, n, c in mixers)
+        parts.append(f'token mixer: {mixers[0][0]}'
+                     + (f' (on {counts} channels per stage)' if mixers[0][1] != mixers[0][2] else ''))
+    else:
+        parts.append('token mixers: ' + '; '.join(f'stage {i}: {m[0]}' for i, m in zip(stages, mixers)))
+    parts.append(f'blocks: {"/".join(sorted(norms))}')
+    if mlps:
+        form = {2: 'Linear MLP on channels-last features', 4: '1x1-conv MLP'}.get(mlps[0][0], 'MLP')
+        parts.append(f'{form}, ratios {"/".join(r for _, r in mlps)}')
+    parts.append('layer scale' if 'stages.0.blocks.0.gamma' in b else 'no layer scale')
+    stem_norm = ('BatchNorm' if 'stem.norm.running_mean' in b else
+                 'LayerNorm' if 'stem.norm.weight' in b else 'no norm')
+    parts.append(f'stem norm: {stem_norm}')
+    if 'head.fc2.weight' in sd:
+        fc1 = sd.get('head.fc1.weight')
+        head = (f'MLP head (ratio {_ratio(fc1.shape[0], fc1.shape[1])})' if fc1 is not None
+                else 'pool-LayerNorm-Linear head')
+        parts.append(f'{head}, {sd["head.fc2.weight"].shape[0]} classes')
+    return ', '.join(parts)
+
+
+_ARCH_SHAPES: Dict[str, Dict[str, tuple]] = {}
+
+
+def _arch_shapes(arch: str) -> Dict[str, tuple]:
+    """Backbone state-dict shapes of a named arch (built on the meta device: no memory, no init cost)."""
+    if arch not in _ARCH_SHAPES:
+        from .inceptionnext import InceptionNeXt
+        with torch.device('meta'):
+            model = InceptionNeXt(arch)
+        _ARCH_SHAPES[arch] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return _ARCH_SHAPES[arch]
+
+
+def _mixer_shape(settings: dict) -> Optional[tuple]:
+    """Stage 0's first mixer weight shape an arch's settings give (a cheap first test before building it)."""
+    mixer, c = settings['token_mixer'], settings['dims'][0]
+    if mixer['type'] == 'PartialDWConv2d':
+        k = mixer.get('kernel_size', 7)
+        return ('token_mixer.dwconv.weight', (int(c * mixer.get('ratio', 1.0)), 1, k, k))
+    if mixer['type'] == 'InceptionDWConv2d':
+        k = mixer.get('square_kernel_size', 3)
+        return ('token_mixer.dwconv_hw.weight', (int(c * mixer.get('branch_ratio', 0.125)), 1, k, k))
+    return None
+
+
+def fitting_arches(sd: StateDict) -> List[str]:
+    """The named arches whose backbone (and classifier head, when ``sd`` has one) take ``sd`` strictly."""
+    from .inceptionnext import InceptionNeXt, MlpHead
+    b = {k[len('backbone.'):]: tuple(v.shape) for k, v in sd.items() if k.startswith('backbone.')}
+    fits = []
+    for arch in InceptionNeXt.arch_settings:
+        settings = InceptionNeXt.resolve_arch(arch)
+        key_shape = _mixer_shape(settings)
+        if key_shape is not None and b.get('stages.0.blocks.0.' + key_shape[0]) != key_shape[1]:
+            continue
+        if b.get('stem.conv.weight', (None,))[0] != settings['dims'][0]:
+            continue
+        own = _arch_shapes(arch)
+        if any(k not in b and not (k.startswith('out_norms.') or k.endswith('num_batches_tracked')) for k in own):
+            continue
+        if any(k not in own or own[k] != shape for k, shape in b.items()):
+            continue
+        if 'head.fc2.weight' in sd:
+            with torch.device('meta'):
+                head = MlpHead(settings['dims'][-1], sd['head.fc2.weight'].shape[0], settings['head_mlp_ratio'])
+            h = {'head.' + k: tuple(v.shape) for k, v in head.state_dict().items()}
+            given = {k: tuple(v.shape) for k, v in sd.items() if k.startswith('head.')}
+            if h != given:
+                continue
+        fits.append(arch)
+    return fits
+
+
+def explain(layout: str, sd: StateDict) -> str:
+    """One sentence for errors: the layout detected, what the weights are, which arches fit them."""
+    what = LAYOUTS[layout][0] if layout in LAYOUTS else _OTHER_LAYOUTS.get(layout, layout)
+    fits = fitting_arches(sd) if layout != 'unknown' else []
+    return (f'the file: {what} layout ({describe_weights(sd)}); '
+            + (f'arches that fit it: {", ".join(fits)}' if fits else 'no arch of ours fits it'))
 
 
 def extract_backbone(sd: StateDict, prefix: Optional[str] = None) -> StateDict:
@@ -122,7 +325,9 @@ def extract_backbone(sd: StateDict, prefix: Optional[str] = None) -> StateDict:
     prefix = prefix or 'backbone.'
     out = OrderedDict((k[len(prefix):], v) for k, v in sd.items() if k.startswith(prefix))
     if not out:
-        raise CheckpointError(f'no key starts with prefix {prefix!r}; first keys: {names(list(sd))}')
+        known = '; '.join(what for what, _ in LAYOUTS.values())
+        raise CheckpointError(f'no key starts with prefix {prefix!r}; first keys: {names(list(sd))} (layouts the '
+                              f'converter maps: {known}; ours: backbone.* / stem.conv.*)')
     return out
 
 
@@ -133,7 +338,7 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
     backbone keys the model lacks; only the optional output norms (``out_norms.*``, new for dense heads)
     may be absent. Anything else raises ``CheckpointError`` naming the keys.
     """
-    sd = classifier_state_dict(path_or_sd)
+    layout, sd = identify(path_or_sd)
     src = extract_backbone(sd, prefix)
     own = model.state_dict()
     problems = state_dict_mismatch(
@@ -143,8 +348,12 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
         if 'stem.conv.weight' in src and src['stem.conv.weight'].shape[1] != own['stem.conv.weight'].shape[1]:
             hint = (f' (stem.conv.weight is (dims[0], in_channels, 4, 4): the model has in_channels='
                     f'{own["stem.conv.weight"].shape[1]}, the checkpoint {src["stem.conv.weight"].shape[1]})')
-        arch = getattr(model, 'dims', None)
-        raise CheckpointError(f'checkpoint does not fit InceptionNeXt (dims={arch}){hint}: {problems}')
+        name = getattr(model, 'arch_name', None)
+        arch = (f' arch {name!r}' if name else '') + f' (dims={getattr(model, "dims", None)})'
+        about = ''
+        if prefix in (None, 'backbone.'):
+            about = '. ' + explain(layout, sd)
+        raise CheckpointError(f'checkpoint does not fit InceptionNeXt{arch}{hint}: {problems}{about}')
     model.load_state_dict(src, strict=False)
 
 

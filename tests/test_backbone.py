@@ -90,8 +90,8 @@ def test_autocast_keeps_timm_dtypes():
 
 
 # Where the published table rounded up instead of to nearest (counted here and, for atto, by fvcore on
-# timm's own model: atto 0.5049G printed 0.51G; tiny_k5 28.43M printed 29M).
-ROUNDED_UP = {('atto', 224, 'MACs'), ('tiny_k5', 224, 'params')}
+# timm's own model: atto 0.5049G printed 0.51G; convnext_tiny_k5 28.43M printed 29M).
+ROUNDED_UP = {('atto', 224, 'MACs'), ('convnext_tiny_k5', 224, 'params')}
 
 
 @pytest.mark.parametrize('arch,size', list(PAPER))
@@ -191,15 +191,19 @@ def test_drop_path_is_linear_and_only_in_training():
 
 
 def test_ablation_mixers():
+    """The seed's rows convolve the last int(C * r) channels (the release's PartialConv2d); the BN variants of
+    the same sizes (not seed rows) the first ones."""
     from backbones import PartialDWConv2d
-    m = InceptionNeXt('tiny_k3_par1_8')
-    mixer = m.stages[0].blocks[0].token_mixer
-    assert isinstance(mixer, PartialDWConv2d) and mixer.conv_channels == 12
     x = torch.randn(1, 96, 8, 8)
-    y = mixer(x)
-    assert torch.equal(y[:, 12:], x[:, 12:]) and not torch.equal(y[:, :12], x[:, :12])
-    full = InceptionNeXt('tiny_k7').stages[0].blocks[0].token_mixer
-    assert full.dwconv.kernel_size == (7, 7) and full.dwconv.groups == 96
+    for name, conv, keep in (('convnext_tiny_k3_par1_8', slice(84, None), slice(None, 84)),
+                             ('metanext_bn_tiny_k3_par1_8', slice(None, 12), slice(12, None))):
+        mixer = InceptionNeXt(name).stages[0].blocks[0].token_mixer
+        assert isinstance(mixer, PartialDWConv2d) and mixer.conv_channels == 12
+        y = mixer(x)
+        assert torch.equal(y[:, keep], x[:, keep]) and not torch.equal(y[:, conv], x[:, conv])
+    for name in ('convnext_tiny', 'metanext_bn_tiny_k7'):
+        full = InceptionNeXt(name).stages[0].blocks[0].token_mixer
+        assert full.dwconv.kernel_size == (7, 7) and full.dwconv.groups == 96
 
 
 def test_custom_arch_dict():

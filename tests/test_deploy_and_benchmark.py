@@ -23,7 +23,7 @@ def close32(a, b) -> bool:
     return (a - b).abs().max().item() <= FP32_REL * b.abs().max().item()
 
 
-@pytest.mark.parametrize('arch', ['atto', 'tiny', 'small', 'base', 'tiny_k3_par1_8'])
+@pytest.mark.parametrize('arch', ['atto', 'tiny', 'small', 'base', 'metanext_bn_tiny_k3_par1_8'])
 def test_deploy_equals_eval(arch):
     torch.manual_seed(0)
     model = InceptionNeXt(arch, out_norm=True).eval()

@@ -13,7 +13,9 @@ scale folded and, on CPU, oneDNN fused ops in cache-sized sub-batches: ``switch_
 inductor, with ``freezing``: inference graphs get constant weights and convs fused with the pointwise ops
 after them; the compile time falls in the warm-up), any of ours with ``ort:`` in front (ONNX Runtime on CPU,
 inference only: the model exported by backbones/export_onnx.py at the timed shape, in the warm-up; ``--ort``
-adds these rows for our models, in seg mode ``ort:upernet_ours_tiny``). Arches include the ablations.
+adds these rows for our models, in seg mode ``ort:upernet_ours_tiny``). Arches include the paper's ablation
+rows as released (``convnext_tiny``, ``convnext_tiny_k5``, ``convnext_tiny_k3``, ``convnext_tiny_k3_par1_8``
+...) and the BN variants of the same sizes (``metanext_bn_tiny_k7`` ...).
 
 Method (speed differs between machines and between fresh processes, so claims are ratios measured here):
 each model is warmed up, then the timed runs are interleaved across models (model A, B, C, A, B, C ...)

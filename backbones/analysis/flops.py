@@ -14,10 +14,12 @@ from mmengine.analysis import FlopAnalyzer, parameter_count
 PAPER = {
     ('atto', 224): (4.2, 0.51), ('tiny', 224): (28, 4.2), ('small', 224): (49, 8.4),
     ('base', 224): (87, 14.9), ('base', 384): (87, 43.6),
-    ('tiny_k7', 224): (29, 4.5),  # the table's convnext_tiny row (LayerNorm there, BN here)
-    ('tiny_k5', 224): (29, 4.4), ('tiny_k3', 224): (28, 4.4), ('tiny_k3_par1_2', 224): (28, 4.4),
-    ('tiny_k3_par3_8', 224): (28, 4.4), ('tiny_k3_par1_4', 224): (28, 4.4), ('tiny_k3_par1_8', 224): (28, 4.4),
-    ('tiny_k3_par1_16', 224): (28, 4.4),
+    # The ablation table's rows: the released ConvNeXt-T networks (Meta's convnext_tiny and the InceptionNeXt
+    # release's kernel-size / partial-conv variants), under their names.
+    ('convnext_tiny', 224): (29, 4.5), ('convnext_tiny_k5', 224): (29, 4.4), ('convnext_tiny_k3', 224): (28, 4.4),
+    ('convnext_tiny_k3_par1_2', 224): (28, 4.4), ('convnext_tiny_k3_par3_8', 224): (28, 4.4),
+    ('convnext_tiny_k3_par1_4', 224): (28, 4.4), ('convnext_tiny_k3_par1_8', 224): (28, 4.4),
+    ('convnext_tiny_k3_par1_16', 224): (28, 4.4),
 }
 
 # Dense models as the paper's tables print them (params M, FLOPs G): UperNet at 2048x512.

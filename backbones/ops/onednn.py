@@ -77,7 +77,7 @@ class ChunkedStage(MetaNeXtStage):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
         if self.chunk_bytes and x.shape[0] > 1 and applies(x):
-            hidden = self.blocks[0].mlp.fc1.out_channels * x.shape[2] * x.shape[3] * x.element_size()
+            hidden = self.blocks[0].mlp.hidden_features * x.shape[2] * x.shape[3] * x.element_size()
             n = max(1, self.chunk_bytes // hidden)
             if n < x.shape[0]:
                 return torch.cat([self.blocks(c) for c in x.split(n)])
