@@ -18,19 +18,22 @@ state dict) and the same BN running-statistics updates:
   autocast: the cast is done there), and returns the batch statistics from the same pass (fp32, from the
   unrounded values). Subtracting the running mean keeps the low-precision GEMM input accurate for channels
   whose mean is large against their spread (folding shifts the input of fc1 by the mean otherwise). fc1 and
-  fc2 run as GEMMs on the channels-last matrices (``F.linear``; no layout transforms), the shortcut is added
-  to fc2's output in one pass (``addcmul`` with the drop-path mask), in fp32 under autocast without a
-  separate cast pass. The backward kernel computes the input, weight and bias gradients of the three
-  branches and the statistics' gradient terms in one pass.
+  fc2 stay the plain block's 1x1 convs (on channels-last maps cuDNN runs them as GEMMs with the bias in the
+  epilogue and no layout transform; TF32 in fp32 as ``torch.backends.cudnn.allow_tf32`` says, as for the
+  plain block). The backward kernel computes the input, weight and bias gradients of the three branches and
+  the statistics' gradient terms in one pass.
+- **Shortcut:** added to fc2's output in one pass (``addcmul`` with the drop-path mask when it drops), in
+  fp32 under autocast without the plain block's separate cast pass.
 - **CPU (and CUDA for other mixers or maps the kernel does not take):** the plain token mixer (torch's
   convs), then the fold, with fc1 / fc2 as the same 1x1 convs. Under autocast the mixer output is centred on
   the running mean before fc1 (one pass, as BN's would be).
 
-Gradient argument (why two GEMMs over the identity and conv channels, fc1(x_id) + fc1(z), are not used):
+Design notes (why two GEMMs over the identity and conv channels, fc1(x_id) + fc1(z), are not used):
 fc1 writes 4C channels per position; accumulating two GEMMs writes and reads that output once more, ~4x the
 bytes of copying the C input channels once, which the mixer kernel does while it reads them anyway. Adding
-the shortcut as fc2's GEMM accumulator (``addmm(x, h, W)``) would leave fc2's bias for one more pass, so the
-shortcut is added in the pass that adds the (autocast) fc2 output to the fp32 stream instead.
+the shortcut as fc2's GEMM accumulator (``addmm(x, h, W)``) would leave fc2's bias for one more pass (cuBLAS
+takes a bias epilogue or an accumulator, not both), and under autocast the accumulator would be fp16, not
+the fp32 stream; so the shortcut is added in the pass that adds the fc2 output to the stream instead.
 
 SyncBN: where ``nn.SyncBatchNorm`` would synchronise (training, a process group of more than one rank), the
 per-rank (count, mean, M2) are combined over the ranks with Chan's formula after one differentiable
@@ -238,14 +241,10 @@ def fast_forward(block: 'FastBlock', x: torch.Tensor, how: str) -> torch.Tensor:
         w2f, b2f = fc2.weight.flatten(1), fc2.bias
         if gamma is not None:
             w2f, b2f = w2f * gamma.view(-1, 1), b2f * gamma
-    # ---- the MLP: GEMMs on channels-last matrices (Triton path) or the 1x1 convs
-    n, c, hgt, wid = x.shape
-    if how == 'triton':
-        h = mlp.act(F.linear(t.permute(0, 2, 3, 1).reshape(-1, c), w1f, b1f))
-        y = F.linear(h, w2f, b2f).view(n, hgt, wid, c).permute(0, 3, 1, 2)
-    else:
-        h = mlp.act(F.conv2d(t, w1f.view(*w1f.shape, 1, 1), b1f))
-        y = F.conv2d(h, w2f.view(*w2f.shape, 1, 1), b2f)
+    # ---- the MLP: the plain block's 1x1 convs (channels-last: GEMMs without layout transforms; TF32 as there)
+    h = mlp.act(F.conv2d(t, w1f.view(*w1f.shape, 1, 1), b1f))
+    y = F.conv2d(h, w2f.view(*w2f.shape, 1, 1), b2f)
+    n = x.shape[0]
     # ---- drop path and shortcut; dtypes as the plain block's (ConvMlp promotes to the layer scale's dtype)
     ref_dtype = torch.promote_types(y.dtype, gamma.dtype) if gamma is not None else y.dtype
     out_dtype = torch.promote_types(x.dtype, ref_dtype)
