@@ -348,7 +348,9 @@ def _interpreter_main():
     assert td.AVAILABLE
     tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
     for dtype in tol:
-        for n, c, h, w, g, ks, kb in [(2, 16, 7, 5, 2, 3, 5), (1, 40, 9, 11, 10, 3, 9), (3, 8, 1, 13, 1, 3, 11)]:
+        # (fp32 also: 1334 positions, 2 programs of 4 sub-tiles whose statistics are merged)
+        for n, c, h, w, g, ks, kb in [(2, 16, 7, 5, 2, 3, 5), (1, 40, 9, 11, 10, 3, 9), (3, 8, 1, 13, 1, 3, 11)] + (
+                [(2, 4, 23, 29, 1, 3, 5)] if dtype == torch.float32 else []):
             torch.manual_seed(0)
             x = torch.randn(n, c, h, w).to(dtype).contiguous(memory_format=torch.channels_last)
             weights = [torch.randn(g, 1, ks, ks), torch.randn(g), torch.randn(g, 1, 1, kb), torch.randn(g),
@@ -401,7 +403,7 @@ def test_triton_kernels_in_interpreter():
     out = run([sys.executable, '-c', 'from tests.test_fast_block import _interpreter_main; _interpreter_main()'],
               env={'TRITON_INTERPRET': '1', 'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', '')},
               timeout=600)
-    assert out.count('op ok') == 9 and out.count('block ok') == 1 and 'opcheck ok' in out, out[-3000:]
+    assert out.count('op ok') == 10 and out.count('block ok') == 1 and 'opcheck ok' in out, out[-3000:]
 
 
 def test_triton_op_fake_kernel():

@@ -6,7 +6,7 @@ the mixer's output ``t = cat(x_id, dw_sq(x_sq), dw_w(x_w), dw_h(x_h)) - center``
 as one channels-last map of ``out_dtype``: the dtype the next GEMM (fc1) takes, so that under autocast the
 cast is done here too. Accumulation is fp32; x may be fp32 / fp16 / bf16. With ``stats``, the same pass
 returns the per-channel mean (of ``t + center``, i.e. of the mixer output) and the biased variance over
-(N, H, W), computed in fp32 from the values before they are rounded to ``out_dtype``: per-tile sums and
+(N, H, W), computed in fp32 from the values before they are rounded to ``out_dtype``: per-program sums and
 centred sums of squares, merged with Chan's formula by a second small kernel (exact, deterministic).
 Subtracting a good estimate of the mean (the BN running mean) keeps low-precision outputs accurate for
 channels with a large mean.
@@ -35,7 +35,8 @@ except Exception:  # noqa: BLE001  (no triton, or a torch without triton_op)
 
 # int32 offsets in the kernels: maps up to 2**31 elements (N*H*W*C)
 MAX_NUMEL = 2 ** 31 - 1
-FWD_TILE, BWD_TILE = 1024, 512  # elements per program (see _blocks)
+FWD_TILE, BWD_TILE = 1024, 512  # elements per tile (see _blocks)
+FWD_SUBTILES = 4  # tiles per forward program: 4x fewer partial statistics to merge
 
 
 def supported(x: torch.Tensor, square: int, band: int) -> bool:
@@ -86,43 +87,54 @@ if AVAILABLE:
         b = tl.load(b_ptr + local, mask=cmask, other=0.)
         return acc + b.to(tl.float32)[None, :]
 
-    @triton.jit
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID', 'G', 'ID_BLOCKS', 'G_BLOCKS'])
     def _inception_dw_fwd_kernel(x_ptr, t_ptr, center_ptr, w_sq_ptr, b_sq_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_ptr,
                                  psum_ptr, pm2_ptr, M, H, W, C, CID, G, ID_BLOCKS, G_BLOCKS,
                                  KS: tl.constexpr, KB: tl.constexpr, STATS: tl.constexpr,
-                                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+                                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, SUBTILES: tl.constexpr):
+        """A program: SUBTILES x BLOCK_P rows (positions) of one channel block; with STATS, the rows' sum and
+        sum of squares about their mean per channel (fp32; sub-tiles merged with Chan's formula)."""
         pid_p = tl.program_id(0)
-        pid_c = tl.program_id(1)
-        rows = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-        rmask = rows < M
-        hw = rows % (H * W)
-        h = hw // W
-        w = hw % W
-        branch, local, cmask, ch = _channels(pid_c, CID, G, ID_BLOCKS, G_BLOCKS, BLOCK_C)
-        m2d = rmask[:, None] & cmask[None, :]
-        if branch == 0:
-            acc = tl.load(x_ptr + rows[:, None] * C + ch[None, :], mask=m2d, other=0.).to(tl.float32)
-        elif branch == 1:
-            acc = _taps_fwd(x_ptr, w_sq_ptr, b_sq_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
-                            KS, KS, BLOCK_P, BLOCK_C)
-        elif branch == 2:
-            acc = _taps_fwd(x_ptr, w_w_ptr, b_w_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
-                            1, KB, BLOCK_P, BLOCK_C)
-        else:
-            acc = _taps_fwd(x_ptr, w_h_ptr, b_h_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
-                            KB, 1, BLOCK_P, BLOCK_C)
+        branch, local, cmask, ch = _channels(tl.program_id(1), CID, G, ID_BLOCKS, G_BLOCKS, BLOCK_C)
         centre = tl.load(center_ptr + ch, mask=cmask, other=0.).to(tl.float32)
-        tc = acc - centre[None, :]
-        tl.store(t_ptr + rows[:, None] * C + ch[None, :], tc.to(t_ptr.dtype.element_ty), mask=m2d)
-        if STATS:  # this tile's sum and sum of squares about its own mean, per channel (fp32)
-            tc = tl.where(m2d, tc, 0.)
-            n = tl.sum(rmask.to(tl.float32), axis=0)
-            s = tl.sum(tc, axis=0)
-            d = tl.where(m2d, tc - (s / n)[None, :], 0.)
-            tl.store(psum_ptr + pid_p * C + ch, s, mask=cmask)
-            tl.store(pm2_ptr + pid_p * C + ch, tl.sum(d * d, axis=0), mask=cmask)
+        n_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        mean_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        m2_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        for sub in range(SUBTILES):
+            rows = (pid_p * SUBTILES + sub) * BLOCK_P + tl.arange(0, BLOCK_P)
+            rmask = rows < M
+            hw = rows % (H * W)
+            h = hw // W
+            w = hw % W
+            m2d = rmask[:, None] & cmask[None, :]
+            if branch == 0:
+                acc = tl.load(x_ptr + rows[:, None] * C + ch[None, :], mask=m2d, other=0.).to(tl.float32)
+            elif branch == 1:
+                acc = _taps_fwd(x_ptr, w_sq_ptr, b_sq_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
+                                KS, KS, BLOCK_P, BLOCK_C)
+            elif branch == 2:
+                acc = _taps_fwd(x_ptr, w_w_ptr, b_w_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
+                                1, KB, BLOCK_P, BLOCK_C)
+            else:
+                acc = _taps_fwd(x_ptr, w_h_ptr, b_h_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
+                                KB, 1, BLOCK_P, BLOCK_C)
+            tc = acc - centre[None, :]
+            tl.store(t_ptr + rows[:, None] * C + ch[None, :], tc.to(t_ptr.dtype.element_ty), mask=m2d)
+            if STATS:
+                nb = tl.sum(rmask.to(tl.float32), axis=0) + tl.zeros((BLOCK_C,), dtype=tl.float32)
+                mb = tl.sum(tl.where(m2d, tc, 0.), axis=0) / tl.maximum(nb, 1.)
+                d = tl.where(m2d, tc - mb[None, :], 0.)
+                n_new = n_acc + nb
+                delta = mb - mean_acc
+                ratio = nb / tl.maximum(n_new, 1.)
+                mean_acc = mean_acc + delta * ratio
+                m2_acc = m2_acc + tl.sum(d * d, axis=0) + delta * delta * n_acc * ratio
+                n_acc = n_new
+        if STATS:
+            tl.store(psum_ptr + pid_p * C + ch, mean_acc * n_acc, mask=cmask)
+            tl.store(pm2_ptr + pid_p * C + ch, m2_acc, mask=cmask)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=['M', 'C', 'T'])
     def _stats_merge_kernel(psum_ptr, pm2_ptr, center_ptr, mean_ptr, var_ptr, M, C, T,
                             BLOCK_P: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
         """Chan's merge of the T per-tile (sum, M2) pairs (tile i has min(BLOCK_P, M - i*BLOCK_P) rows),
@@ -188,7 +200,7 @@ if AVAILABLE:
                          mask=cmask)
         return dx, tl.sum(g_own, axis=0)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID', 'G', 'ID_BLOCKS', 'G_BLOCKS'])
     def _inception_dw_bwd_kernel(x_ptr, t_ptr, dt_ptr, k1_ptr, k0_ptr, w_sq_ptr, w_w_ptr, w_h_ptr, dx_ptr,
                                  dwp_sq_ptr, dwp_w_ptr, dwp_h_ptr, dbp_ptr, M, H, W, C, CID, G, ID_BLOCKS, G_BLOCKS,
                                  KS: tl.constexpr, KB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -237,7 +249,7 @@ if AVAILABLE:
         m, cid = n * hgt * wid, c - 3 * g
         block_p, block_c = _blocks(g, FWD_TILE)
         id_blocks, g_blocks = triton.cdiv(cid, block_c), triton.cdiv(g, block_c)
-        tiles = triton.cdiv(m, block_p)
+        tiles = triton.cdiv(m, block_p * FWD_SUBTILES)
         t = torch.empty((n, c, hgt, wid), device=x.device, dtype=out_dtype, memory_format=torch.channels_last)
         mean = torch.zeros(c, device=x.device, dtype=torch.float32)
         var = torch.zeros(c, device=x.device, dtype=torch.float32)
@@ -245,10 +257,11 @@ if AVAILABLE:
         pm2 = torch.empty_like(psum)
         wrap_triton(_inception_dw_fwd_kernel)[(tiles, id_blocks + 3 * g_blocks)](
             x, t, center, w_sq, b_sq, w_w, b_w, w_h, b_h, psum, pm2, m, hgt, wid, c, cid, g, id_blocks, g_blocks,
-            KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4)
+            KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c, SUBTILES=FWD_SUBTILES, num_warps=4)
         if stats:
-            wrap_triton(_stats_merge_kernel)[(triton.cdiv(c, 32),)](
-                psum, pm2, center, mean, var, m, c, tiles, BLOCK_P=block_p, BLOCK_T=64, BLOCK_C=32, num_warps=4)
+            wrap_triton(_stats_merge_kernel)[(triton.cdiv(c, 16),)](
+                psum, pm2, center, mean, var, m, c, tiles, BLOCK_P=block_p * FWD_SUBTILES, BLOCK_T=128,
+                BLOCK_C=16, num_warps=4)
         return t, mean, var
 
     @triton_op('inceptionnext::inception_dw_backward', mutates_args=())
