@@ -393,6 +393,7 @@ class InceptionNeXt(BaseModule):
         act_cfg: mmcv activation config.
         with_cp: gradient checkpointing per block (less memory, more compute).
         deploy: build the folded inference form (see ``switch_to_deploy``), e.g. to load its state dict.
+        fast_path: 'auto' | True | False, the blocks' fast forms (``set_fast_path``).
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.')``; the file may
             be ours, a classifier checkpoint of ``train_cls``, or an official / timm checkpoint of
             InceptionNeXt or ConvNeXt (converted on the fly). Unlike mmengine's loader, mismatched keys and
@@ -425,6 +426,7 @@ class InceptionNeXt(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  with_cp: bool = False,
                  deploy: bool = False,
+                 fast_path: Union[str, bool] = 'auto',
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = self.resolve_arch(arch)
@@ -469,6 +471,7 @@ class InceptionNeXt(BaseModule):
         self.apply(_init_weights)
         self._freeze_stages()
         self.deploy = self.cpu_kernels = False
+        self.set_fast_path(fast_path)
         if deploy:
             self.switch_to_deploy()
 
@@ -562,7 +565,8 @@ class InceptionNeXt(BaseModule):
         blocks, sub-batches of ``chunk_bytes`` of hidden map per block, 0 for whole batches). Other devices
         and dtypes, autograd and tracing use the plain folded ops. Calling it again only re-sets these options.
         """
-        from .ops import onednn
+        from .ops import fast_block, onednn
+        fast_block.uninstall(self)  # the deploy form has its own kernels
         for m in self.modules():  # folding is idempotent
             if isinstance(m, (MetaNeXtBlock, Stem, Downsample)):
                 m.switch_to_deploy()
@@ -573,6 +577,13 @@ class InceptionNeXt(BaseModule):
             self.cpu_kernels = False
         self.deploy = True
         return self.eval()
+
+    def set_fast_path(self, mode: Union[str, bool] = 'auto') -> 'InceptionNeXt':
+        """The blocks' fast forms (``backbones/ops/fast_block.py``: the same function, parameters and state
+        dict): 'auto' (where faster; $INCEPTIONNEXT_FAST = 0 / 1 / auto decides when set), True or False."""
+        from .ops import fast_block
+        self.fast_path = fast_block.install(self, mode)
+        return self
 
     def get_layer_depth(self, param_name: str, prefix: str = '', num_layers: int = 6,
                         decay_type: str = 'layer_wise') -> Tuple[int, int]:

@@ -19,7 +19,7 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
 
 import torch  # noqa: E402
 
-from backbones.analysis.benchmark import bar_chart, markdown, run_benchmark, write_csv  # noqa: E402
+from backbones.analysis.benchmark import bar_chart, describe_device, markdown, run_benchmark, write_csv  # noqa: E402
 from backbones.cli import run_cli  # noqa: E402
 
 
@@ -43,6 +43,7 @@ def main(argv=None):
     p.add_argument('--threads', type=int,
                    help='torch intra-op threads (default: torch\'s); ONNX Runtime rows use as many')
     p.add_argument('--ort', action='store_true', help='also time ONNX Runtime (CPU) rows ort:<our model>')
+    p.add_argument('--no-cudnn-benchmark', action='store_true', help='CUDA: leave cudnn.benchmark off')
     p.add_argument('--out-md')
     p.add_argument('--out-csv')
     p.add_argument('--out-png')
@@ -53,7 +54,9 @@ def main(argv=None):
         args.ref = args.ref or 'upernet_timm_convnext_tiny'
         args.measure = [m for m in args.measure if m == 'infer'] or ['infer']
     torch.manual_seed(0)
-    print(f'device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, '
+    if torch.device(args.device).type == 'cuda':
+        torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
+    print(f'device {args.device}, {describe_device(torch.device(args.device))}, {torch.get_num_threads()} threads, '
           f'{malloc_env.describe()}', flush=True)
     rows = run_benchmark(args)
     ref = args.ref or rows[0]['model']

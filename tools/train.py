@@ -1,6 +1,6 @@
 """Train any config of this repo (classification, mmdet, mmseg) with MMEngine's Runner.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--compile] [--cfg-options k=v ...]
     tools/dist_train.sh CONFIG GPUS [same options]          # torchrun, one process per GPU (gloo on CPU)
 
 The config's ``default_scope`` decides which registries build it; this tool has no per-task code.
@@ -30,6 +30,7 @@ def parse_args(argv=None):
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
                    help='resume from CKPT, or (no value) from the last checkpoint in the work dir')
     p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper; needs a GPU)')
+    p.add_argument('--compile', action='store_true', help="torch.compile the train step (MMEngine's cfg.compile)")
     add_common_args(p)
     return p.parse_args(argv)
 
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
             raise UserInputError('--amp needs a GPU (MMEngine\'s AmpOptimWrapper runs on CUDA only)')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.compile and not isinstance(cfg.get('compile'), dict):  # (a dict of options from --cfg-options stays)
+        cfg.compile = True
     ckpt, path = None, args.resume
     if path == 'auto':  # MMEngine's own look-up (work_dir/last_checkpoint), done here to check the file
         from mmengine.runner import find_latest_checkpoint
@@ -56,6 +59,11 @@ def main(argv=None) -> int:
     check_seg_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
     lock_work_dir(cfg.work_dir)  # before the Runner writes its config and logs there
     runner = build_runner(cfg)
+    if cfg.get('compile'):  # dynamo (torch 2.14) cannot trace an optimizer whose param groups are ConfigDicts
+        runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)  # (MMEngine's): plain dicts
+        opt = getattr(runner.optim_wrapper, 'optimizer', None)
+        if opt is not None:
+            opt.param_groups[:] = [dict(g) for g in opt.param_groups]
     if ckpt is not None:
         check_checkpoint_fits(runner.model, ckpt, path)
     runner.train()

@@ -9,7 +9,9 @@
 Model names: ``ours_<arch>`` (our backbone + MlpHead in eval mode), ``ours_<arch>_deploy`` (BN and layer
 scale folded and, on CPU, oneDNN fused ops in cache-sized sub-batches: ``switch_to_deploy()``), its parts
 ``ours_<arch>_deploy-fold`` (folding only) and ``ours_<arch>_deploy-nochunk`` (no sub-batches),
-``timm:<name>`` (built by timm, random weights, no hub), any with ``+compile`` appended (torch.compile,
+``ours_<arch>_fast`` / ``ours_<arch>_nofast`` (the blocks' fast forms forced on / off, ``set_fast_path``;
+plain ``ours_<arch>`` is the default, 'auto'), ``timm:<name>`` (built by timm, random weights, no hub), any
+with ``+compile`` appended (torch.compile,
 inductor, with ``freezing``: inference graphs get constant weights and convs fused with the pointwise ops
 after them; the compile time falls in the warm-up), any of ours with ``ort:`` in front (ONNX Runtime on CPU,
 inference only: the model exported by backbones/export_onnx.py at the timed shape, in the warm-up; ``--ort``
@@ -40,7 +42,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # --------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------
-def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
+def build_model(name: str, num_classes: int = 1000, compile_backend: str = 'inductor') -> torch.nn.Module:
     if name.startswith('ort:'):
         from ..export_onnx import OrtModule
         return OrtModule(build_model(name[4:], num_classes))
@@ -54,7 +56,10 @@ def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
         arch, deploy, variant = base[5:].partition('_deploy')
         if variant not in ('', '-fold', '-nochunk'):
             raise UserInputError(f'unknown deploy variant in {name!r}: use _deploy, _deploy-fold or _deploy-nochunk')
+        fast = {'_fast': True, '_nofast': False}.get(arch[arch.rfind('_'):], 'auto')
+        arch = arch[:arch.rfind('_')] if fast != 'auto' else arch
         model = classifier(arch, num_classes)
+        model.backbone.set_fast_path(fast)
         if deploy:
             model.backbone.switch_to_deploy(cpu_kernels=variant != '-fold',
                                             chunk_bytes=0 if variant == '-nochunk' else CPU_CHUNK_BYTES)
@@ -64,7 +69,7 @@ def build_model(name: str, num_classes: int = 1000) -> torch.nn.Module:
     if compiled:
         import torch._inductor.config
         torch._inductor.config.freezing = True  # inference graphs only; training graphs are not frozen
-        model = torch.compile(model)
+        model = torch.compile(model, backend=compile_backend)
     return model
 
 
@@ -104,6 +109,16 @@ def seg_models(size: int, ort: bool = False) -> dict:
 # --------------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------------
+def describe_device(device) -> str:
+    """One line: torch and, on CUDA, the GPU, CUDA / cuDNN versions and the TF32 and cudnn.benchmark settings."""
+    line = f'torch {torch.__version__}'
+    if device.type == 'cuda':
+        line += (f', {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}, cuDNN '
+                 f'{torch.backends.cudnn.version()}, TF32 matmul {torch.backends.cuda.matmul.allow_tf32} / '
+                 f'cudnn {torch.backends.cudnn.allow_tf32}, cudnn.benchmark {torch.backends.cudnn.benchmark}')
+    return line
+
+
 def _sync(device):
     if device.type == 'cuda':
         torch.cuda.synchronize()
@@ -143,11 +158,17 @@ class ModelTimer:
 
     def time(self, iters):
         _sync(self.device)
+        if self.device.type == 'cuda':  # the step's peak above what was allocated before it (MiB)
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         for _ in range(iters):
             self.step()
         _sync(self.device)
-        return self.batch * iters / (time.perf_counter() - t0)
+        rate = self.batch * iters / (time.perf_counter() - t0)
+        if self.device.type == 'cuda':
+            self.peak_mib = max(getattr(self, 'peak_mib', 0.0), (torch.cuda.max_memory_allocated() - base) / 2 ** 20)
+        return rate
 
 
 def measure(runners: dict, warmup: int, iters: int, reps: int, log=print) -> dict:
@@ -215,16 +236,20 @@ def run_benchmark(args) -> list:
         # deploy form and ONNX Runtime: inference only
         active = [n for n in names if mode == 'infer' or ('_deploy' not in n and not n.startswith('ort:'))]
         for amp in amp_options:
-            results = {}
+            results, peaks = {}, {}
             for cl in (False, True):
                 print(f'{mode} batch {batch} at {args.size}, {amp_name if amp else "fp32"}, '
                       f'{"channels-last" if cl else "channels-first"}:', flush=True)
                 runners = {n: ModelTimer(models[n], mode, batch, args.size, device, cl, amp) for n in active}
                 results[cl] = measure(runners, args.warmup, args.iters, args.reps)
+                peaks[cl] = {n: getattr(r, 'peak_mib', None) for n, r in runners.items()}
+                del runners
             for n in active:
                 cf, cl = results[False][n], results[True][n]
                 rows.append(dict(model=n, mode=mode, precision=amp_name if amp else 'fp32', batch=batch,
                                  size=args.size, channels_first=cf, channels_last=cl, best=max(cf, cl)))
+                if device.type == 'cuda':
+                    rows[-1]['peak_mib'] = peaks[cf < cl][n]  # of the better memory format
     ref = args.ref or names[0]
     for r in rows:
         peer = next((x for x in rows if x['model'] == ref and x['mode'] == r['mode']
@@ -242,20 +267,24 @@ def run_benchmark(args) -> list:
 
 
 def _rate(v: float) -> str:
+    if v != v:
+        return '-'  # not measured
     return f'{v:.1f}' if v >= 10 else f'{v:.3g}'  # 3 digits also for slow models (UperNet at 512: ~1 img/s)
 
 
 def markdown(rows, ref) -> str:
     gemm = any('gemm_fraction' in r for r in rows)
+    peak = any(r.get('peak_mib') is not None for r in rows)
     head = ('| model | mode | prec | batch | size | ch-first img/s | ch-last img/s | best | x ' + ref + ' |'
-            + (' of mm GEMM | of conv GEMM |' if gemm else ''))
+            + (' of mm GEMM | of conv GEMM |' if gemm else '') + (' step peak MiB |' if peak else ''))
     lines = [head, '|' + '---|' * (head.count('|') - 1)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['mode']} | {r['precision']} | {r['batch']} | {r['size']} | "
                      f"{_rate(r['channels_first'])} | {_rate(r['channels_last'])} | {_rate(r['best'])} | "
                      f"{r['ratio']:.2f} |"
                      + (f" {r['gemm_fraction']:.0%} | {r['conv_gemm_fraction']:.0%} |" if 'gemm_fraction' in r
-                        else (' | |' if gemm else '')))
+                        else (' | |' if gemm else ''))
+                     + ((f" {r['peak_mib']:.0f} |" if r.get('peak_mib') is not None else ' |') if peak else ''))
     return '\n'.join(lines)
 
 

@@ -1,0 +1,331 @@
+"""InceptionNeXt's token mixer (identity | kxk | 1xb | bx1 depthwise branches) as one Triton kernel each way.
+
+``inception_dw(x, w_sq, b_sq, w_w, b_w, w_h, b_h, center, out_dtype, stats)`` reads a channels-last map
+``x`` (N, C, H, W) in place (no channel split, no contiguous copies of the branch slices, no cat) and writes
+the mixer's output ``t = cat(x_id, dw_sq(x_sq), dw_w(x_w), dw_h(x_h)) - center`` (per-channel ``center``)
+as one channels-last map of ``out_dtype``: the dtype the next GEMM (fc1) takes, so that under autocast the
+cast is done here too. Accumulation is fp32; x may be fp32 / fp16 / bf16. With ``stats``, the same pass
+returns the per-channel mean (of ``t + center``, i.e. of the mixer output) and the biased variance over
+(N, H, W), computed in fp32 from the values before they are rounded to ``out_dtype``: per-program sums and
+centred sums of squares, merged with Chan's formula by a second small kernel (exact, deterministic).
+Subtracting a good estimate of the mean (the BN running mean) keeps low-precision outputs accurate for
+channels with a large mean.
+
+Backward: one kernel computes, for the gradients ``dt``, ``dmean``, ``dvar`` of the three outputs,
+``g = dt + dmean / M + 2 dvar (t - mean) / M`` (``t`` from the saved output) and from it the input gradient
+(identity channels: ``g``; conv channels: the transposed depthwise conv of ``g``) and per-tile partial
+weight and bias gradients, summed in torch (deterministic).
+
+Registered with ``torch.library.triton_op`` (``inceptionnext::inception_dw`` and its backward
+``inceptionnext::inception_dw_backward``) with ``register_autograd``, so torch.compile keeps the kernels
+in its graphs. The kernels run wherever Triton runs: CUDA, and CPU tensors under Triton's interpreter
+(``TRITON_INTERPRET=1`` set before triton is imported), which the tests use.
+"""
+from typing import Tuple
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+    from torch.library import triton_op, wrap_triton
+    AVAILABLE = True
+except Exception:  # noqa: BLE001  (no triton, or a torch without triton_op)
+    AVAILABLE = False
+
+# int32 offsets in the kernels: maps up to 2**31 elements (N*H*W*C)
+MAX_NUMEL = 2 ** 31 - 1
+FWD_TILE, BWD_TILE = 1024, 512  # elements per tile (see _blocks)
+FWD_SUBTILES = 4  # tiles per forward program: 4x fewer partial statistics to merge
+
+
+def supported(x: torch.Tensor, square: int, band: int) -> bool:
+    """Whether the kernels take ``x`` (any device Triton runs on; the caller decides which)."""
+    return (AVAILABLE and x.dim() == 4 and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
+            and x.numel() + (band // 2 + 1) * x.shape[1] * x.shape[3] < MAX_NUMEL
+            and square % 2 == 1 and band % 2 == 1)
+
+
+def _blocks(g: int, elements: int) -> Tuple[int, int]:
+    """(BLOCK_P rows, BLOCK_C channels) of a program's tile of ``elements``: channels a power of 2 near g
+    (the identity channels take the same width). Sizes: the most that compile for sm_90 at 4 warps without
+    spilling and with at most ~90 registers (forward 1024 elements: 72 registers; backward 512: 87)."""
+    block_c = max(4, min(32, 1 << (max(g, 1) - 1).bit_length()))
+    return elements // block_c, block_c
+
+
+if AVAILABLE:
+    @triton.jit
+    def _channels(pid_c, CID, G, ID_BLOCKS, G_BLOCKS, BLOCK_C: tl.constexpr):
+        """The program's channel block: branch 0 (identity, channels [0, CID)) or 1..3 (KSxKS, 1xKB, KBx1, each
+        G channels after the identity ones); returns (branch, index within the branch, mask, channel)."""
+        is_conv = pid_c >= ID_BLOCKS
+        k = tl.maximum(pid_c - ID_BLOCKS, 0)
+        branch = tl.where(is_conv, 1 + k // G_BLOCKS, 0)
+        local = tl.where(is_conv, k % G_BLOCKS, pid_c) * BLOCK_C + tl.arange(0, BLOCK_C)
+        cmask = local < tl.where(is_conv, G, CID)
+        ch = tl.where(is_conv, CID + (branch - 1) * G, 0) + local
+        return branch, local, cmask, ch
+
+    @triton.jit
+    def _taps_fwd(x_ptr, w_ptr, b_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
+                  KH: tl.constexpr, KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        """Depthwise KHxKW conv (zero padding KH//2, KW//2) at the tile's positions, fp32."""
+        acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+        for i in range(KH):
+            dh = i - KH // 2
+            hh = h + dh
+            hok = rmask & (hh >= 0) & (hh < H)
+            for j in range(KW):
+                dw = j - KW // 2
+                ww = w + dw
+                ok = hok & (ww >= 0) & (ww < W)
+                src = rows + (dh * W + dw)
+                v = tl.load(x_ptr + src[:, None] * C + ch[None, :], mask=ok[:, None] & cmask[None, :], other=0.)
+                wt = tl.load(w_ptr + local * (KH * KW) + (i * KW + j), mask=cmask, other=0.)
+                acc += v.to(tl.float32) * wt.to(tl.float32)[None, :]
+        b = tl.load(b_ptr + local, mask=cmask, other=0.)
+        return acc + b.to(tl.float32)[None, :]
+
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID', 'G', 'ID_BLOCKS', 'G_BLOCKS'])
+    def _inception_dw_fwd_kernel(x_ptr, t_ptr, center_ptr, w_sq_ptr, b_sq_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_ptr,
+                                 psum_ptr, pm2_ptr, M, H, W, C, CID, G, ID_BLOCKS, G_BLOCKS,
+                                 KS: tl.constexpr, KB: tl.constexpr, STATS: tl.constexpr,
+                                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, SUBTILES: tl.constexpr):
+        """A program: SUBTILES x BLOCK_P rows (positions) of one channel block; with STATS, the rows' sum and
+        sum of squares about their mean per channel (fp32; sub-tiles merged with Chan's formula)."""
+        pid_p = tl.program_id(0)
+        branch, local, cmask, ch = _channels(tl.program_id(1), CID, G, ID_BLOCKS, G_BLOCKS, BLOCK_C)
+        centre = tl.load(center_ptr + ch, mask=cmask, other=0.).to(tl.float32)
+        n_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        mean_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        m2_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        for sub in range(SUBTILES):
+            rows = (pid_p * SUBTILES + sub) * BLOCK_P + tl.arange(0, BLOCK_P)
+            rmask = rows < M
+            hw = rows % (H * W)
+            h = hw // W
+            w = hw % W
+            m2d = rmask[:, None] & cmask[None, :]
+            if branch == 0:
+                acc = tl.load(x_ptr + rows[:, None] * C + ch[None, :], mask=m2d, other=0.).to(tl.float32)
+            elif branch == 1:
+                acc = _taps_fwd(x_ptr, w_sq_ptr, b_sq_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
+                                KS, KS, BLOCK_P, BLOCK_C)
+            elif branch == 2:
+                acc = _taps_fwd(x_ptr, w_w_ptr, b_w_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
+                                1, KB, BLOCK_P, BLOCK_C)
+            else:
+                acc = _taps_fwd(x_ptr, w_h_ptr, b_h_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
+                                KB, 1, BLOCK_P, BLOCK_C)
+            tc = acc - centre[None, :]
+            tl.store(t_ptr + rows[:, None] * C + ch[None, :], tc.to(t_ptr.dtype.element_ty), mask=m2d)
+            if STATS:
+                nb = tl.sum(rmask.to(tl.float32), axis=0) + tl.zeros((BLOCK_C,), dtype=tl.float32)
+                mb = tl.sum(tl.where(m2d, tc, 0.), axis=0) / tl.maximum(nb, 1.)
+                d = tl.where(m2d, tc - mb[None, :], 0.)
+                n_new = n_acc + nb
+                delta = mb - mean_acc
+                ratio = nb / tl.maximum(n_new, 1.)
+                mean_acc = mean_acc + delta * ratio
+                m2_acc = m2_acc + tl.sum(d * d, axis=0) + delta * delta * n_acc * ratio
+                n_acc = n_new
+        if STATS:
+            tl.store(psum_ptr + pid_p * C + ch, mean_acc * n_acc, mask=cmask)
+            tl.store(pm2_ptr + pid_p * C + ch, m2_acc, mask=cmask)
+
+    @triton.jit(do_not_specialize=['M', 'C', 'T'])
+    def _stats_merge_kernel(psum_ptr, pm2_ptr, center_ptr, mean_ptr, var_ptr, M, C, T,
+                            BLOCK_P: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+        """Chan's merge of the T per-tile (sum, M2) pairs (tile i has min(BLOCK_P, M - i*BLOCK_P) rows),
+        BLOCK_T tiles at a time."""
+        ch = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+        cmask = ch < C
+        mean = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        m2 = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        for t0 in range(0, T, BLOCK_T):
+            ti = t0 + tl.arange(0, BLOCK_T)
+            tmask = ti < T
+            nb = tl.where(tmask, tl.minimum(M - ti * BLOCK_P, BLOCK_P), 0).to(tl.float32)
+            m2d = tmask[:, None] & cmask[None, :]
+            s = tl.load(psum_ptr + ti[:, None] * C + ch[None, :], mask=m2d, other=0.)
+            q = tl.load(pm2_ptr + ti[:, None] * C + ch[None, :], mask=m2d, other=0.)
+            n_blk = tl.sum(nb, axis=0)
+            mean_blk = tl.sum(s, axis=0) / n_blk
+            dev = tl.where(m2d, s / tl.where(tmask, nb, 1.)[:, None] - mean_blk[None, :], 0.)
+            m2_blk = tl.sum(q, axis=0) + tl.sum(nb[:, None] * dev * dev, axis=0)
+            n_acc = tl.minimum(t0 * BLOCK_P, M).to(tl.float32)  # rows merged so far
+            n_new = n_acc + n_blk
+            delta = mean_blk - mean
+            mean = mean + delta * (n_blk / n_new)
+            m2 = m2 + m2_blk + delta * delta * (n_acc * n_blk / n_new)
+        centre = tl.load(center_ptr + ch, mask=cmask, other=0.).to(tl.float32)
+        tl.store(mean_ptr + ch, mean + centre, mask=cmask)
+        tl.store(var_ptr + ch, m2 / M, mask=cmask)
+
+    @triton.jit
+    def _grad_at(dt_ptr, t_ptr, k1, k0, src, ok, ch, cmask, C):
+        """g = dt + k1 * t + k0 at rows ``src`` (0 where ``ok`` is false), fp32."""
+        m = ok[:, None] & cmask[None, :]
+        off = src[:, None] * C + ch[None, :]
+        g = tl.load(dt_ptr + off, mask=m, other=0.).to(tl.float32)
+        t = tl.load(t_ptr + off, mask=m, other=0.).to(tl.float32)
+        return tl.where(m, g + k1[None, :] * t + k0[None, :], 0.)
+
+    @triton.jit
+    def _taps_bwd(x_ptr, dt_ptr, t_ptr, k1, k0, w_ptr, dwp_ptr, rows, h, w, ch, local, rmask, cmask, pid_p, G,
+                  H, W, C, KH: tl.constexpr, KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        """Input gradient of a depthwise KHxKW conv at the tile's positions; stores the tile's partial weight
+        gradients (T, G, KH*KW)."""
+        g_own = _grad_at(dt_ptr, t_ptr, k1, k0, rows, rmask, ch, cmask, C)
+        dx = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+        for i in range(KH):
+            dh = i - KH // 2
+            for j in range(KW):
+                dw = j - KW // 2
+                wt = tl.load(w_ptr + local * (KH * KW) + (i * KW + j), mask=cmask, other=0.).to(tl.float32)
+                # dx[p] += w[i, j] * g[p - (dh, dw)]
+                hq = h - dh
+                wq = w - dw
+                okq = rmask & (hq >= 0) & (hq < H) & (wq >= 0) & (wq < W)
+                gq = _grad_at(dt_ptr, t_ptr, k1, k0, rows - (dh * W + dw), okq, ch, cmask, C)
+                dx += gq * wt[None, :]
+                # dw[i, j] += sum_p g[p] * x[p + (dh, dw)]
+                hs = h + dh
+                ws = w + dw
+                oks = rmask & (hs >= 0) & (hs < H) & (ws >= 0) & (ws < W)
+                xs = tl.load(x_ptr + (rows + (dh * W + dw))[:, None] * C + ch[None, :],
+                             mask=oks[:, None] & cmask[None, :], other=0.).to(tl.float32)
+                tl.store(dwp_ptr + (pid_p * G + local) * (KH * KW) + (i * KW + j), tl.sum(g_own * xs, axis=0),
+                         mask=cmask)
+        return dx, tl.sum(g_own, axis=0)
+
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID', 'G', 'ID_BLOCKS', 'G_BLOCKS'])
+    def _inception_dw_bwd_kernel(x_ptr, t_ptr, dt_ptr, k1_ptr, k0_ptr, w_sq_ptr, w_w_ptr, w_h_ptr, dx_ptr,
+                                 dwp_sq_ptr, dwp_w_ptr, dwp_h_ptr, dbp_ptr, M, H, W, C, CID, G, ID_BLOCKS, G_BLOCKS,
+                                 KS: tl.constexpr, KB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        pid_p = tl.program_id(0)
+        pid_c = tl.program_id(1)
+        rows = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+        rmask = rows < M
+        hw = rows % (H * W)
+        h = hw // W
+        w = hw % W
+        branch, local, cmask, ch = _channels(pid_c, CID, G, ID_BLOCKS, G_BLOCKS, BLOCK_C)
+        k1 = tl.load(k1_ptr + ch, mask=cmask, other=0.)
+        k0 = tl.load(k0_ptr + ch, mask=cmask, other=0.)
+        db = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        if branch == 0:
+            dx = _grad_at(dt_ptr, t_ptr, k1, k0, rows, rmask, ch, cmask, C)
+        elif branch == 1:
+            dx, db = _taps_bwd(x_ptr, dt_ptr, t_ptr, k1, k0, w_sq_ptr, dwp_sq_ptr, rows, h, w, ch, local, rmask,
+                               cmask, pid_p, G, H, W, C, KS, KS, BLOCK_P, BLOCK_C)
+        elif branch == 2:
+            dx, db = _taps_bwd(x_ptr, dt_ptr, t_ptr, k1, k0, w_w_ptr, dwp_w_ptr, rows, h, w, ch, local, rmask,
+                               cmask, pid_p, G, H, W, C, 1, KB, BLOCK_P, BLOCK_C)
+        else:
+            dx, db = _taps_bwd(x_ptr, dt_ptr, t_ptr, k1, k0, w_h_ptr, dwp_h_ptr, rows, h, w, ch, local, rmask,
+                               cmask, pid_p, G, H, W, C, KB, 1, BLOCK_P, BLOCK_C)
+        tl.store(dx_ptr + rows[:, None] * C + ch[None, :], dx.to(dx_ptr.dtype.element_ty),
+                 mask=rmask[:, None] & cmask[None, :])
+        if branch > 0:
+            tl.store(dbp_ptr + pid_p * (3 * G) + (branch - 1) * G + local, db, mask=cmask)
+
+    def _check(x: torch.Tensor, w_sq: torch.Tensor, w_w: torch.Tensor, w_h: torch.Tensor) -> Tuple[int, ...]:
+        n, c, hgt, wid = x.shape
+        g, ks, kb = w_sq.shape[0], w_sq.shape[-1], w_w.shape[-1]
+        torch._check(x.permute(0, 2, 3, 1).is_contiguous(), lambda: 'inception_dw: x must be channels-last')
+        torch._check(w_sq.shape == (g, 1, ks, ks) and w_w.shape == (g, 1, 1, kb) and w_h.shape == (g, 1, kb, 1)
+                     and all(w.is_contiguous() for w in (w_sq, w_w, w_h)),
+                     lambda: 'inception_dw: weights must be contiguous (g,1,k,k), (g,1,1,b), (g,1,b,1)')
+        return n, c, hgt, wid, g, ks, kb
+
+    @triton_op('inceptionnext::inception_dw', mutates_args=())
+    def inception_dw(x: torch.Tensor, w_sq: torch.Tensor, b_sq: torch.Tensor, w_w: torch.Tensor,
+                     b_w: torch.Tensor, w_h: torch.Tensor, b_h: torch.Tensor, center: torch.Tensor,
+                     out_dtype: torch.dtype, stats: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(t - center in ``out_dtype``, channels-last; mean; biased var) -- see the module docstring."""
+        n, c, hgt, wid, g, ks, kb = _check(x, w_sq, w_w, w_h)
+        m, cid = n * hgt * wid, c - 3 * g
+        block_p, block_c = _blocks(g, FWD_TILE)
+        id_blocks, g_blocks = triton.cdiv(cid, block_c), triton.cdiv(g, block_c)
+        tiles = triton.cdiv(m, block_p * FWD_SUBTILES)
+        t = torch.empty((n, c, hgt, wid), device=x.device, dtype=out_dtype, memory_format=torch.channels_last)
+        mean = torch.zeros(c, device=x.device, dtype=torch.float32)
+        var = torch.zeros(c, device=x.device, dtype=torch.float32)
+        psum = torch.empty((tiles if stats else 1, c), device=x.device, dtype=torch.float32)
+        pm2 = torch.empty_like(psum)
+        wrap_triton(_inception_dw_fwd_kernel)[(tiles, id_blocks + 3 * g_blocks)](
+            x, t, center, w_sq, b_sq, w_w, b_w, w_h, b_h, psum, pm2, m, hgt, wid, c, cid, g, id_blocks, g_blocks,
+            KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c, SUBTILES=FWD_SUBTILES, num_warps=4)
+        if stats:
+            wrap_triton(_stats_merge_kernel)[(triton.cdiv(c, 16),)](
+                psum, pm2, center, mean, var, m, c, tiles, BLOCK_P=block_p * FWD_SUBTILES, BLOCK_T=128,
+                BLOCK_C=16, num_warps=4)
+        return t, mean, var
+
+    @triton_op('inceptionnext::inception_dw_backward', mutates_args=())
+    def inception_dw_backward(x: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, k1: torch.Tensor,
+                              k0: torch.Tensor, w_sq: torch.Tensor, w_w: torch.Tensor,
+                              w_h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                          torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(dx, dw_sq, db_sq, dw_w, db_w, dw_h, db_h) for ``g = dt + k1 * t + k0`` (per channel k1, k0)."""
+        n, c, hgt, wid, g, ks, kb = _check(x, w_sq, w_w, w_h)
+        m, cid = n * hgt * wid, c - 3 * g
+        block_p, block_c = _blocks(g, BWD_TILE)
+        id_blocks, g_blocks = triton.cdiv(cid, block_c), triton.cdiv(g, block_c)
+        tiles = triton.cdiv(m, block_p)
+        dt = dt.contiguous(memory_format=torch.channels_last)
+        dx = torch.empty_like(x, memory_format=torch.channels_last)
+        kw = dict(device=x.device, dtype=torch.float32)
+        dwp_sq, dwp_w, dwp_h = (torch.empty((tiles, g, k), **kw) for k in (ks * ks, kb, kb))
+        dbp = torch.empty((tiles, 3, g), **kw)
+        wrap_triton(_inception_dw_bwd_kernel)[(tiles, id_blocks + 3 * g_blocks)](
+            x, t, dt, k1, k0, w_sq, w_w, w_h, dx, dwp_sq, dwp_w, dwp_h, dbp, m, hgt, wid, c, cid, g,
+            id_blocks, g_blocks, KS=ks, KB=kb, BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4)
+        return (dx, dwp_sq.sum(0).view(g, 1, ks, ks).to(w_sq.dtype), dbp[:, 0].sum(0).to(w_sq.dtype),
+                dwp_w.sum(0).view(g, 1, 1, kb).to(w_w.dtype), dbp[:, 1].sum(0).to(w_w.dtype),
+                dwp_h.sum(0).view(g, 1, kb, 1).to(w_h.dtype), dbp[:, 2].sum(0).to(w_h.dtype))
+
+    def _setup_context(ctx, inputs, output):
+        x, w_sq, _, w_w, _, w_h, _, center, _, stats = inputs
+        t, mean, _ = output
+        ctx.stats = stats
+        ctx.m = x.shape[0] * x.shape[2] * x.shape[3]
+        ctx.save_for_backward(x, t, mean, center, w_sq, w_w, w_h)
+
+    def _backward(ctx, dt, dmean, dvar):
+        x, t, mean, center, w_sq, w_w, w_h = ctx.saved_tensors
+        if dt is None:
+            dt = torch.zeros_like(t)
+        # d mean / dt = 1/M; d var / dt = 2 (t_true - mean) / M with t_true = t + center:
+        # g = dt + k1 * t + k0, k1 = 2 dvar / M, k0 = dmean / M + k1 (center - mean)
+        k1 = torch.zeros_like(mean) if (dvar is None or not ctx.stats) else dvar.float() * (2.0 / ctx.m)
+        k0 = k1 * (center.float() - mean)
+        if dmean is not None and ctx.stats:
+            k0 = k0 + dmean.float() / ctx.m
+        grads = inception_dw_backward(x, t, dt, k1, k0, w_sq, w_w, w_h)
+        return (*grads, None, None, None)
+
+    inception_dw.register_autograd(_backward, setup_context=_setup_context)
+else:
+    inception_dw = inception_dw_backward = None
+
+
+def reference(x: torch.Tensor, w_sq: torch.Tensor, b_sq: torch.Tensor, w_w: torch.Tensor, b_w: torch.Tensor,
+              w_h: torch.Tensor, b_h: torch.Tensor, center: torch.Tensor, out_dtype: torch.dtype,
+              stats: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The same function in torch ops (fp32), for the tests: split, three depthwise convs, cat."""
+    import torch.nn.functional as F
+    g, ks, kb = w_sq.shape[0], w_sq.shape[-1], w_w.shape[-1]
+    xf = x.float()
+    x_id, x_sq, x_w, x_h = torch.split(xf, (x.shape[1] - 3 * g, g, g, g), dim=1)
+    t = torch.cat((x_id, F.conv2d(x_sq, w_sq.float(), b_sq.float(), padding=ks // 2, groups=g),
+                   F.conv2d(x_w, w_w.float(), b_w.float(), padding=(0, kb // 2), groups=g),
+                   F.conv2d(x_h, w_h.float(), b_h.float(), padding=(kb // 2, 0), groups=g)), dim=1)
+    if stats:
+        var, mean = torch.var_mean(t, dim=(0, 2, 3), unbiased=False)
+    else:
+        mean = var = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
+    t = (t - center.float().view(1, -1, 1, 1)).to(out_dtype).contiguous(memory_format=torch.channels_last)
+    return t, mean, var

@@ -1,0 +1,441 @@
+"""The blocks' fast forms (backbones/ops/fast_block.py, triton_dwconv.py) compute the plain block's function.
+
+On CPU: the BN fold (torch's token mixer) against the plain block, in train and eval mode, with drop path,
+with_cp, BN running statistics, bf16 autocast, SyncBN over 2 gloo processes; a control that a wrong
+running-statistics update is caught; the switch. The Triton kernels run through Triton's CPU interpreter
+in a subprocess (TRITON_INTERPRET=1 must be set before triton is imported): the raw op against torch's
+depthwise convs (fp32 / fp16 / bf16, forward and backward) and the whole fast block on its Triton path.
+"""
+import copy
+import os
+import sys
+
+import pytest
+import torch
+
+from backbones import InceptionNeXt, MetaNeXtBlock
+from backbones.inceptionnext import MetaNeXtStage, _inception
+from backbones.ops import fast_block
+
+from .conftest import REPO, randomise_norms, run, single_torch_thread
+
+_one_thread = pytest.fixture(scope='module', autouse=True)(single_torch_thread)
+
+RTOL = 1e-5  # fp32 rounding, relative to the compared tensor's scale
+
+
+def _stage(dim, mixer, depth=2, drop=0.25, with_cp=False, norm='BN', seed=0):
+    torch.manual_seed(seed)
+    stage = MetaNeXtStage(dim, dim, depth, downsample=False, drop_paths=[0.0] + [drop] * (depth - 1), with_cp=with_cp,
+                          token_mixer=mixer, mlp_ratio=4, norm_cfg=dict(type=norm), act_cfg=dict(type='GELU'))
+    for p in stage.parameters():  # the conv weights of MetaNeXtStage alone are PyTorch's default init
+        p.data.normal_(0, 0.2) if p.dim() > 1 else None
+    return randomise_norms(stage)
+
+
+def _pair(stage):
+    plain, fast = copy.deepcopy(stage), copy.deepcopy(stage)
+    fast_block.install(plain, False)
+    fast_block.install(fast, True)
+    assert all(type(b) is MetaNeXtBlock for b in plain.blocks) and all(type(b) is fast_block.FastBlock
+                                                                          for b in fast.blocks)
+    return plain, fast
+
+
+def _steps(model, x, steps=3, train=True, autocast=None):
+    """``steps`` forward + backward passes (seeded alike: drop path draws the same); returns the last output,
+    the input's and the parameters' accumulated gradients and the buffers."""
+    model.train(train)
+    model.zero_grad(set_to_none=True)
+    for s in range(steps):
+        xi = x.clone().requires_grad_()
+        torch.manual_seed(100 + s)
+        with torch.autocast('cpu', dtype=autocast, enabled=autocast is not None):
+            out = model(xi)
+        w = torch.linspace(-1, 1, out.numel()).view(out.shape)  # a loss with a non-uniform gradient
+        (out.float() * w).sum().backward()
+    model = getattr(model, '_orig_mod', model)  # torch.compile's wrapper
+    grads = {'input': xi.grad, **{k: p.grad for k, p in model.named_parameters()}}
+    return out, grads, dict(model.named_buffers())
+
+
+def _mismatches(a, b, rtol=RTOL):
+    """Differences between two ``_steps`` results beyond ``rtol`` of each tensor's scale. A gradient that is
+    0 in exact arithmetic (a bias before a train-mode BN) is rounding noise in both: it is compared against
+    the scale of all gradients."""
+    (out_a, g_a, buf_a), (out_b, g_b, buf_b) = a, b
+    bad = []
+    if out_a.dtype != out_b.dtype:
+        bad.append(f'output dtype {out_a.dtype} vs {out_b.dtype}')
+    if (out_a.float() - out_b.float()).abs().max() > rtol * out_a.float().abs().max():
+        bad.append(f'output: {(out_a.float() - out_b.float()).abs().max():.3g}')
+    assert g_a.keys() == g_b.keys() and buf_a.keys() == buf_b.keys()
+    scale = max(g.abs().max().item() for g in g_a.values() if g is not None)
+    for k in g_a:
+        if (g_a[k] is None) != (g_b[k] is None):
+            bad.append(f'grad {k}: None in one')
+        elif g_a[k] is not None:
+            err = (g_a[k].float() - g_b[k].float()).abs().max().item()
+            if err > rtol * (g_a[k].abs().max().item() + scale):
+                bad.append(f'grad {k}: {err:.3g} of {g_a[k].abs().max().item():.3g}')
+    for k in buf_a:
+        if buf_a[k].dtype == torch.long:
+            if not torch.equal(buf_a[k], buf_b[k]):
+                bad.append(f'buffer {k}: {buf_a[k].item()} vs {buf_b[k].item()}')
+        elif (buf_a[k] - buf_b[k]).abs().max() > rtol * buf_a[k].abs().max():
+            bad.append(f'buffer {k}: {(buf_a[k] - buf_b[k]).abs().max():.3g}')
+    return bad
+
+
+@pytest.fixture
+def fast_calls(monkeypatch):
+    """Counts the fast forms' runs (so that a test cannot pass by falling back to the plain forward)."""
+    calls = []
+    real = fast_block.fast_forward
+
+    def counted(block, x, how):
+        calls.append(how)
+        return real(block, x, how)
+
+    monkeypatch.setattr(fast_block, 'fast_forward', counted)
+    return calls
+
+
+# atto's stage 1 (dim 80, 1x9 / 9x1 bands, ratio 1/4) and T's stage 0 (dim 96, 1x11 / 11x1, ratio 1/8),
+# and a partial depthwise mixer, at odd spatial sizes
+CASES = {'atto': (80, _inception(9, 0.25)), 'tiny': (96, _inception()),
+         'partial': (48, dict(type='PartialDWConv2d', kernel_size=3, ratio=0.25))}
+
+
+@pytest.mark.parametrize('case', list(CASES))
+@pytest.mark.parametrize('train', [True, False], ids=['train', 'eval'])
+def test_fast_equals_plain(case, train, fast_calls):
+    dim, mixer = CASES[case]
+    plain, fast = _pair(_stage(dim, mixer))
+    x = torch.randn(3, dim, 13, 11)
+    bad = _mismatches(_steps(plain, x, train=train), _steps(fast, x, train=train))
+    assert not bad, bad
+    assert fast_calls and set(fast_calls) == {'torch'}
+    if train:  # the running statistics moved (3 steps) and the drop path did drop something
+        assert fast.blocks[1].norm.num_batches_tracked.item() == 3
+        assert not torch.allclose(fast.blocks[0].norm.running_var, _stage(dim, mixer).blocks[0].norm.running_var)
+
+
+def test_with_cp_and_channels_last(fast_calls):
+    """Checkpointed blocks recompute the forward (the plain BN then updates its statistics twice; so does the
+    fast form); a channels-last input."""
+    dim, mixer = CASES['tiny']
+    plain, fast = _pair(_stage(dim, mixer, with_cp=True))
+    x = torch.randn(2, dim, 9, 15).contiguous(memory_format=torch.channels_last)
+    bad = _mismatches(_steps(plain, x), _steps(fast, x))
+    assert not bad, bad
+    assert len(fast_calls) == 2 * 2 * 3  # 2 blocks, forward + recomputation, 3 steps
+    assert fast.blocks[0].norm.num_batches_tracked.item() == 6
+
+
+def test_momentum_none_and_no_running_stats():
+    """Cumulative-average BN (momentum None) and BN without running statistics, in train and eval mode."""
+    dim, mixer = CASES['atto']
+    stage = _stage(dim, mixer, drop=0.0)
+    stage.blocks[0].norm.momentum = None
+    bn = stage.blocks[1].norm
+    bn.track_running_stats, bn.running_mean, bn.running_var, bn.num_batches_tracked = False, None, None, None
+    plain, fast = _pair(stage)
+    x = torch.randn(2, dim, 7, 9)
+    for train in (True, False):
+        bad = _mismatches(_steps(plain, x, train=train), _steps(fast, x, train=train))
+        assert not bad, (train, bad)
+
+
+def test_full_model_train_step(fast_calls):
+    """The whole backbone (stem, downsamples, out norms) with drop path: outputs of every stage and every
+    parameter gradient."""
+    torch.manual_seed(0)
+    plain = randomise_norms(InceptionNeXt('atto', drop_path_rate=0.3, out_norm=True, fast_path=False))
+    fast = copy.deepcopy(plain).set_fast_path(True)
+    x = torch.randn(2, 3, 67, 45)
+    runs = []
+    for model in (plain, fast):
+        model.train()
+        torch.manual_seed(7)
+        outs = model(x)
+        sum((o * torch.linspace(-1, 1, o.numel()).view(o.shape)).sum() for o in outs).backward()
+        runs.append((torch.cat([o.flatten() for o in outs]), {k: p.grad for k, p in model.named_parameters()},
+                     dict(model.named_buffers())))
+    bad = _mismatches(*runs)
+    assert not bad, bad
+    assert len(fast_calls) == 12
+
+
+def test_bf16_autocast(fast_calls):
+    """CPU bf16 autocast: same dtypes as the plain block (an fp32 residual stream), values within autocast's
+    rounding, also for channels whose mean is large against their spread (centred on the running mean)."""
+    dim, mixer = CASES['tiny']
+    stage = _stage(dim, mixer)
+    x = torch.randn(4, dim, 9, 11)
+    x[:, :8] += 20  # large-mean identity channels
+    with torch.no_grad():  # running means near the batch means, as after some training
+        stage.blocks[0].norm.running_mean.copy_(x.mean((0, 2, 3)) + 0.1)
+    plain, fast = _pair(stage)
+    reference = _steps(copy.deepcopy(plain), x, steps=2)  # fp32
+    a, b = _steps(plain, x, steps=2, autocast=torch.bfloat16), _steps(fast, x, steps=2, autocast=torch.bfloat16)
+    assert a[0].dtype == b[0].dtype == torch.float32
+    assert not _mismatches(a, b, rtol=3e-2), _mismatches(a, b, rtol=3e-2)
+    # the fast form is about as close to fp32 as the plain block under autocast
+    err = [(r[0] - reference[0][0]).abs().max().item() for r in (a, b)]
+    assert err[1] <= 2 * err[0] + 1e-6, err
+    assert set(fast_calls) == {'torch'}
+
+
+def test_control_wrong_running_stats_is_caught(monkeypatch):
+    """The comparison catches a fast form that forgets the running-statistics update or uses the biased
+    variance for the running variance."""
+    dim, mixer = CASES['atto']
+    stage = _stage(dim, mixer)
+    x = torch.randn(2, dim, 7, 9)
+    reference = _steps(_pair(stage)[0], x)
+    real = fast_block._update_running_stats
+
+    def forgets(bn, mean, var, count):
+        pass
+
+    def biased(bn, mean, var, count):
+        real(bn, mean, var * (count - 1) / count, count)
+
+    for bug in (forgets, biased):
+        monkeypatch.setattr(fast_block, '_update_running_stats', bug)
+        bad = _mismatches(reference, _steps(_pair(stage)[1], x))
+        assert any(b.startswith('buffer') for b in bad), bug.__name__
+    monkeypatch.setattr(fast_block, '_update_running_stats', real)
+    assert not _mismatches(reference, _steps(_pair(stage)[1], x))
+
+
+def test_switch_and_state_dict(monkeypatch):
+    monkeypatch.delenv(fast_block.ENV, raising=False)
+    torch.manual_seed(0)
+    auto = InceptionNeXt('atto')
+    blocks = [b for s in auto.stages for b in s.blocks]
+    assert auto.fast_path == 'auto' and all(type(b) is fast_block.FastBlock for b in blocks)
+    off = InceptionNeXt('atto', fast_path=False)
+    assert off.fast_path == 'off' and all(type(b) is MetaNeXtBlock for s in off.stages for b in s.blocks)
+    assert list(auto.state_dict()) == list(off.state_dict())
+    off.load_state_dict(auto.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert all((a - b).abs().max() <= 1e-5 for a, b in zip(auto.eval()(x), off.eval()(x)))
+    # the environment variable decides for 'auto', not against an explicit choice
+    monkeypatch.setenv(fast_block.ENV, '0')
+    assert InceptionNeXt('atto').fast_path == 'off' and InceptionNeXt('atto', fast_path=True).fast_path == 'on'
+    monkeypatch.setenv(fast_block.ENV, '1')
+    assert InceptionNeXt('atto').fast_path == 'on' and InceptionNeXt('atto', fast_path=False).fast_path == 'off'
+    monkeypatch.setenv(fast_block.ENV, 'maybe')
+    with pytest.raises(ValueError, match=fast_block.ENV):
+        InceptionNeXt('atto')
+    monkeypatch.delenv(fast_block.ENV)
+    with pytest.raises(ValueError, match='fast_path'):
+        InceptionNeXt('atto', fast_path='fastest')
+    # at run time; the deploy form has its own kernels (oneDNN on CPU); tracing sees the plain ops
+    auto.set_fast_path(False)
+    assert all(type(b) is MetaNeXtBlock for b in blocks)
+    auto.set_fast_path('auto').switch_to_deploy(cpu_kernels=False)
+    assert all(type(b) is MetaNeXtBlock for b in blocks)
+    model = InceptionNeXt('atto').eval()
+    traced = torch.jit.trace(model, x, check_trace=False)
+    graph = str(traced.inlined_graph)
+    assert 'batch_norm' in graph and 'addmv' not in graph
+
+
+def test_torch_compile_and_tracing(monkeypatch):
+    """torch.compile (dynamo, whole graph, AOT autograd) of the fast form equals the plain block, running
+    statistics included; the Triton path traces without a graph break (strict export: dynamo with fake
+    tensors, no kernel runs) and with its backward op (make_fx of forward + gradients under autocast)."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    dim, mixer = CASES['tiny']
+    plain, fast = _pair(_stage(dim, mixer))
+    x = torch.randn(2, dim, 5, 7)
+    torch._dynamo.reset()
+    compiled = torch.compile(fast, backend='aot_eager', fullgraph=True)
+    bad = _mismatches(_steps(plain, x, steps=2), _steps(compiled, x, steps=2))
+    assert not bad, bad
+    if not fast_block.triton_dwconv.AVAILABLE:
+        return
+    monkeypatch.setattr(fast_block, 'TRITON_DEVICES', {'cpu', 'cuda'})
+    fast.train()
+    graph = str(torch.export.export(fast, (x,), strict=True).graph)
+    assert graph.count('inceptionnext.inception_dw.default') == 2
+    params = dict(fast.named_parameters())
+    buffers = {k: v.clone() for k, v in fast.named_buffers()}
+
+    def step(x, buffers, *ps):
+        out = torch.func.functional_call(fast, {**dict(zip(params, ps)), **buffers}, (x,))
+        return torch.autograd.grad(out.sum(), [x, *ps])
+
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        code = make_fx(step, tracing_mode='fake')(x.requires_grad_(), buffers, *params.values()).code
+    assert code.count('inception_dw.default(') == 2 and code.count('inception_dw_backward.default(') == 2
+    assert 'torch.bfloat16, True)' in code  # the mixer writes fc1's autocast dtype
+
+
+# --------------------------------------------------------------------------------------------------
+# SyncBN: 2 gloo processes, each half of the batch, equal one process with the whole batch
+# --------------------------------------------------------------------------------------------------
+def _ddp_worker(rank, world, port, path, x, state):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=world)
+    try:
+        dim, mixer = CASES['atto']
+        stage = _stage(dim, mixer, norm='SyncBN', drop=0.0)
+        stage.load_state_dict(state)
+        fast_block.install(stage, True)
+        # DDP refuses SyncBatchNorm on CPU (as nn.SyncBatchNorm refuses CPU tensors); the fast form synchronises
+        # through gloo, so let DDP take the module as it would on GPUs
+        torch.nn.parallel.DistributedDataParallel._passing_sync_batchnorm_handle = lambda self, module: None
+        ddp = torch.nn.parallel.DistributedDataParallel(stage)
+        part = x[:3] if rank == 0 else x[3:]  # unequal parts: 3 and 2 images
+        outs = []
+        for s in range(2):
+            xi = part.clone().requires_grad_()
+            torch.manual_seed(100 + s + 10 * rank)
+            out = ddp(xi)
+            (out * torch.linspace(-1, 1, x[:1].numel()).view(x[:1].shape)).sum().backward()
+            outs.append(out.detach())
+        grads = {k: p.grad * world for k, p in stage.named_parameters()}  # DDP averages; the losses are sums
+        res = (outs, xi.grad, grads, {k: b.clone() for k, b in stage.named_buffers()})
+        gathered = [None] * world
+        dist.all_gather_object(gathered, res)
+        if rank == 0:
+            torch.save(gathered, path)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_syncbn_two_processes_equal_one(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+    dim, mixer = CASES['atto']
+    stage = _stage(dim, mixer, norm='SyncBN', drop=0.0)
+    x = torch.randn(5, dim, 7, 9)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    path = str(tmp_path / 'ddp.pt')
+    mp.spawn(_ddp_worker, args=(2, port, path, x, stage.state_dict()), nprocs=2, join=True)
+    (outs0, gx0, grads, bufs), (outs1, gx1, _, _) = torch.load(path, weights_only=False)
+    # one process, no process group: SyncBN is BN over the whole batch (plain forward)
+    one = copy.deepcopy(stage)
+    fast_block.install(one, False)
+    one.train()
+    for s in range(2):
+        xi = x.clone().requires_grad_()
+        out = one(xi)
+        (out * torch.linspace(-1, 1, x[:1].numel()).view(x[:1].shape)).sum().backward()
+        got = torch.cat([outs0[s], outs1[s]])
+        assert (got - out).abs().max() <= RTOL * out.abs().max(), s
+    ref = (out, {'input': xi.grad, **{k: p.grad for k, p in one.named_parameters()}}, dict(one.named_buffers()))
+    bad = _mismatches(ref, (torch.cat([outs0[1], outs1[1]]), {'input': torch.cat([gx0, gx1]), **grads}, bufs))
+    assert not bad, bad
+    assert bufs['blocks.0.norm.num_batches_tracked'].item() == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Triton kernels through Triton's CPU interpreter (a subprocess: TRITON_INTERPRET=1 before triton loads)
+# --------------------------------------------------------------------------------------------------
+def _interpreter_main():
+    """Run in the subprocess: the op against torch's convs, then the fast block's Triton path on CPU."""
+    from backbones.ops import triton_dwconv as td
+    assert td.AVAILABLE
+    tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
+    for dtype in tol:
+        # (fp32 also: 1334 positions, 2 programs of 4 sub-tiles whose statistics are merged)
+        for n, c, h, w, g, ks, kb in [(2, 16, 7, 5, 2, 3, 5), (1, 40, 9, 11, 10, 3, 9), (3, 8, 1, 13, 1, 3, 11)] + (
+                [(2, 4, 23, 29, 1, 3, 5)] if dtype == torch.float32 else []):
+            torch.manual_seed(0)
+            x = torch.randn(n, c, h, w).to(dtype).contiguous(memory_format=torch.channels_last)
+            weights = [torch.randn(g, 1, ks, ks), torch.randn(g), torch.randn(g, 1, 1, kb), torch.randn(g),
+                       torch.randn(g, 1, kb, 1), torch.randn(g)]
+            center = torch.randn(c) * 0.3
+            results = []
+            for fn in (td.inception_dw, td.reference):
+                xi = x.clone().requires_grad_()
+                ws = [p.clone().requires_grad_() for p in weights]
+                outs = fn(xi, *ws, center, dtype, True)
+                torch.manual_seed(1)
+                torch.autograd.backward(outs, [torch.randn(o.shape).to(o.dtype) for o in outs])
+                results.append([*outs, xi.grad, *(p.grad for p in ws)])
+            assert results[0][0].dtype == dtype and results[0][0].is_contiguous(memory_format=torch.channels_last)
+            names = ['t', 'mean', 'var', 'dx', 'dw_sq', 'db_sq', 'dw_w', 'db_w', 'dw_h', 'db_h']
+            for name, a, b in zip(names, *results):
+                err = (a.float() - b.float()).abs().max().item()
+                assert err <= tol[dtype] * b.float().abs().max().item() + 1e-6, (dtype, (n, c, h, w), name, err)
+            print('op ok', dtype, (n, c, h, w, g, ks, kb), flush=True)
+    # the fast block's Triton path (fp32: as exact as torch's; bf16 autocast: within autocast's rounding)
+    fast_block.TRITON_DEVICES = {'cpu', 'cuda'}
+    calls = []
+    real = fast_block.fast_forward
+    fast_block.fast_forward = lambda block, x, how: calls.append(how) or real(block, x, how)
+    for case in ('tiny',):  # (atto's 9-tap bands: the op checks above)
+        dim, mixer = CASES[case]
+        plain, fast = _pair(_stage(dim, mixer))
+        x = torch.randn(2, dim, 5, 7)
+        for train, steps in ((True, 2), (False, 1)):
+            bad = _mismatches(_steps(plain, x, steps=steps, train=train), _steps(fast, x, steps=steps, train=train))
+            assert not bad, (case, train, bad)
+        a = _steps(plain, x, steps=1, autocast=torch.bfloat16)
+        b = _steps(fast, x, steps=1, autocast=torch.bfloat16)
+        assert not _mismatches(a, b, rtol=3e-2), _mismatches(a, b, rtol=3e-2)
+        print('block ok', case, flush=True)
+    assert calls and set(calls) == {'triton'}
+    # the op's registration: torch.library's schema and autograd checks (its fake-tensor check cannot run
+    # in the interpreter, which reads the tensors' storage: test_triton_op_fake_kernel does that part)
+    x = torch.randn(2, 8, 5, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ws = [torch.randn(1, 1, 3, 3), torch.randn(1), torch.randn(1, 1, 1, 5), torch.randn(1), torch.randn(1, 1, 5, 1),
+          torch.randn(1)]
+    torch.library.opcheck(torch.ops.inceptionnext.inception_dw.default,
+                          (x, *[p.requires_grad_() for p in ws], torch.zeros(8), torch.float32, True),
+                          test_utils=('test_schema', 'test_autograd_registration'))
+    print('opcheck ok', flush=True)
+
+
+def test_triton_kernels_in_interpreter():
+    pytest.importorskip('triton')
+    out = run([sys.executable, '-c', 'from tests.test_fast_block import _interpreter_main; _interpreter_main()'],
+              env={'TRITON_INTERPRET': '1', 'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', '')},
+              timeout=600)
+    assert out.count('op ok') == 10 and out.count('block ok') == 1 and 'opcheck ok' in out, out[-3000:]
+
+
+def test_triton_op_fake_kernel():
+    """The ops' fake (meta) kernels, which torch.compile traces with: shapes, dtypes and channels-last strides,
+    forward and backward, without running a kernel (no GPU or interpreter needed)."""
+    td = pytest.importorskip('backbones.ops.triton_dwconv')
+    if not td.AVAILABLE:
+        pytest.skip('no triton')
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        x = torch.randn(2, 40, 9, 7).contiguous(memory_format=torch.channels_last)
+        ws = [torch.randn(5, 1, 3, 3), torch.randn(5), torch.randn(5, 1, 1, 11), torch.randn(5), torch.randn(5, 1, 11, 1),
+              torch.randn(5)]
+        t, mean, var = td.inception_dw(x, *ws, torch.zeros(40), torch.bfloat16, True)
+        grads = td.inception_dw_backward(x, t, t, mean, var, ws[0], ws[2], ws[4])
+    assert t.shape == x.shape and t.dtype == torch.bfloat16 and t.is_contiguous(memory_format=torch.channels_last)
+    assert mean.shape == var.shape == (40,) and mean.dtype == torch.float32
+    assert [g.shape for g in grads] == [x.shape] + [p.shape for p in ws]
+    assert grads[0].dtype == x.dtype and grads[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_gpu_bench_script(tmp_path):
+    """tools/gpu_bench.sh refuses to run without CUDA in one line; its --dry-run (the same code on CPU, tiny
+    sizes, torch.compile with the eager backend) writes the tables, csv and charts with no error row."""
+    env = {'PYTHON': sys.executable, 'CUDA_VISIBLE_DEVICES': ''}
+    if not torch.cuda.is_available():
+        out = run(['bash', 'tools/gpu_bench.sh', '--out', str(tmp_path / 'no')], expect=2, env=env)
+        assert out.strip().count('\n') == 0 and 'no CUDA GPU' in out
+    out = run(['bash', 'tools/gpu_bench.sh', '--dry-run', '--out', str(tmp_path / 'smoke')], env=env, timeout=600)
+    md = (tmp_path / 'smoke' / 'gpu_bench.md').read_text()
+    for part in ('## cls-eager', '## cls-compiled', '## seg', 'ours_tiny_fast+compile', 'upernet_ours_tiny_nofast',
+                 'timm:resnet50', '| train |', '| infer |'):
+        assert part in md, part
+    assert '## errors' not in md and 'failed' not in out
+    assert all((tmp_path / 'smoke' / f).stat().st_size > 0 for f in ('gpu_bench.csv', 'gpu_bench.png', 'seg.png'))
