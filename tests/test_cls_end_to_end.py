@@ -1,6 +1,6 @@
 """End to end on a generated ImageNet-layout dataset, through the user-facing tools.
 
-The learning check: configs/inceptionnext_atto_in1k.py -- the official atto recipe with all its
+The learning check: configs/inceptionnext-atto_4xb320-600e_in1k.py -- the official atto recipe with all its
 augmentation (RandAugment rand-m5-inc1-mstd101, RandomResizedCrop 0.08-1, mixup 0.2 / cutmix 1.0, label
 smoothing 0.1, random erasing 0.1, drop path 0.1) -- scaled down through --cfg-options only (64x64
 images, 10 classes, 16 epochs of 1000 images, per-process batch 16, lr 1e-3 at batch 16 auto-scaled to
@@ -28,7 +28,7 @@ from backbones.synthetic import write_imagenet
 
 from .conftest import REPO
 
-CONFIG = 'configs/inceptionnext_atto_in1k.py'
+CONFIG = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
 EPOCHS = 16
 TOP1_MIN = 60.0  # percent; chance is 10, an untrained (lr 0) run scores ~24
 

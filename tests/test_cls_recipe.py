@@ -30,8 +30,12 @@ RECIPES = {
 }
 
 
+CONFIGS = {'atto': 'inceptionnext-atto_4xb320-600e_in1k', 't': 'inceptionnext-t_8xb128-300e_in1k',
+           's': 'inceptionnext-s_8xb128-300e_in1k', 'b': 'inceptionnext-b_8xb128-300e_in1k'}
+
+
 def load(name):
-    return Config.fromfile(osp.join(REPO, 'configs', f'inceptionnext_{name}.py'))
+    return Config.fromfile(osp.join(REPO, 'configs', f'{name}.py'))
 
 
 def _scaled_lr(cfg, world_size, accumulation=None, batch_size=None):
@@ -54,7 +58,7 @@ def _scaled_lr(cfg, world_size, accumulation=None, batch_size=None):
 @pytest.mark.parametrize('name', list(RECIPES))
 def test_recipe_values(name):
     arch, dp, lr, bs, accum, gpus, total, epochs, warm, warm_lr, min_lr, crop = RECIPES[name]
-    cfg = load(f'{name}_in1k')
+    cfg = load(CONFIGS[name])
     assert cfg.default_scope == 'train_cls' and cfg.runner_type == 'RobustRunner'
     assert cfg.model.backbone.arch == arch and cfg.model.backbone.drop_path_rate == dp
     opt = cfg.optim_wrapper.optimizer
@@ -91,7 +95,7 @@ def test_recipe_values(name):
 
 
 def test_base_384_finetune_recipe():
-    cfg = load('b_in1k_384')
+    cfg = load('inceptionnext-b_8xb32-30e_in1k-384px')
     assert cfg.model.backbone.arch == 'base' and cfg.model.backbone.drop_path_rate == 0.7
     assert cfg.model.head.drop_rate == 0.5 and cfg.model.data_preprocessor.mixup is None
     assert cfg.model.label_smoothing == 0.1 and cfg.model.init_cfg.type == 'Pretrained'
@@ -113,7 +117,7 @@ def test_base_384_starts_from_official_weights(tmp_path):
     torch.manual_seed(0)
     ref = timm.create_model('inception_next_atto', num_classes=1000).state_dict()
     torch.save(ref, tmp_path / 'official.pth')
-    cfg = load('b_in1k_384')
+    cfg = load('inceptionnext-b_8xb32-30e_in1k-384px')
     cfg.model.backbone.arch = 'atto'
     cfg.model.init_cfg.checkpoint = str(tmp_path / 'official.pth')
     model = MODELS.build(cfg.model)
@@ -130,7 +134,7 @@ def test_base_384_starts_from_official_weights(tmp_path):
 
 def test_schedule_warmup_then_cosine():
     """The lr per iteration from the config's schedulers: warmup 1e-6 -> 4e-3 over 20 epochs, cosine to 1e-5."""
-    cfg = load('t_in1k')
+    cfg = load('inceptionnext-t_8xb128-300e_in1k')
     ow = build_optim_wrapper(torch.nn.Linear(2, 2), cfg.optim_wrapper)
     per_epoch = 4
     scheds = [PARAM_SCHEDULERS.build(dict(s), default_args=dict(optimizer=ow, epoch_length=per_epoch))
@@ -149,7 +153,7 @@ def test_schedule_warmup_then_cosine():
 
 
 def test_no_weight_decay_on_biases_norms_and_layer_scale():
-    cfg = load('atto_in1k')
+    cfg = load('inceptionnext-atto_4xb320-600e_in1k')
     model = MODELS.build(cfg.model)
     ow = build_optim_wrapper(model, cfg.optim_wrapper)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -161,7 +165,8 @@ def test_no_weight_decay_on_biases_norms_and_layer_scale():
     assert wd['backbone.stages.1.blocks.0.gamma'] == 0.0 and wd['head.fc1.weight'] == 0.05
 
 
-@pytest.mark.parametrize('name,arch,dp', [('atto_in1k', 'atto', 0.1), ('t_in1k', 'tiny', 0.1)])
+@pytest.mark.parametrize('name,arch,dp', [('inceptionnext-atto_4xb320-600e_in1k', 'atto', 0.1),
+                                          ('inceptionnext-t_8xb128-300e_in1k', 'tiny', 0.1)])
 def test_configs_build_with_drop_path(name, arch, dp):
     cfg = load(name)
     model = MODELS.build(cfg.model)

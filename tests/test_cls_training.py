@@ -26,10 +26,10 @@ one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
 
 
 def load(name):
-    return Config.fromfile(osp.join(REPO, 'configs', f'inceptionnext_{name}.py'))
+    return Config.fromfile(osp.join(REPO, 'configs', f'{name}.py'))
 
 
-def small_model_cfg(name='t_in1k', num_classes=10, **backbone):
+def small_model_cfg(name='inceptionnext-t_8xb128-300e_in1k', num_classes=10, **backbone):
     cfg = load(name).model
     cfg.backbone.update(arch='atto', **backbone)
     cfg.head.num_classes = num_classes
@@ -94,7 +94,7 @@ def test_odd_batch_with_mixup_is_a_clear_error():
 
 
 def test_no_mixup_uses_label_smoothing():
-    cfg = small_model_cfg('b_in1k_384')
+    cfg = small_model_cfg('inceptionnext-b_8xb32-30e_in1k-384px')
     cfg.data_preprocessor.random_erasing = None
     model = MODELS.build(cfg)
     out = model.data_preprocessor(batch(), training=True)
@@ -144,7 +144,7 @@ def _accumulation_run(break_accumulation=None):
     a = MODELS.build(cfg).double().train()  # train(): norm_eval puts the BN layers in eval mode
     assert not a.backbone.stem.norm.training
     b, c = copy.deepcopy(a), copy.deepcopy(a)
-    ow_cfg = load('t_in1k').optim_wrapper
+    ow_cfg = load('inceptionnext-t_8xb128-300e_in1k').optim_wrapper
     assert ow_cfg.accumulative_counts == 4 and ow_cfg.optimizer.type == 'AdamW'
     ow_a = build_optim_wrapper(a, dict(ow_cfg, accumulative_counts=2))
     ow_b = build_optim_wrapper(b, dict(ow_cfg, accumulative_counts=1))
@@ -249,7 +249,7 @@ def ema_run(tmp_path_factory):
     torch.manual_seed(0)
     start = timm.create_model('inception_next_atto', num_classes=4).state_dict()
     torch.save(convert_timm_state_dict(start), tmp / 'start.pth')
-    cfg = load('b_in1k_384')
+    cfg = load('inceptionnext-b_8xb32-30e_in1k-384px')
     momentum = 0.3  # the recipe's 1e-4 made visible in 8 iterations
     opts = {
         'model.backbone.arch': 'atto', 'model.head.num_classes': 4,

@@ -301,13 +301,13 @@ def test_unmappable_checkpoint_says_what_it_is(tmp_path):
 
 
 def test_config_model_loads_converted_checkpoint(tmp_path, official_files):
-    """configs/convnext_tiny_ablation_in1k.py: ConvNeXt's head, 1000 classes, the official eval transform; a
+    """configs/convnext-tiny-ablation_eval_in1k.py: ConvNeXt's head, 1000 classes, the official eval transform; a
     converted released file loads strictly (load_classifier_weights, init_cfg, and tools/test.py's check)."""
     from backbones.build import build_model
     from backbones.checks import check_checkpoint_fits
     from backbones.cli import load_config
     from train_cls.model import load_classifier_weights
-    cfg_path = os.path.join(REPO, 'configs', 'convnext_tiny_ablation_in1k.py')
+    cfg_path = os.path.join(REPO, 'configs', 'convnext-tiny-ablation_eval_in1k.py')
     cfg = load_config(cfg_path, {'model.backbone.arch': 'convnext_tiny_k3_par1_8'})
     tf = cfg.test_dataloader.dataset.pipeline[1]
     assert (tf.input_size, tf.crop_pct, tf.interpolation) == (224, 0.875, 'bicubic')

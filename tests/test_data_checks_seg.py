@@ -26,7 +26,7 @@ from tools.synthetic_data import write_ade
 from .conftest import REPO, run
 
 PY = sys.executable
-SYNTH = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_synthetic-ade-128x128.py')
+SYNTH = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
 WHERE = r' \(train_dataloader.dataset\)'
 
 

@@ -22,7 +22,7 @@ ISSUE_CONFIGS = {
     *(f'mask-rcnn_inceptionnext-{v}_fpn_1x_coco.py' for v in 'tsb'),
     *(f'mask-rcnn_inceptionnext-{v}_fpn_ms-crop-3x_coco.py' for v in 'tsb'),
     *(f'cascade-mask-rcnn_inceptionnext-{v}_fpn_4conv1fc-giou_ms-crop-3x_coco.py' for v in 'tsb'),
-    'retinanet_inceptionnext-t_fpn_1x_coco.py', 'mask-rcnn_inceptionnext-atto_fpn_synthetic-coco.py'}
+    'retinanet_inceptionnext-t_fpn_1x_coco.py', 'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py'}
 DIMS = {'atto': [40, 80, 160, 320], 'tiny': [96, 192, 384, 768], 'small': [96, 192, 384, 768],
         'base': [128, 256, 512, 1024]}
 DEPTHS = {'atto': (2, 2, 6, 2), 'tiny': (3, 3, 9, 3), 'small': (3, 3, 27, 3), 'base': (3, 3, 27, 3)}

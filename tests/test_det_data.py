@@ -21,7 +21,7 @@ from backbones.synthetic import write_coco
 
 from .conftest import REPO
 
-CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_synthetic-coco.py')
+CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py')
 CLASSES = ('rectangle', 'disc', 'triangle')
 
 

@@ -1,6 +1,6 @@
 """Mask R-CNN-atto learns the generated COCO-layout task through the real tools (subprocesses, CPU).
 
-tools/train.py trains configs/mask-rcnn_inceptionnext-atto_fpn_synthetic-coco.py with its heads scaled down
+tools/train.py trains configs/mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py with its heads scaled down
 through --cfg-options (the DESIGN calibration: FPN/RPN/RoI/mask channels 64, 64 sampled RoIs, anchor scale 4,
 batch 4, AdamW 1e-3; and 1000 -> 500 RPN proposals in training, which saves a sixth of each step) from a
 (random) backbone checkpoint given as model.backbone.init_cfg.checkpoint, and
@@ -22,7 +22,7 @@ from .conftest import run as run_cmd
 
 pytestmark = pytest.mark.slow
 
-CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_synthetic-coco.py')
+CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py')
 ITERS = 300
 # Measured: bbox mAP 0.615, segm mAP 0.796 after 300 iterations (seed 0, the same in three runs); the model
 # untrained 0.000 / 0.000, and the same run with lr 0 also 0.000 (so this test fails when learning breaks).

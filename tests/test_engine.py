@@ -129,3 +129,22 @@ def test_atomic_writes_honour_the_umask(tmp_path):
         os.umask(old)
     assert oct(os.stat(tmp_path / 'a.pth').st_mode & 0o777) == '0o644'
     assert oct(os.stat(tmp_path / 'b.pth').st_mode & 0o777) == '0o664'
+
+
+def test_config_names_follow_one_scheme():
+    """Leaves are named {algorithm}_{backbone}_{schedule}_{dataset} (OpenMMLab's scheme; words inside a part
+    joined by '-', classification leaves without an algorithm part as in mmpretrain), every one loads, and
+    configs/upernet_inceptionnext_t.py stays the documented short name of UperNet-T."""
+    import glob
+    import re
+
+    from mmengine.config import Config
+
+    from .conftest import REPO
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, 'configs', '*.py')))
+    odd = [n for n in names if n != 'upernet_inceptionnext_t.py'
+           and not re.fullmatch(r'([a-z0-9-]+_)?(inceptionnext|convnext)-[a-z0-9-]+(_[a-z0-9.x-]+){1,4}\.py', n)]
+    assert not odd, odd
+    for n in names:
+        Config.fromfile(os.path.join(REPO, 'configs', n))
+    assert Config.fromfile(os.path.join(REPO, 'configs', 'upernet_inceptionnext_t.py')).model.backbone.arch == 'tiny'

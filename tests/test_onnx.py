@@ -22,7 +22,7 @@ from .conftest import REPO, randomise_norms, run, single_torch_thread
 PY = sys.executable
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
 
-CLS = 'configs/inceptionnext_atto_in1k.py'
+CLS = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
 UPERNET = 'configs/upernet_inceptionnext-atto_8xb2-160k_ade20k-512x512.py'
 FPN = 'configs/fpn_inceptionnext-t_8xb2-80k_ade20k-512x512.py'
 UPERNET_SMALL = {'model.decode_head.channels': 64, 'model.auxiliary_head.channels': 32}

@@ -22,7 +22,7 @@ from .conftest import REPO, run
 PY = sys.executable
 SEG_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'upernet_*.py')) +
                      glob.glob(osp.join(REPO, 'configs', 'fpn_*.py')))
-SYNTH = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_synthetic-ade-128x128.py')
+SYNTH = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
 
 
 def build_seg_model(cfg):

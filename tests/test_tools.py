@@ -16,7 +16,7 @@ from backbones.synthetic import write_ade
 
 from .conftest import REPO, run, subprocess_env
 
-BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_synthetic-ade-128x128.py')
+BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
 PY = sys.executable
 
 CONFIG = '''

@@ -10,7 +10,7 @@ PY=.venv/bin/python
 ITERS=${ITERS:-400}
 WORK_DIR=${WORK_DIR:-work_dirs/main_job}
 DATA=${DATA:-data/synthetic_ade}
-CONFIG=configs/upernet_inceptionnext-atto_synthetic-ade-128x128.py
+CONFIG=configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py
 t0=$SECONDS
 
 if [ ! -f "$DATA/meta.json" ]; then

@@ -4,7 +4,7 @@ Everything is registered in the ``train_cls`` scope (``train_cls.registry``): th
 (class folders or a file list), the ``LoadImagePIL`` / ``TimmTransform`` / ``PackClsInputs`` transforms,
 ``ClsDataPreprocessor`` (normalise, random erasing, mixup/cutmix), ``InceptionNeXtClassifier``, the
 ``Accuracy`` metric. The runner is ``backbones.runtime.RobustRunner``, as for every task. Configs:
-``configs/inceptionnext_{atto,t,s,b}_in1k.py`` and ``configs/inceptionnext_b_in1k_384.py``.
+``configs/inceptionnext-{atto,t,s,b}_*_in1k.py`` and ``configs/inceptionnext-b_8xb32-30e_in1k-384px.py``.
 """
 from . import registry  # noqa: F401  (first: the other modules register into it)
 from .datasets import DatasetError, ImageNet, UnreadableImageError, UnreadableImageWarning

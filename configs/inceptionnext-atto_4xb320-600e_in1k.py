@@ -1,7 +1,7 @@
 # InceptionNeXt-atto on ImageNet-1k, 224 (75.3 top-1), per the official scripts/train_inceptionnext_atto.sh:
 # lr 1e-3 at batch 1280 (4 GPUs x 320, no accumulation), 600 epochs, warmup 5 from 5e-7, cosine to 5e-7,
 # RandAugment rand-m5-inc1-mstd101, no colour jitter, mixup 0.2 (cutmix stays 1.0), random erasing 0.1,
-# drop path 0.1. tools/dist_train.sh configs/inceptionnext_atto_in1k.py 4
+# drop path 0.1. tools/dist_train.sh configs/inceptionnext-atto_4xb320-600e_in1k.py 4
 _base_ = ['_base_/models/inceptionnext_cls.py', '_base_/datasets/imagenet.py',
           '_base_/schedules/imagenet_300e_adamw.py', '_base_/default_runtime.py']
 model = dict(

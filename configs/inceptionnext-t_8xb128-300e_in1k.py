@@ -1,5 +1,5 @@
 # InceptionNeXt-T on ImageNet-1k, 224: the paper's recipe (82.3 top-1). AdamW lr 4e-3 at batch 4096,
-# 300 epochs, warmup 20, drop path 0.1. tools/dist_train.sh configs/inceptionnext_t_in1k.py 8
+# 300 epochs, warmup 20, drop path 0.1. tools/dist_train.sh configs/inceptionnext-t_8xb128-300e_in1k.py 8
 # (8 x 128 x 4 accumulation = 4096; other GPU counts: keep 4096 through
 # --cfg-options optim_wrapper.accumulative_counts=..., or the lr is rescaled linearly).
 _base_ = ['_base_/models/inceptionnext_cls.py', '_base_/datasets/imagenet.py',

@@ -5,7 +5,7 @@
 # Evaluation as released: resize the short side to 224 / 0.875 = 256 (bicubic), centre crop 224, ImageNet
 # mean / std (the dataset base's test pipeline). Evaluate a released file after converting it:
 #   python tools/convert_weights.py convnext_tiny_k3_par1_8_1k_224_ema.pth k3_par1_8.pth --arch convnext_tiny_k3_par1_8
-#   python tools/test.py configs/convnext_tiny_ablation_in1k.py k3_par1_8.pth \
+#   python tools/test.py configs/convnext-tiny-ablation_eval_in1k.py k3_par1_8.pth \
 #       --cfg-options model.backbone.arch=convnext_tiny_k3_par1_8
 # (model.init_cfg=dict(type='Pretrained', checkpoint=FILE) also takes the released file itself, converted on load.)
 # Training inherits the T recipe (AdamW 4e-3 at batch 4096, 300 epochs, drop path 0.1), ConvNeXt-T's.
