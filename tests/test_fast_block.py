@@ -210,12 +210,18 @@ def test_control_wrong_running_stats_is_caught(monkeypatch):
     assert not _mismatches(reference, _steps(_pair(stage)[1], x))
 
 
-def test_switch_and_state_dict(monkeypatch):
+def test_switch_and_state_dict(monkeypatch, fast_calls):
     monkeypatch.delenv(fast_block.ENV, raising=False)
     torch.manual_seed(0)
     auto = InceptionNeXt('atto')
     blocks = [b for s in auto.stages for b in s.blocks]
     assert auto.fast_path == 'auto' and all(type(b) is fast_block.FastBlock for b in blocks)
+    # 'auto' on CPU: the plain forward in training (the fold does not pay there), the fold in eval mode
+    auto.train()(torch.randn(2, 3, 32, 32))
+    assert not fast_calls
+    with torch.no_grad():
+        auto.eval()(torch.randn(1, 3, 32, 32))
+    assert fast_calls == ['torch'] * len(blocks)
     off = InceptionNeXt('atto', fast_path=False)
     assert off.fast_path == 'off' and all(type(b) is MetaNeXtBlock for s in off.stages for b in s.blocks)
     assert list(auto.state_dict()) == list(off.state_dict())

@@ -46,7 +46,7 @@ parameters, buffers and state dict); ``uninstall(model)`` swaps them back (``swi
 deploy form has its own kernels: ``onednn``). ``FastBlock.forward`` runs the fast form where ``plan(x)``
 says it applies and otherwise the plain forward: not under ``torch.jit`` tracing / scripting (FLOP counters
 and exports see the plain ops); floating inputs of 4 dims; a BN norm (folded deploy blocks keep the plain
-form); mode ``'on'`` everywhere, mode ``'auto'`` on the devices in ``AUTO_DEVICES``. It works eagerly, under
+form); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` says (CUDA; CPU in eval mode). It works eagerly, under
 ``torch.compile`` (the Triton kernels are ``torch.library.triton_op`` custom ops with autograd), under
 autocast, with ``with_cp`` (as the plain block, a recomputed forward updates the running statistics again)
 and in DDP.
@@ -70,9 +70,12 @@ from . import triton_dwconv
 ENV = 'INCEPTIONNEXT_FAST'
 # Devices where the Triton mixer runs (the tests add 'cpu', under Triton's interpreter).
 TRITON_DEVICES = {'cuda'}
-# Devices where mode 'auto' takes the fast form (CPU: measured faster in training and inference, see
-# /work/notes16.md's table; CUDA: the design above, not measured yet: tools/gpu_bench.sh compares both).
-AUTO_DEVICES = {'cuda', 'cpu'}
+# Where mode 'auto' takes the fast form: 'all' (training and eval-mode BN) or 'eval' (only where BN uses its
+# running statistics). CPU: eval only -- in training torch's CPU var_mean is 3-10x slower than BN's own
+# statistics kernel and BN is ~3% of the CPU train step (the 1x1-conv GEMMs ~75%), so the fold does not pay
+# there; without batch statistics it drops BN's pass (measured on 2 cores). CUDA: the design above, not
+# measured yet (tools/gpu_bench.sh times both forms).
+AUTO = {'cuda': 'all', 'cpu': 'eval'}
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ALIASES = {'1': 'on', 'true': 'on', 'yes': 'on', 'on': 'on', '0': 'off', 'false': 'off', 'no': 'off',
             'off': 'off', 'auto': 'auto', '': 'auto'}
@@ -151,10 +154,10 @@ def plan(block: 'FastBlock', x: torch.Tensor) -> Optional[str]:
     bn = block.norm
     if not isinstance(bn, _BatchNorm) or x.dim() != 4 or x.dtype not in _FLOATS:
         return None
-    dev = x.device.type
-    if block.fast_mode != 'on' and dev not in AUTO_DEVICES:
+    dev, bn_training = x.device.type, _bn_training(bn)
+    if block.fast_mode != 'on' and AUTO.get(dev) != 'all' and not (AUTO.get(dev) == 'eval' and not bn_training):
         return None
-    if _bn_training(bn) and x.shape[0] * x.shape[2] * x.shape[3] <= 1 and _sync_group(bn, True) is None:
+    if bn_training and x.shape[0] * x.shape[2] * x.shape[3] <= 1 and _sync_group(bn, True) is None:
         return None  # the plain BN raises its error (one value per channel)
     mixer = block.token_mixer
     if (dev in TRITON_DEVICES and type(mixer) is InceptionDWConv2d and x.dtype != torch.float64
