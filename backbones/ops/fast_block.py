@@ -202,8 +202,9 @@ def fast_forward(block: 'FastBlock', x: torch.Tensor, how: str) -> torch.Tensor:
     dev = x.device.type
     lowp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
     bn_training = _bn_training(bn)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # statistics and fold: fp32 at least
     # The running mean (a copy: it is updated in place below, and saved for backward) centres fc1's input.
-    center = bn.running_mean.detach().float().clone() if bn.running_mean is not None else None
+    center = bn.running_mean.detach().to(acc).clone() if bn.running_mean is not None else None
     # ---- token mixer and batch statistics
     if how == 'triton':
         x = x.contiguous(memory_format=torch.channels_last)
@@ -232,7 +233,7 @@ def fast_forward(block: 'FastBlock', x: torch.Tensor, how: str) -> torch.Tensor:
     # ---- BN folded into fc1, layer scale into fc2 (fp32, as the parameters)
     fc1, fc2, gamma = mlp.fc1, mlp.fc2, block.gamma
     with torch.autocast(dev, enabled=False):
-        scale = torch.rsqrt(var.float() + bn.eps)
+        scale = torch.rsqrt(var.to(acc) + bn.eps)
         if bn.weight is not None:
             scale = scale * bn.weight
         shift = (center - mean) * scale if center is not None else -mean * scale
