@@ -1,7 +1,7 @@
 # The generated ADE20K-layout dataset of the main job and the tests (tools/synthetic_data.py): the real
 # folder layout and mmseg pipeline, read through BaseSegDataset because ADE20KDataset only accepts ADE's
 # own 150 class names. Label 0 = ignore (reduce_zero_label), then background and five shape classes.
-default_scope = 'mmseg'
+_base_ = ['./ade20k.py']  # the real layout, dataloaders, evaluator and visualizer; data and sizes below
 dataset_type = 'BaseSegDataset'
 data_root = 'data/synthetic_ade'
 crop_size = (128, 128)
@@ -32,22 +32,14 @@ tta_pipeline = [
         [dict(type='LoadAnnotations')],
         [dict(type='PackSegInputs')]]),
 ]
-tta_model = dict(type='SegTTAModel')
 _dataset = dict(type=dataset_type, data_root=data_root, metainfo=metainfo, img_suffix='.jpg',
                 seg_map_suffix='.png', reduce_zero_label=True)
 train_dataloader = dict(
-    batch_size=8, num_workers=2, persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(**_dataset, data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
-                 pipeline=train_pipeline))
+    batch_size=8, num_workers=2,
+    dataset=dict(_delete_=True, **_dataset, pipeline=train_pipeline,
+                 data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')))
 val_dataloader = dict(
-    batch_size=1, num_workers=2, persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(**_dataset, data_prefix=dict(img_path='images/validation',
-                                              seg_map_path='annotations/validation'),
-                 pipeline=test_pipeline))
+    num_workers=2,
+    dataset=dict(_delete_=True, **_dataset, pipeline=test_pipeline,
+                 data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation')))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
-visualizer = dict(type='SegLocalVisualizer', name='visualizer',
-                  vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
