@@ -255,7 +255,7 @@ def test_cli_errors_are_one_line(tmp_path):
     cases = [
         (['configs/nope.py', '--out', out], 'error: config file not found: configs/nope.py'),
         (['backbone:atto', tiny, '--out', out],
-         'error: checkpoint does not fit InceptionNeXt (dims=(40, 80, 160, 320)): shape mismatch',
+         "error: checkpoint does not fit InceptionNeXt arch 'atto' (dims=(40, 80, 160, 320)): shape mismatch",
          'shape mismatches: stem.conv.weight: checkpoint (96, 3, 4, 4) vs model (40, 3, 4, 4); '),
     ]
     for args, msg, *part in cases:
