@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU speed of InceptionNeXt-T against timm's InceptionNeXt-T, ConvNeXt-T and ResNet-50 (issue #16), one command:
+# GPU speed of InceptionNeXt-T against timm's InceptionNeXt-T, ConvNeXt-T and ResNet-50, one command:
 #
 #   tools/gpu_bench.sh [--out DIR] [--dry-run]
 #
