@@ -1,4 +1,5 @@
 """Weight conversion and loading, registration in mmdet's and mmseg's scopes, and clear errors on bad input."""
+import os
 import subprocess
 import sys
 
@@ -116,3 +117,54 @@ def test_built_by_downstream_registries(scope):
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.build(dict(type='InceptionNeXt', arch='atto', out_indices=(1, 2)))
     assert isinstance(model, InceptionNeXt) and model.out_indices == (1, 2)
+
+
+def test_empty_checkpoint_and_folder_output_are_one_line(tmp_path, timm_atto_file):
+    """A 0-byte checkpoint (init_cfg, convert_weights, extract_backbone) and an output path that is a folder:
+    one error line, exit 2, nothing left behind in the folder."""
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    with pytest.raises(CheckpointError, match=f'cannot read checkpoint {empty}: the file is empty'):
+        load_backbone_weights(InceptionNeXt('atto'), str(empty))
+    for tool in ('tools/convert_weights.py', 'tools/extract_backbone.py'):
+        r = subprocess.run([sys.executable, tool, str(empty), str(tmp_path / 'o.pth')], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and r.stderr.strip() == (
+            f'error: cannot read checkpoint {empty}: the file is empty (0 bytes)'), r.stderr[-2000:]
+    folder = tmp_path / 'out'
+    folder.mkdir()
+    r = subprocess.run([sys.executable, 'tools/convert_weights.py', str(timm_atto_file[0]), str(folder)], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f'error: output {folder} is a folder: give a file name, e.g. {folder}/weights.pth')
+    assert os.listdir(folder) == []  # no temp file left
+
+
+def test_the_log_names_the_entry_the_weights_came_from(tmp_path, timm_atto_file):
+    """An official-style file with a model and an EMA copy: the weights of 'model' are loaded, and the log
+    says so and names the copy left unused; --ema of extract_backbone takes timm's 'state_dict_ema'."""
+    from mmengine.logging import MMLogger
+    sd = timm_atto_file[1]
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in sd.items()}
+    both = tmp_path / 'both.pth'
+    torch.save({'model': sd, 'model_ema': ema}, both)
+    logger = MMLogger.get_current_instance()
+    records = []
+    handler = type('H', (__import__('logging').Handler,), {'emit': lambda self, r: records.append(r.getMessage())})()
+    logger.addHandler(handler)
+    try:
+        m = InceptionNeXt('atto')
+        load_backbone_weights(m, str(both))
+    finally:
+        logger.removeHandler(handler)
+    assert any(msg == f"weights from {both}: entry 'model', {len(sd)} tensors (also in the file, not used: model_ema)"
+               for msg in records), records
+    assert torch.equal(m.stem.conv.weight, sd['stem.0.weight'])
+    timm_style = tmp_path / 'timm_style.pth'
+    torch.save({'state_dict': sd, 'state_dict_ema': ema}, timm_style)
+    out = tmp_path / 'ema_backbone.pth'
+    r = subprocess.run([sys.executable, 'tools/extract_backbone.py', str(timm_style), str(out), '--ema'], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert torch.equal(torch.load(out, weights_only=True)['stem.conv.weight'], ema['stem.0.weight'])
