@@ -421,8 +421,8 @@ def test_triton_op_fake_kernel():
     from torch._subclasses.fake_tensor import FakeTensorMode
     with FakeTensorMode():
         x = torch.randn(2, 40, 9, 7).contiguous(memory_format=torch.channels_last)
-        ws = [torch.randn(5, 1, 3, 3), torch.randn(5), torch.randn(5, 1, 1, 11), torch.randn(5), torch.randn(5, 1, 11, 1),
-              torch.randn(5)]
+        ws = [torch.randn(5, 1, 3, 3), torch.randn(5), torch.randn(5, 1, 1, 11), torch.randn(5),
+              torch.randn(5, 1, 11, 1), torch.randn(5)]
         t, mean, var = td.inception_dw(x, *ws, torch.zeros(40), torch.bfloat16, True)
         grads = td.inception_dw_backward(x, t, t, mean, var, ws[0], ws[2], ws[4])
     assert t.shape == x.shape and t.dtype == torch.bfloat16 and t.is_contiguous(memory_format=torch.channels_last)

@@ -156,7 +156,8 @@ def report(out: str) -> str:
             bar_chart(sel, os.path.join(out, f'{section}.png'), REFS[section])
     # headline: ours T vs ConvNeXt-T, the comparison
     lines = ['## ours T vs ConvNeXt-T (x ConvNeXt-T, same compile setting)', '',
-             '| mode | precision | eager fast | eager plain | compiled fast | compiled plain |', '|---|---|---|---|---|---|']
+             '| mode | precision | eager fast | eager plain | compiled fast | compiled plain |',
+             '|---|---|---|---|---|---|']
     for mode in ('train', 'infer'):
         for prec in sorted({r['precision'] for r in ok}):
             cells = []
@@ -196,7 +197,8 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     if args.header:
         device = torch.device('cpu' if args.smoke else 'cuda')
-        text = (f'{describe_device(device)}; python {sys.version.split()[0]}; {"SMOKE RUN (CPU, tiny sizes)" if args.smoke else ""}')
+        text = f'{describe_device(device)}; python {sys.version.split()[0]}' + (
+            '; SMOKE RUN (CPU, tiny sizes)' if args.smoke else '')
         with open(os.path.join(args.out, 'header.txt'), 'w') as f:
             f.write(text + '\n')
         print(text)

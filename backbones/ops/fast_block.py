@@ -26,7 +26,8 @@ state dict) and the same BN running-statistics updates:
   fp32 under autocast without the plain block's separate cast pass.
 - **CPU (and CUDA for other mixers or maps the kernel does not take):** the plain token mixer (torch's
   convs), then the fold, with fc1 / fc2 as the same 1x1 convs. Under autocast the mixer output is centred on
-  the running mean before fc1 (one pass, as BN's would be).
+  the running mean before fc1 (one pass, as BN's would be). By default ('auto') CPU takes it only in eval
+  mode (see ``AUTO``).
 
 Design notes (why two GEMMs over the identity and conv channels, fc1(x_id) + fc1(z), are not used):
 fc1 writes 4C channels per position; accumulating two GEMMs writes and reads that output once more, ~4x the
@@ -46,10 +47,10 @@ parameters, buffers and state dict); ``uninstall(model)`` swaps them back (``swi
 deploy form has its own kernels: ``onednn``). ``FastBlock.forward`` runs the fast form where ``plan(x)``
 says it applies and otherwise the plain forward: not under ``torch.jit`` tracing / scripting (FLOP counters
 and exports see the plain ops); floating inputs of 4 dims; a BN norm (folded deploy blocks keep the plain
-form); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` says (CUDA; CPU in eval mode). It works eagerly, under
-``torch.compile`` (the Triton kernels are ``torch.library.triton_op`` custom ops with autograd), under
-autocast, with ``with_cp`` (as the plain block, a recomputed forward updates the running statistics again)
-and in DDP.
+form); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` says (CUDA; CPU in eval mode). It works
+eagerly, under ``torch.compile`` (the Triton kernels are ``torch.library.triton_op`` custom ops with
+autograd), under autocast, with ``with_cp`` (as the plain block, a recomputed forward updates the running
+statistics again) and in DDP.
 
 Modes: ``'auto'`` (default of ``InceptionNeXt(fast_path=...)``; the environment variable
 ``INCEPTIONNEXT_FAST`` = 0 / 1 / auto, when set, decides for models left at 'auto'), ``True`` / ``'on'``,
