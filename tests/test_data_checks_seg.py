@@ -6,7 +6,6 @@ reached, or silent wrong labels) and what ``backbones.seg_checks`` reports: the 
 configs' ``LoadImageFromFileChecked`` and ``CheckSegMap``.
 """
 import glob
-import logging
 import os
 import os.path as osp
 import sys
@@ -23,38 +22,11 @@ from backbones.errors import AnnotationError, DatasetError, UserInputError
 from backbones.seg_checks import check_seg_datasets
 from tools.synthetic_data import write_ade
 
-from .conftest import REPO, run
+from .conftest import LogCapture, REPO, run
 
 PY = sys.executable
 SYNTH = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
 WHERE = r' \(train_dataloader.dataset\)'
-
-
-class LogCapture(logging.Handler):
-    """What MMEngine's current logger prints (print_log(..., logger='current')), as ``text``."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-    @property
-    def text(self) -> str:
-        return '\n'.join(r.getMessage() for r in self.records)
-
-    def warnings(self):
-        return [r.getMessage() for r in self.records if r.levelno == logging.WARNING]
-
-    def __enter__(self):
-        from mmengine.logging import MMLogger
-        self._logger = MMLogger.get_current_instance()
-        self._logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc):
-        self._logger.removeHandler(self)
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ For each bad input the test shows what mmdet 3.3 does on its own (silent filteri
 cause) and what ``backbones.coco_checks.check_coco_datasets`` (run by the tools before the Runner) reports.
 """
 import json
-import logging
 import os.path as osp
 import re
 
@@ -19,7 +18,7 @@ from backbones.errors import AnnotationError, DatasetError, UserInputError
 from backbones.runtime import fallback_syncbn_on_cpu
 from backbones.synthetic import write_coco
 
-from .conftest import REPO
+from .conftest import LogCapture, REPO
 
 CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py')
 CLASSES = ('rectangle', 'disc', 'triangle')
@@ -59,30 +58,6 @@ def bad_file(root, name, edit):
     with open(osp.join(root, rel), 'w') as f:
         json.dump(data, f)
     return rel
-
-
-class LogCapture(logging.Handler):
-    """Collects what MMEngine's current logger prints (print_log(..., logger='current')) in ``text``."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record.getMessage())
-
-    @property
-    def text(self) -> str:
-        return '\n'.join(self.records)
-
-    def __enter__(self):
-        from mmengine.logging import MMLogger
-        self._logger = MMLogger.get_current_instance()
-        self._logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc):
-        self._logger.removeHandler(self)
 
 
 def anns_of(data, img_id):
