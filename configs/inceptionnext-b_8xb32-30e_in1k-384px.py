@@ -3,7 +3,7 @@
 # accumulation), constant lr, no mixup/cutmix (label smoothing 0.1 stays), EMA of the weights with decay
 # 0.9999 (MMEngine's EMAHook, momentum 1 - 0.9999; it also averages the BN statistics, as timm's
 # ModelEmaV2), drop path 0.7, head dropout 0.5; eval at crop_pct 1.0.
-# The start: model.init_cfg.checkpoint, a classifier in our layout (tools/extract_backbone.py CKPT OUT
+# The start: model.init_cfg.checkpoint, a classifier in our layout (tools/model_converters/extract_backbone.py CKPT OUT
 # --with-head, from a run of inceptionnext-b_8xb128-300e_in1k.py) or an official / timm inceptionnext_base file.
 _base_ = ['_base_/models/inceptionnext_cls.py', '_base_/datasets/imagenet.py',
           '_base_/schedules/imagenet_300e_adamw.py', '_base_/default_runtime.py']

@@ -3,7 +3,7 @@
 # (500 iterations at batch 4, lr 1e-3 as for training from scratch on such a small task; steps at 400).
 # CPU runs shrink the heads through --cfg-options (tests/test_det_train.py: channels 64, 64 sampled RoIs,
 # anchor scale 4), and the backbone starts from checkpoints/inceptionnext_atto_backbone.pth
-# (tools/convert_weights.py) or any file given as model.backbone.init_cfg.checkpoint=...
+# (tools/model_converters/convert_weights.py) or any file given as model.backbone.init_cfg.checkpoint=...
 _base_ = ['_base_/models/mask-rcnn_inceptionnext_fpn.py', '_base_/datasets/synthetic_coco.py',
           '_base_/schedules/det_1x_adamw.py', '_base_/default_runtime.py']
 num_classes = 3

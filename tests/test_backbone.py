@@ -107,7 +107,7 @@ def test_params_and_macs_match_published_table(arch, size):
 
 def test_macs_agree_with_fvcore():
     fvcore = pytest.importorskip('fvcore.nn')
-    from backbones.build import classifier
+    from backbones.apis.build import classifier
     model = classifier('tiny')
     x = torch.zeros(1, 3, 224, 224)
     counter = fvcore.FlopCountAnalysis(model, x)

@@ -9,7 +9,7 @@ import torch
 from mmengine.dataset import pseudo_collate
 from torch.utils.data import DataLoader
 
-from backbones.synthetic import CLASSES, wnid, write_imagenet
+from backbones.datasets.synthetic import CLASSES, wnid, write_imagenet
 from train_cls import DatasetError, ImageNet, UnreadableImageError, UnreadableImageWarning
 
 from .conftest import REPO
@@ -165,12 +165,12 @@ print(type(HOOKS.build(dict(type='EMAHook'))).__name__, OPTIMIZERS.get('AdamW').
     lines = r.stdout.split('\n')
     assert lines[0] == 'train_cls.model backbone.stages.0.blocks.0.gamma 960'  # head mlp ratio 3 x 320
     assert lines[1] == '12 train_cls.metrics'
-    assert lines[2] == 'EMAHook AdamW RobustRunner backbones.hooks'
+    assert lines[2] == 'EMAHook AdamW RobustRunner backbones.engine.hooks'
     assert 'Failed to search registry' not in r.stdout + r.stderr
 
 
 def test_synthetic_imagenet_cli(tmp_path):
-    r = subprocess.run([sys.executable, 'tools/synthetic_data.py', 'imagenet', str(tmp_path / 'd'), '--classes', '3',
+    r = subprocess.run([sys.executable, 'tools/misc/synthetic_data.py', 'imagenet', str(tmp_path / 'd'), '--classes', '3',
                         '--train', '2', '--val', '1', '--size', '32'], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / 'd' / 'train')) == [wnid(0), wnid(1), wnid(2)]

@@ -24,7 +24,7 @@ import timm
 import torch
 
 from backbones import InceptionNeXt
-from backbones.synthetic import write_imagenet
+from backbones.datasets.synthetic import write_imagenet
 
 from .conftest import REPO
 
@@ -118,7 +118,7 @@ def test_test_py_reproduces_the_val_top1(trained, data, tmp_path):
 def test_extract_backbone_from_the_trained_checkpoint(trained, tmp_path):
     ckpt = torch.load(trained['ckpt'], map_location='cpu', weights_only=False)
     for flag, out in (('', tmp_path / 'bb.pth'), ('--with-head', tmp_path / 'cls.pth')):
-        cmd = [sys.executable, 'tools/extract_backbone.py', trained['ckpt'], str(out), '--arch', 'atto']
+        cmd = [sys.executable, 'tools/model_converters/extract_backbone.py', trained['ckpt'], str(out), '--arch', 'atto']
         r = subprocess.run(cmd + ([flag] if flag else []), cwd=REPO, env=ENV, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     # the bare backbone loads strictly through init_cfg, as the dense configs load it ...
@@ -134,16 +134,16 @@ def test_extract_backbone_from_the_trained_checkpoint(trained, tmp_path):
     assert torch.equal(bb2.stages[2].blocks[5].token_mixer.dwconv_h.weight,
                        ckpt['state_dict']['backbone.stages.2.blocks.5.token_mixer.dwconv_h.weight'])
     # no EMA in this run: --ema says so
-    r = subprocess.run([sys.executable, 'tools/extract_backbone.py', trained['ckpt'], str(tmp_path / 'e.pth'),
+    r = subprocess.run([sys.executable, 'tools/model_converters/extract_backbone.py', trained['ckpt'], str(tmp_path / 'e.pth'),
                         '--ema'], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert r.returncode == 2 and 'has no EMA weights' in r.stderr
 
 
 def test_converted_timm_weights_evaluate_with_test_py(data, tmp_path):
-    """timm weights -> tools/convert_weights.py -> tools/test.py: every key loads, the metric runs."""
+    """timm weights -> tools/model_converters/convert_weights.py -> tools/test.py: every key loads, the metric runs."""
     torch.manual_seed(0)
     torch.save(timm.create_model('inception_next_atto', num_classes=10).state_dict(), tmp_path / 'timm.pth')
-    r = subprocess.run([sys.executable, 'tools/convert_weights.py', str(tmp_path / 'timm.pth'),
+    r = subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(tmp_path / 'timm.pth'),
                         str(tmp_path / 'ours.pth'), '--arch', 'atto'],
                        cwd=REPO, env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -157,7 +157,7 @@ def test_converted_timm_weights_evaluate_with_test_py(data, tmp_path):
     assert 0 <= m['accuracy/top1'] <= m['accuracy/top5'] <= 100
     # a converted checkpoint of another variant is refused with the names of the problem
     torch.save(timm.create_model('inception_next_atto', num_classes=7).state_dict(), tmp_path / 'timm7.pth')
-    subprocess.run([sys.executable, 'tools/convert_weights.py', str(tmp_path / 'timm7.pth'),
+    subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(tmp_path / 'timm7.pth'),
                     str(tmp_path / 'o7.pth')], cwd=REPO, env=ENV, check=True, capture_output=True)
     r = subprocess.run([sys.executable, 'tools/test.py', CONFIG, str(tmp_path / 'o7.pth'),
                         '--work-dir', str(tmp_path / 'w7'), '--cfg-options',

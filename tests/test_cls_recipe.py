@@ -11,7 +11,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
 
 from backbones import convert_timm_state_dict
-from backbones.runtime import RobustRunner
+from backbones.engine.runner import RobustRunner
 from train_cls.registry import MODELS
 
 from .conftest import REPO, single_torch_thread

@@ -14,12 +14,11 @@ from mmengine.hooks import EMAHook, Hook
 from mmengine.optim import build_optim_wrapper
 
 from backbones import InceptionNeXt, convert_timm_state_dict
-from backbones.synthetic import write_imagenet
-from backbones.runtime import RobustRunner
+from backbones.datasets.synthetic import write_imagenet
+from backbones.engine.runner import RobustRunner
 from train_cls.registry import MODELS
 
 from .conftest import REPO, single_torch_thread
-
 
 # module scope: set before the module-scoped runs
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
@@ -324,7 +323,7 @@ def test_ema_checkpoint_and_extract_backbone(ema_run):
     outs = {}
     for flag in ('', '--ema'):
         out = ema_run['tmp'] / f'backbone{flag}.pth'
-        cmd = [sys.executable, 'tools/extract_backbone.py', str(ckpt_path), str(out), '--arch', 'atto']
+        cmd = [sys.executable, 'tools/model_converters/extract_backbone.py', str(ckpt_path), str(out), '--arch', 'atto']
         r = subprocess.run(cmd + ([flag] if flag else []), cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS='1'),
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr

@@ -18,10 +18,15 @@ import torch.nn.functional as F
 from timm.models.convnext import ConvNeXt
 
 from backbones import CheckpointError, InceptionNeXt, UserInputError, load_backbone_weights
-from backbones.build import ImageClassifier
-from backbones.inceptionnext import CONVNEXT_ABLATIONS, LayerNorm2d, LinearMlp, PartialDWConv2d
-from backbones.weights import (classifier_state_dict, convert_timm_state_dict, detect_layout, identify,
-                               state_dict_mismatch)
+from backbones.apis.build import ImageClassifier
+from backbones.models.inceptionnext import CONVNEXT_ABLATIONS, LayerNorm2d, LinearMlp, PartialDWConv2d
+from backbones.models.weights import (
+    classifier_state_dict,
+    convert_timm_state_dict,
+    detect_layout,
+    identify,
+    state_dict_mismatch,
+)
 
 from .conftest import REPO, run, single_torch_thread
 
@@ -254,7 +259,7 @@ def official_files(tmp_path_factory):
 
 
 def _convert_main():
-    spec = importlib.util.spec_from_file_location('convert_weights', os.path.join(REPO, 'tools', 'convert_weights.py'))
+    spec = importlib.util.spec_from_file_location('convert_weights', os.path.join(REPO, 'tools', 'model_converters', 'convert_weights.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
@@ -268,7 +273,7 @@ def test_converter_cli_on_released_layouts(tmp_path, official_files, capsys):
     sd = torch.load(out, weights_only=True)
     assert sd['backbone.stages.2.blocks.8.token_mixer.dwconv.weight'].shape == (48, 1, 3, 3)
     # the issue's command: the old name gets an error that says what the file is and which arch fits it
-    err = run([sys.executable, 'tools/convert_weights.py', str(official_files['convnext_tiny_k3_par1_8']),
+    err = run([sys.executable, 'tools/model_converters/convert_weights.py', str(official_files['convnext_tiny_k3_par1_8']),
                str(tmp_path / 'x.pth'), '--arch', 'tiny_k3_par1_8'], expect=2)
     assert 'Traceback' not in err and len([line for line in err.splitlines() if line.startswith('error: ')]) == 1
     for part in ('official ConvNeXt', 'depths (3, 3, 9, 3)', 'dims (96, 192, 384, 768)', '3x3 depthwise conv',
@@ -303,9 +308,9 @@ def test_unmappable_checkpoint_says_what_it_is(tmp_path):
 def test_config_model_loads_converted_checkpoint(tmp_path, official_files):
     """configs/convnext-tiny-ablation_eval_in1k.py: ConvNeXt's head, 1000 classes, the official eval transform; a
     converted released file loads strictly (load_classifier_weights, init_cfg, and tools/test.py's check)."""
-    from backbones.build import build_model
-    from backbones.checks import check_checkpoint_fits
-    from backbones.cli import load_config
+    from backbones.apis.build import build_model
+    from backbones.engine.checks import check_checkpoint_fits
+    from backbones.utils.config import load_config
     from train_cls.model import load_classifier_weights
     cfg_path = os.path.join(REPO, 'configs', 'convnext-tiny-ablation_eval_in1k.py')
     cfg = load_config(cfg_path, {'model.backbone.arch': 'convnext_tiny_k3_par1_8'})

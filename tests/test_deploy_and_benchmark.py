@@ -12,7 +12,6 @@ from backbones import InceptionNeXt, MetaNeXtBlock
 
 from .conftest import REPO, randomise_norms
 
-
 # float32 comparisons of two orders of the same operations: bounds relative to the map's largest value,
 # 1e-5 (~170 float32 ulps; measured 2e-7..1.4e-6 with oneDNN's kernels and with torch's own, which stand in
 # for another CPU). The folding's math is checked in float64, to 1e-12 (measured 1e-15).
@@ -108,7 +107,7 @@ def test_tools_reexec_with_malloc_settings():
 
 def test_benchmark_tool_reports(tmp_path):
     out = subprocess.run(
-        [sys.executable, 'tools/benchmark.py', '--models', 'ours_atto', 'ours_atto_deploy', 'timm:inception_next_atto',
+        [sys.executable, 'tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ours_atto_deploy', 'timm:inception_next_atto',
          '--batch', '2', '--train-batch', '2', '--size', '64', '--reps', '2', '--iters', '1', '--warmup', '1',
          '--gemm', '--amp', '--ref', 'timm:inception_next_atto', '--out-csv', str(tmp_path / 't.csv'),
          '--out-md', str(tmp_path / 't.md'), '--out-png', str(tmp_path / 't.png')],
@@ -135,7 +134,7 @@ def test_benchmark_tool_reports(tmp_path):
 def test_benchmark_seg_mode_times_both_upernets(tmp_path):
     """--mode seg: mmseg UperNet on ours and on timm's ConvNeXt-T features, each also in inference form."""
     out = subprocess.run(
-        [sys.executable, 'tools/benchmark.py', '--mode', 'seg', '--size', '64', '--batch', '1', '--reps', '1',
+        [sys.executable, 'tools/analysis_tools/benchmark.py', '--mode', 'seg', '--size', '64', '--batch', '1', '--reps', '1',
          '--iters', '1', '--warmup', '1', '--out-csv', str(tmp_path / 's.csv')],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -1,7 +1,7 @@
 """The generated COCO-layout data, and what happens with bad annotation files.
 
 For each bad input the test shows what mmdet 3.3 does on its own (silent filtering, or a crash far from the
-cause) and what ``backbones.coco_checks.check_coco_datasets`` (run by the tools before the Runner) reports.
+cause) and what ``backbones.datasets.checks.coco.check_coco_datasets`` (run by the tools before the Runner) reports.
 """
 import json
 import os.path as osp
@@ -13,12 +13,12 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from backbones.coco_checks import check_coco_annotations, check_coco_datasets
-from backbones.errors import AnnotationError, DatasetError, UserInputError
-from backbones.runtime import fallback_syncbn_on_cpu
-from backbones.synthetic import write_coco
+from backbones.datasets.checks.coco import check_coco_annotations, check_coco_datasets
+from backbones.datasets.synthetic import write_coco
+from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
+from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
 
-from .conftest import LogCapture, REPO
+from .conftest import REPO, LogCapture
 
 CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py')
 CLASSES = ('rectangle', 'disc', 'triangle')
@@ -70,9 +70,8 @@ def num_instances(ds):
 
 def one_loss_step(cfg, ds, indices):
     """A real Mask R-CNN-atto loss + backward on dataset items (mmdet pipeline, collate, preprocessor)."""
-    from mmengine.dataset import pseudo_collate
-
     from mmdet.registry import MODELS
+    from mmengine.dataset import pseudo_collate
     fallback_syncbn_on_cpu(cfg)
     cfg.model.backbone.init_cfg = None
     for k in ('rpn_head.in_channels', 'rpn_head.feat_channels', 'roi_head.bbox_roi_extractor.out_channels',

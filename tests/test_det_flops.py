@@ -1,6 +1,6 @@
-"""Params and FLOPs of the Mask R-CNN configs at 1280x800 (tools/flops_det.py, mmengine.analysis).
+"""Params and FLOPs of the Mask R-CNN configs at 1280x800 (tools/analysis_tools/flops_det.py, mmengine.analysis).
 
-Measured here (printed by ``python tools/flops_det.py``): Mask R-CNN T 44.25M / 256.6G, S 65.57M / 341.7G,
+Measured here (printed by ``python tools/analysis_tools/flops_det.py``): Mask R-CNN T 44.25M / 256.6G, S 65.57M / 341.7G,
 B 100.84M / 475.0G (1000 proposals, mask head on 100). ConvNeXt-T's Mask R-CNN row reads 48M / 262G; our
 T is 4M smaller because InceptionNeXt-T's 28M include a 4.1M MLP classifier head that detection drops
 (ConvNeXt's linear head is 0.8M), and the neck and heads here are the same ~20.3M.
@@ -25,7 +25,7 @@ def tiny():
     """The FLOPs command's table row for Mask R-CNN T (S and B are default rows too: ~1 min each here)."""
     # sleeping OpenMP waits: see test_det_train.run
     env = {**os.environ, 'OMP_WAIT_POLICY': os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}
-    r = subprocess.run([sys.executable, 'tools/flops_det.py', CFG.format('t'), '--shape', '1280', '800'],
+    r = subprocess.run([sys.executable, 'tools/analysis_tools/flops_det.py', CFG.format('t'), '--shape', '1280', '800'],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     print(r.stdout)

@@ -11,10 +11,9 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from backbones.runtime import fallback_syncbn_on_cpu
+from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
 
 from .conftest import REPO
-
 
 pytestmark = pytest.mark.usefixtures('mmdet_registered')
 

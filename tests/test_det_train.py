@@ -5,7 +5,7 @@ through --cfg-options (the DESIGN calibration: FPN/RPN/RoI/mask channels 64, 64 
 batch 4, AdamW 1e-3; and 1000 -> 500 RPN proposals in training, which saves a sixth of each step) from a
 (random) backbone checkpoint given as model.backbone.init_cfg.checkpoint, and
 evaluates mmdet's CocoMetric on the held-out split; tools/test.py must reproduce that metric from the saved
-checkpoint, the same model untrained must score far lower, and tools/demo_det.py draws its detections.
+checkpoint, the same model untrained must score far lower, and tools/misc/demo_det.py draws its detections.
 """
 import os.path as osp
 import re
@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from backbones.synthetic import write_coco
+from backbones.datasets.synthetic import write_coco
 
 from .conftest import REPO
 from .conftest import run as run_cmd
@@ -105,13 +105,13 @@ def test_untrained_model_scores_far_lower(trained):
     """The same model and weights before any step (backbone from the same file): near zero."""
     import argparse
 
+    import mmdet.utils
+    from mmdet.registry import MODELS
     from mmengine.config import Config, DictAction
     from mmengine.registry import DefaultScope
 
-    import mmdet.utils
-    from backbones.checks import merge_cfg_options
-    from backbones.runtime import fallback_syncbn_on_cpu
-    from mmdet.registry import MODELS
+    from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
+    from backbones.utils.config import merge_cfg_options
     mmdet.utils.register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(CONFIG)
     parser = argparse.ArgumentParser()
@@ -133,7 +133,7 @@ def test_demo_draws_detections(trained, tmp_path):
     import cv2
     img = osp.join(trained['root'], 'val2017', '000000100001.jpg')
     png = str(tmp_path / 'demo' / 'result.png')
-    out = run(['tools/demo_det.py', img, CONFIG, trained['ckpt'], '--out', png, '--score-thr', '0.5',
+    out = run(['tools/misc/demo_det.py', img, CONFIG, trained['ckpt'], '--out', png, '--score-thr', '0.5',
                '--cfg-options', *[o for o in trained['opts'] if o.startswith('model.')]])
     n = int(re.search(r'(\d+) detections with masks with score >= 0.5', out).group(1))
     assert n >= 1 and re.search(r'^(rectangle|disc|triangle) +0\.\d+ +box \[', out, re.M), out[-2000:]

@@ -6,10 +6,10 @@ import torch
 from mmengine.config import Config
 from mmengine.fileio import get_file_backend
 
-from backbones.checks import merge_cfg_options
-from backbones.errors import UserInputError
-from backbones.runtime import AtomicLocalBackend, fallback_syncbn_on_cpu, install_mmengine_fixes
-from backbones.optim import InceptionNeXtLayerDecayConstructor
+from backbones.engine.mmengine_fixes import AtomicLocalBackend, fallback_syncbn_on_cpu, install_mmengine_fixes
+from backbones.engine.optimizers import InceptionNeXtLayerDecayConstructor
+from backbones.utils.config import merge_cfg_options
+from backbones.utils.errors import UserInputError
 
 
 def test_importing_backbones_patches_nothing():
@@ -119,7 +119,7 @@ def test_layer_decay_constructor_groups():
 def test_atomic_writes_honour_the_umask(tmp_path):
     """Checkpoints get the mode a plain open() gives (0666 minus the umask), not mkstemp's 0600: a shared
     cluster group must be able to read them."""
-    from backbones.utils import atomic_write
+    from backbones.utils.io import atomic_write
     old = os.umask(0o022)
     try:
         atomic_write(str(tmp_path / 'a.pth'), lambda f: f.write(b'x'))

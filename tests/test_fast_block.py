@@ -1,4 +1,4 @@
-"""The blocks' fast forms (backbones/ops/fast_block.py, triton_dwconv.py) compute the plain block's function.
+"""The blocks' fast forms (backbones/models/ops/fast_block.py, triton_dwconv.py) compute the plain block's function.
 
 On CPU: the BN fold (torch's token mixer) against the plain block, in train and eval mode, with drop path,
 with_cp, BN running statistics, bf16 autocast, SyncBN over 2 gloo processes; a control that a wrong
@@ -13,9 +13,9 @@ import sys
 import pytest
 import torch
 
-from backbones import InceptionNeXt, MetaNeXtBlock
-from backbones.inceptionnext import MetaNeXtStage, _inception
-from backbones.ops import fast_block
+from backbones import InceptionNeXt
+from backbones.models.inceptionnext import MetaNeXtStage, _inception
+from backbones.models.ops import fast_block
 
 from .conftest import REPO, randomise_norms, run, single_torch_thread
 
@@ -37,8 +37,7 @@ def _pair(stage):
     plain, fast = copy.deepcopy(stage), copy.deepcopy(stage)
     fast_block.install(plain, False)
     fast_block.install(fast, True)
-    assert all(type(b) is MetaNeXtBlock for b in plain.blocks) and all(type(b) is fast_block.FastBlock
-                                                                          for b in fast.blocks)
+    assert all(b.fast_mode is None for b in plain.blocks) and all(b.fast_mode == 'on' for b in fast.blocks)
     return plain, fast
 
 
@@ -215,7 +214,7 @@ def test_switch_and_state_dict(monkeypatch, fast_calls):
     torch.manual_seed(0)
     auto = InceptionNeXt('atto')
     blocks = [b for s in auto.stages for b in s.blocks]
-    assert auto.fast_path == 'auto' and all(type(b) is fast_block.FastBlock for b in blocks)
+    assert auto.fast_path == 'auto' and all(b.fast_mode == 'auto' for b in blocks)
     # 'auto' on CPU: the plain forward in training (the fold does not pay there), the fold in eval mode
     auto.train()(torch.randn(2, 3, 32, 32))
     assert not fast_calls
@@ -223,7 +222,7 @@ def test_switch_and_state_dict(monkeypatch, fast_calls):
         auto.eval()(torch.randn(1, 3, 32, 32))
     assert fast_calls == ['torch'] * len(blocks)
     off = InceptionNeXt('atto', fast_path=False)
-    assert off.fast_path == 'off' and all(type(b) is MetaNeXtBlock for s in off.stages for b in s.blocks)
+    assert off.fast_path == 'off' and all(b.fast_mode is None for s in off.stages for b in s.blocks)
     assert list(auto.state_dict()) == list(off.state_dict())
     off.load_state_dict(auto.state_dict())
     x = torch.randn(1, 3, 64, 64)
@@ -242,9 +241,9 @@ def test_switch_and_state_dict(monkeypatch, fast_calls):
         InceptionNeXt('atto', fast_path='fastest')
     # at run time; the deploy form has its own kernels (oneDNN on CPU); tracing sees the plain ops
     auto.set_fast_path(False)
-    assert all(type(b) is MetaNeXtBlock for b in blocks)
+    assert all(b.fast_mode is None for b in blocks)
     auto.set_fast_path('auto').switch_to_deploy(cpu_kernels=False)
-    assert all(type(b) is MetaNeXtBlock for b in blocks)
+    assert all(b.fast_mode is None for b in blocks)
     model = InceptionNeXt('atto').eval()
     traced = torch.jit.trace(model, x, check_trace=False)
     graph = str(traced.inlined_graph)
@@ -263,7 +262,8 @@ def test_torch_compile_and_tracing(monkeypatch):
     compiled = torch.compile(fast, backend='aot_eager', fullgraph=True)
     bad = _mismatches(_steps(plain, x, steps=2), _steps(compiled, x, steps=2))
     assert not bad, bad
-    if not fast_block.triton_dwconv.AVAILABLE:
+    from backbones.models.ops import triton_dwconv
+    if not triton_dwconv.AVAILABLE:
         return
     monkeypatch.setattr(fast_block, 'TRITON_DEVICES', {'cpu', 'cuda'})
     fast.train()
@@ -350,7 +350,7 @@ def test_syncbn_two_processes_equal_one(tmp_path):
 # --------------------------------------------------------------------------------------------------
 def _interpreter_main():
     """Run in the subprocess: the op against torch's convs, then the fast block's Triton path on CPU."""
-    from backbones.ops import triton_dwconv as td
+    from backbones.models.ops import triton_dwconv as td
     assert td.AVAILABLE
     tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
     for dtype in tol:
@@ -415,7 +415,7 @@ def test_triton_kernels_in_interpreter():
 def test_triton_op_fake_kernel():
     """The ops' fake (meta) kernels, which torch.compile traces with: shapes, dtypes and channels-last strides,
     forward and backward, without running a kernel (no GPU or interpreter needed)."""
-    td = pytest.importorskip('backbones.ops.triton_dwconv')
+    td = pytest.importorskip('backbones.models.ops.triton_dwconv')
     if not td.AVAILABLE:
         pytest.skip('no triton')
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -432,13 +432,13 @@ def test_triton_op_fake_kernel():
 
 
 def test_gpu_bench_script(tmp_path):
-    """tools/gpu_bench.sh refuses to run without CUDA in one line; its --dry-run (the same code on CPU, tiny
+    """tools/analysis_tools/gpu_bench.sh refuses to run without CUDA in one line; its --dry-run (the same code on CPU, tiny
     sizes, torch.compile with the eager backend) writes the tables, csv and charts with no error row."""
     env = {'PYTHON': sys.executable, 'CUDA_VISIBLE_DEVICES': ''}
     if not torch.cuda.is_available():
-        out = run(['bash', 'tools/gpu_bench.sh', '--out', str(tmp_path / 'no')], expect=2, env=env)
+        out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--out', str(tmp_path / 'no')], expect=2, env=env)
         assert out.strip().count('\n') == 0 and 'no CUDA GPU' in out
-    out = run(['bash', 'tools/gpu_bench.sh', '--dry-run', '--out', str(tmp_path / 'smoke')], env=env, timeout=600)
+    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--dry-run', '--out', str(tmp_path / 'smoke')], env=env, timeout=600)
     md = (tmp_path / 'smoke' / 'gpu_bench.md').read_text()
     for part in ('## cls-eager', '## cls-compiled', '## seg', 'ours_tiny_fast+compile', 'upernet_ours_tiny_nofast',
                  'timm:resnet50', '| train |', '| infer |'):

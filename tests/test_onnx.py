@@ -1,4 +1,4 @@
-"""ONNX export (tools/export_onnx.py, backbones/export_onnx.py): ONNX Runtime equals torch for the atto
+"""ONNX export (tools/deployment/export_onnx.py, backbones/export_onnx.py): ONNX Runtime equals torch for the atto
 classifier, the atto backbone, UperNet and Semantic FPN at the export size and at other sizes (dynamic files,
 sizes that are not multiples of 32 too), in deploy form too; the swaps that make sizes symbolic are needed
 (controls) and exact; errors are one line; the README's ONNX Runtime snippet runs without torch."""
@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from backbones import export_onnx as ex
-from backbones.export_onnx import SegmentorForward
+from backbones.deploy import onnx as ex
+from backbones.deploy.onnx import SegmentorForward
 
 from .conftest import REPO, randomise_norms, run, single_torch_thread
 
@@ -224,7 +224,7 @@ def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
     seg = trained_checkpoint(UPERNET, UPERNET_SMALL, ckpt)
     out = str(tmp_path / 'up.onnx')
     opts = ['--cfg-options'] + [f'{k}={v}' for k, v in UPERNET_SMALL.items()]
-    log = run([PY, 'tools/export_onnx.py', UPERNET, ckpt, '--out', out, '--shape', '64', '96', '--deploy',
+    log = run([PY, 'tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--shape', '64', '96', '--deploy',
                '--argmax', '--check'] + opts)
     assert 'wrote ' + out in log and '(deploy), input (1, 3, 64, 96) -> label' in log
     assert 'check (1, 3, 64, 96): label: ' in log and 'ONNX Runtime matches torch' in log
@@ -235,7 +235,7 @@ def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
     with torch.no_grad():  # the checkpoint's weights are in the file (not the seeded random init)
         logits = SegmentorForward(seg.eval())(x)[0].numpy()
     assert _labels_agree(sess.run(None, {'input': x.numpy()})[0][0], logits)
-    bad = run([PY, 'tools/export_onnx.py', UPERNET, ckpt, '--out', out, '--check-only', '--shape', '96', '64',
+    bad = run([PY, 'tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--check-only', '--shape', '96', '64',
                '--deploy', '--argmax'] + opts, expect=2)
     assert bad.strip().splitlines()[-1] == (
         'error: up.onnx takes input of shape (1, 3, 64, 96) only, got (1, 3, 96, 64): it was exported with a '
@@ -247,7 +247,7 @@ def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
 # Errors
 # --------------------------------------------------------------------------------------------------
 def test_cli_errors_are_one_line(tmp_path):
-    tool = [PY, 'tools/export_onnx.py']
+    tool = [PY, 'tools/deployment/export_onnx.py']
     out = str(tmp_path / 'x.onnx')
     tiny = str(tmp_path / 'tiny_backbone.pth')
     from backbones import InceptionNeXt
@@ -320,7 +320,7 @@ from PIL import Image
 def predict(onnx_file, image_file):
     """Class index (classifier) or (H, W) label map (segmentor) of one image, with ONNX Runtime only."""
     sess = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
-    meta = sess.get_modelmeta().custom_metadata_map  # written by tools/export_onnx.py
+    meta = sess.get_modelmeta().custom_metadata_map  # written by tools/deployment/export_onnx.py
     img = Image.open(image_file).convert('RGB')  # RGB, 0..255
     if meta['inceptionnext.kind'] == 'classifier':  # timm's eval transform: shorter side 256, centre 224
         w, h = img.size
@@ -411,7 +411,7 @@ def test_readme_snippet_classifies_an_image_without_torch(exported, tmp_path):
 def test_benchmark_times_onnx_runtime_rows(tmp_path):
     import csv
     out = subprocess.run(
-        [PY, 'tools/benchmark.py', '--models', 'ours_atto', 'ort:ours_atto_deploy', '--measure', 'infer',
+        [PY, 'tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ort:ours_atto_deploy', '--measure', 'infer',
          'train', '--batch', '2', '--train-batch', '2', '--size', '64', '--reps', '1', '--iters', '1',
          '--warmup', '1', '--out-csv', str(tmp_path / 't.csv')],
         cwd=REPO, capture_output=True, text=True, timeout=600,

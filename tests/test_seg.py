@@ -14,8 +14,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from backbones.runtime import fallback_syncbn_on_cpu
-from backbones.synthetic import write_ade
+from backbones.datasets.synthetic import write_ade
+from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
 
 from .conftest import REPO, run
 
@@ -80,7 +80,7 @@ def test_pretrained_backbone_really_loads(tmp_path):
     torch.manual_seed(0)
     ref = timm.create_model('inception_next_atto', pretrained=False).state_dict()
     torch.save({'state_dict': ref}, tmp_path / 'official.pth')
-    run([PY, 'tools/convert_weights.py', str(tmp_path / 'official.pth'), str(tmp_path / 'atto_backbone.pth'),
+    run([PY, 'tools/model_converters/convert_weights.py', str(tmp_path / 'official.pth'), str(tmp_path / 'atto_backbone.pth'),
          '--backbone-only', '--arch', 'atto'])
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_8xb2-160k_ade20k-512x512.py'))
     assert cfg.model.backbone.init_cfg.checkpoint == 'checkpoints/inceptionnext_atto_backbone.pth'
@@ -131,13 +131,13 @@ def test_tta_and_demo_on_the_learned_model(learned, tmp_path):
     assert '30/30' in out and '31/30' not in out  # the progress bar counts test batches
     img = sorted(glob.glob(osp.join(learned['root'], 'images', 'validation', '*.jpg')))[0]
     png = str(tmp_path / 'overlay.png')
-    out = run([PY, 'tools/demo_seg.py', img, learned['config'], learned['ckpt'], '--out', png])
+    out = run([PY, 'tools/misc/demo_seg.py', img, learned['config'], learned['ckpt'], '--out', png])
     assert 'wrote' in out
     overlay = cv2.imread(png)
     assert overlay.shape[:2] == (384, 480)  # 160x128 drawn at 3x
     ann = cv2.imread(img.replace('images', 'annotations').replace('.jpg', '.png'), 0)
     assert 'classes present: [0' in out and len(np.unique(ann)) > 1
-    bad = run([PY, 'tools/demo_seg.py', str(tmp_path / 'nope.jpg'), learned['config'], learned['ckpt']], expect=2)
+    bad = run([PY, 'tools/misc/demo_seg.py', str(tmp_path / 'nope.jpg'), learned['config'], learned['ckpt']], expect=2)
     assert 'image file not found' in bad and 'Traceback' not in bad
 
 
@@ -146,7 +146,7 @@ def test_flops_tool_on_upernet_matches_the_paper(arch):
     """UperNet at 2048x512 (backbone + both heads, as mmseg's get_flops counts): the paper prints
     T 56M / 933G, S 78M / 1020G, B 115M / 1159G (S is the same count path; left out for time)."""
     cfg = osp.join(REPO, 'configs', f'upernet_inceptionnext-{arch}_8xb2-160k_ade20k-512x512.py')
-    out = run([PY, 'tools/flops.py', cfg, '--shape', '2048', '512'])
+    out = run([PY, 'tools/analysis_tools/flops.py', cfg, '--shape', '2048', '512'])
     m = re.search(r'params ([0-9.]+)M\s+FLOPs\(MACs\) ([0-9.]+)G\s+\(paper: ([0-9]+)M / ([0-9]+)G\)', out)
     params, flops, paper_params, paper_flops = map(float, m.groups())
     assert round(params) == paper_params
@@ -176,7 +176,7 @@ def test_annotation_size_mismatch_is_named(tmp_path):
     cv2.imwrite(ann, np.ones((40, 64), np.uint8))
     ds = _dataset(root)
     ds[0]
-    from backbones.seg_checks import AnnotationError
+    from backbones.datasets.checks.segmentation import AnnotationError
     with pytest.raises(AnnotationError, match=r'ADE_train_000001.png: annotation size 64x40 \(WxH\) differs from its '
                                               r'image .*ADE_train_000001.jpg 64x48'):
         ds[1]
@@ -189,7 +189,7 @@ def test_labels_outside_the_classes_are_named(tmp_path):
     seg = cv2.imread(ann, 0)
     seg[:4, :4] = 9  # class 8 after reduce_zero_label; the dataset has 6
     cv2.imwrite(ann, seg)
-    from backbones.seg_checks import AnnotationError
+    from backbones.datasets.checks.segmentation import AnnotationError
     with pytest.raises(AnnotationError, match=r'label values \[8\] outside the 6 classes'):
         _dataset(root)[0]
 

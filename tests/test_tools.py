@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from backbones.synthetic import write_ade
+from backbones.datasets.synthetic import write_ade
 
 from .conftest import REPO, run, subprocess_env
 
@@ -93,7 +93,7 @@ def test_train_logs_progress_tensorboard_and_plot(straight_run, tmp_path):
     assert glob.glob(osp.join(work, '*', 'vis_data', 'events.out.tfevents.*'))  # TensorBoard scalars
     assert sorted(os.listdir(work)).count('iter_8.pth') == 1
     png = str(tmp_path / 'curves.png')
-    assert 'wrote' in run([PY, 'tools/plot_logs.py', work, '--out', png])
+    assert 'wrote' in run([PY, 'tools/analysis_tools/plot_logs.py', work, '--out', png])
     import matplotlib.image as mpimg
     img = mpimg.imread(png)
     assert img.shape[0] > 300 and img.shape[1] > 800 and img[..., :3].std() > 0.05  # a drawn figure
@@ -220,7 +220,7 @@ def test_bad_input_gives_one_clear_error(case, straight_run, tmp_path, ade_root)
         msg = r"--cfg-options train_cfg.max_iters=\[1, 2\]: the config has a number there \(8\), got a list"
     elif case == 'arch_name':
         args = train + [cfg, *wd, '--cfg-options', 'model.backbone.arch=Tiny-X']
-        msg = r"model.backbone: unknown InceptionNeXt arch 'Tiny-X'; known: atto, tiny"
+        msg = r"model.backbone.arch: unknown InceptionNeXt arch 'Tiny-X'; known: atto, tiny"
     elif case == 'cfg_key':
         args = train + [cfg, *wd, '--cfg-options', 'model.decode_head.chanels=8']
         msg = "unknown config key 'model.decode_head.chanels'.*did you mean channels"

@@ -36,7 +36,7 @@ def test_init_cfg_pretrained_loads_timm_file(timm_atto_file):
 def test_converter_cli_roundtrip_and_prefix(tmp_path, timm_atto_file):
     path, sd = timm_atto_file
     out = tmp_path / 'cls.pth'
-    r = subprocess.run([sys.executable, 'tools/convert_weights.py', str(path), str(out), '--arch', 'atto'],
+    r = subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(path), str(out), '--arch', 'atto'],
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     conv = torch.load(out, weights_only=True)
@@ -81,7 +81,7 @@ def test_truncated_and_missing_files(tmp_path, timm_atto_file):
         load_backbone_weights(InceptionNeXt('atto'), str(cut))
     with pytest.raises(CheckpointError, match='not found'):
         load_backbone_weights(InceptionNeXt('atto'), str(tmp_path / 'nope.pth'))
-    r = subprocess.run([sys.executable, 'tools/convert_weights.py', str(cut), str(tmp_path / 'o.pth')],
+    r = subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(cut), str(tmp_path / 'o.pth')],
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and 'truncated or corrupt' in r.stderr and 'Traceback' not in r.stderr
     assert not (tmp_path / 'o.pth').exists()
@@ -126,14 +126,14 @@ def test_empty_checkpoint_and_folder_output_are_one_line(tmp_path, timm_atto_fil
     empty.write_bytes(b'')
     with pytest.raises(CheckpointError, match=f'cannot read checkpoint {empty}: the file is empty'):
         load_backbone_weights(InceptionNeXt('atto'), str(empty))
-    for tool in ('tools/convert_weights.py', 'tools/extract_backbone.py'):
+    for tool in ('tools/model_converters/convert_weights.py', 'tools/model_converters/extract_backbone.py'):
         r = subprocess.run([sys.executable, tool, str(empty), str(tmp_path / 'o.pth')], cwd=REPO,
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and r.stderr.strip() == (
             f'error: cannot read checkpoint {empty}: the file is empty (0 bytes)'), r.stderr[-2000:]
     folder = tmp_path / 'out'
     folder.mkdir()
-    r = subprocess.run([sys.executable, 'tools/convert_weights.py', str(timm_atto_file[0]), str(folder)], cwd=REPO,
+    r = subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(timm_atto_file[0]), str(folder)], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and 'Traceback' not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == (
@@ -157,7 +157,7 @@ def test_the_log_names_the_entry_the_weights_came_from(tmp_path, timm_atto_file)
     timm_style = tmp_path / 'timm_style.pth'
     torch.save({'state_dict': sd, 'state_dict_ema': ema}, timm_style)
     out = tmp_path / 'ema_backbone.pth'
-    r = subprocess.run([sys.executable, 'tools/extract_backbone.py', str(timm_style), str(out), '--ema'], cwd=REPO,
+    r = subprocess.run([sys.executable, 'tools/model_converters/extract_backbone.py', str(timm_style), str(out), '--ema'], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert torch.equal(torch.load(out, weights_only=True)['stem.conv.weight'], ema['stem.0.weight'])

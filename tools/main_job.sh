@@ -15,7 +15,7 @@ t0=$SECONDS
 
 if [ ! -f "$DATA/meta.json" ]; then
     echo "== generating the ADE20K-layout dataset in $DATA"
-    $PY tools/synthetic_data.py ade "$DATA" --train 200 --val 50 --size 160 128
+    $PY tools/misc/synthetic_data.py ade "$DATA" --train 200 --val 50 --size 160 128
 fi
 echo "== training UperNet-atto for $ITERS iterations on 2 CPU processes (log: $WORK_DIR/train.log)"
 mkdir -p "$WORK_DIR"
@@ -44,6 +44,6 @@ import glob, os, sys, cv2, numpy as np
 anns = sorted(glob.glob(os.path.join(sys.argv[1], 'annotations/validation/*.png')))[:20]
 best = max(anns, key=lambda p: len(np.unique(cv2.imread(p, cv2.IMREAD_UNCHANGED))))
 print(best.replace('annotations', 'images').replace('.png', '.jpg'))" "$DATA")
-$PY tools/demo_seg.py "$img" "$WORK_DIR/$(basename "$CONFIG")" "$WORK_DIR/iter_$ITERS.pth" --out "$WORK_DIR/overlay.png"
-$PY tools/plot_logs.py "$WORK_DIR" --out "$WORK_DIR/curves.png"
+$PY tools/misc/demo_seg.py "$img" "$WORK_DIR/$(basename "$CONFIG")" "$WORK_DIR/iter_$ITERS.pth" --out "$WORK_DIR/overlay.png"
+$PY tools/analysis_tools/plot_logs.py "$WORK_DIR" --out "$WORK_DIR/curves.png"
 echo "== done in $((SECONDS - t0)) s: $WORK_DIR/{overlay.png,curves.png,iter_$ITERS.pth}"

@@ -16,12 +16,11 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
     malloc_env.ensure()
 
 
-from backbones.checks import check_backbone, check_checkpoint_fits, check_data_folders  # noqa: E402
-from backbones.cli import add_common_args, build_runner, run_cli, run_config  # noqa: E402
-from backbones.coco_checks import check_coco_datasets  # noqa: E402
-from backbones.errors import UserInputError  # noqa: E402
-from backbones.seg_checks import check_seg_datasets  # noqa: E402
-from backbones.weights import read_checkpoint, unwrap_state_dict  # noqa: E402
+from backbones.apis.run import build_runner, preflight, run_config  # noqa: E402
+from backbones.engine.checks import check_checkpoint_fits  # noqa: E402
+from backbones.models.weights import read_checkpoint, unwrap_state_dict  # noqa: E402
+from backbones.utils.cli import add_common_args, run_cli  # noqa: E402
+from backbones.utils.errors import UserInputError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -56,10 +55,7 @@ def main(argv=None) -> int:
     cfg = run_config(args)
     ckpt = read_checkpoint(args.checkpoint, trusted=True)  # a training checkpoint or a plain state dict
     cfg.load_from = args.checkpoint
-    check_backbone(cfg)
-    check_data_folders(cfg, splits=('test_dataloader',))
-    check_coco_datasets(cfg, splits=('test_dataloader',))
-    check_seg_datasets(cfg, splits=('test_dataloader',))
+    preflight(cfg, splits=('test_dataloader',))
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
     if args.tta:

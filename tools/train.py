@@ -16,12 +16,11 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
     malloc_env.ensure()
 
 
-from backbones.checks import check_backbone, check_checkpoint_fits, check_data_folders, check_resume_checkpoint  # noqa: E402
-from backbones.cli import add_common_args, build_runner, run_cli, run_config  # noqa: E402
-from backbones.coco_checks import check_coco_datasets  # noqa: E402
-from backbones.errors import UserInputError  # noqa: E402
-from backbones.runtime import lock_work_dir  # noqa: E402
-from backbones.seg_checks import check_seg_datasets  # noqa: E402
+from backbones.apis.run import build_runner, preflight, run_config  # noqa: E402
+from backbones.engine.checks import check_checkpoint_fits, check_resume_checkpoint  # noqa: E402
+from backbones.engine.mmengine_fixes import lock_work_dir  # noqa: E402
+from backbones.utils.cli import add_common_args, run_cli  # noqa: E402
+from backbones.utils.errors import UserInputError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -53,10 +52,7 @@ def main(argv=None) -> int:
     if path:
         ckpt = check_resume_checkpoint(path)
         cfg.resume, cfg.load_from = True, path
-    check_backbone(cfg)
-    check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader'))
-    check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
-    check_seg_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
+    preflight(cfg, splits=('train_dataloader', 'val_dataloader'))
     lock_work_dir(cfg.work_dir)  # before the Runner writes its config and logs there
     runner = build_runner(cfg)
     if cfg.get('compile'):  # dynamo (torch 2.14) cannot trace an optimizer whose param groups are ConfigDicts

@@ -3,7 +3,7 @@
 Everything is registered in the ``train_cls`` scope (``train_cls.registry``): the ``ImageNet`` dataset
 (class folders or a file list), the ``LoadImagePIL`` / ``TimmTransform`` / ``PackClsInputs`` transforms,
 ``ClsDataPreprocessor`` (normalise, random erasing, mixup/cutmix), ``InceptionNeXtClassifier``, the
-``Accuracy`` metric. The runner is ``backbones.runtime.RobustRunner``, as for every task. Configs:
+``Accuracy`` metric. The runner is ``backbones.engine.runner.RobustRunner``, as for every task. Configs:
 ``configs/inceptionnext-{atto,t,s,b}_*_in1k.py`` and ``configs/inceptionnext-b_8xb32-30e_in1k-384px.py``.
 """
 from . import registry  # noqa: F401  (first: the other modules register into it)

@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence, Union
 from mmengine.dataset import BaseDataset, Compose
 from mmengine.logging import print_log
 
-from backbones.errors import DatasetError
+from backbones.utils.errors import DatasetError
 
 from .registry import DATASETS, TRANSFORMS
 

@@ -1,10 +1,10 @@
 """The ImageNet classifier (InceptionNeXt backbone + MlpHead) and its batch-wise data preprocessor.
 
-State-dict layout: ``backbone.*`` and ``head.*``, exactly what ``backbones.weights.convert_timm_state_dict``
+State-dict layout: ``backbone.*`` and ``head.*``, exactly what ``backbones.models.weights.convert_timm_state_dict``
 makes of an official / timm checkpoint (the preprocessor's mean/std buffers are not saved), so
 converted weights load and evaluate as they are, and a trained checkpoint feeds the dense configs
 through ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` or
-``tools/extract_backbone.py``.
+``tools/model_converters/extract_backbone.py``.
 """
 from collections.abc import Mapping
 from typing import Dict, List, Optional, Sequence, Union
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor, BaseModel
 
 import backbones  # noqa: F401  (registers InceptionNeXt in the root MODELS registry)
-from backbones.inceptionnext import MlpHead
+from backbones.models.inceptionnext import MlpHead, load_classifier_weights  # noqa: F401 (re-exported)
 
 from .registry import MODELS
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -187,11 +187,3 @@ class InceptionNeXtClassifier(BaseModel):
             super().init_weights()
 
 
-def load_classifier_weights(model: nn.Module, path_or_sd) -> None:
-    """Loads a classifier checkpoint (ours, converted, official or timm) with every key and shape checked."""
-    from backbones.weights import CheckpointError, classifier_state_dict, state_dict_mismatch
-    sd = classifier_state_dict(path_or_sd)
-    problems = state_dict_mismatch(model.state_dict(), sd, optional=lambda k: k.endswith('num_batches_tracked'))
-    if problems:
-        raise CheckpointError(f'classifier checkpoint does not fit the model: {problems}')
-    model.load_state_dict(sd, strict=False)

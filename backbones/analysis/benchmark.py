@@ -1,10 +1,10 @@
 """Throughput of InceptionNeXt side by side with timm's models, in one process and one table.
 
-    python tools/benchmark.py                                   # tiny vs peers, CPU fp32, inference + train
-    python tools/benchmark.py --models ours_tiny ours_tiny_deploy timm:inception_next_tiny timm:convnext_tiny \
+    python tools/analysis_tools/benchmark.py                                   # tiny vs peers, CPU fp32, inference + train
+    python tools/analysis_tools/benchmark.py --models ours_tiny ours_tiny_deploy timm:inception_next_tiny timm:convnext_tiny \
         timm:resnet50 --batch 32 --train-batch 16 --size 224 --reps 5 --ref timm:inception_next_tiny
-    python tools/benchmark.py --mode seg --size 512 --batch 2   # UperNet: ours-T vs ConvNeXt-T (timm) features
-    python tools/benchmark.py ... --out-md table.md --out-csv table.csv --out-png bars.png
+    python tools/analysis_tools/benchmark.py --mode seg --size 512 --batch 2   # UperNet: ours-T vs ConvNeXt-T (timm) features
+    python tools/analysis_tools/benchmark.py ... --out-md table.md --out-csv table.csv --out-png bars.png
 
 Model names: ``ours_<arch>`` (our backbone + MlpHead in eval mode), ``ours_<arch>_deploy`` (BN and layer
 scale folded and, on CPU, oneDNN fused ops in cache-sized sub-batches: ``switch_to_deploy()``), its parts
@@ -34,7 +34,7 @@ import time
 
 import torch
 
-from ..errors import UserInputError
+from backbones.utils.errors import UserInputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout (configs/)
 
@@ -44,15 +44,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # --------------------------------------------------------------------------------------------------
 def build_model(name: str, num_classes: int = 1000, compile_backend: str = 'inductor') -> torch.nn.Module:
     if name.startswith('ort:'):
-        from ..export_onnx import OrtModule
+        from backbones.deploy.onnx import OrtModule
         return OrtModule(build_model(name[4:], num_classes))
     base, compiled = (name[:-len('+compile')], True) if name.endswith('+compile') else (name, False)
     if base.startswith('timm:'):
         import timm
         model = timm.create_model(base[5:], pretrained=False, num_classes=num_classes)
     elif base.startswith('ours_'):
-        from ..build import classifier
-        from ..ops.onednn import CPU_CHUNK_BYTES
+        from backbones.apis.build import classifier
+        from backbones.models.ops.onednn import CPU_CHUNK_BYTES
         arch, deploy, variant = base[5:].partition('_deploy')
         if variant not in ('', '-fold', '-nochunk'):
             raise UserInputError(f'unknown deploy variant in {name!r}: use _deploy, _deploy-fold or _deploy-nochunk')
@@ -80,9 +80,9 @@ def seg_models(size: int, ort: bool = False) -> dict:
 
     from mmcv.cnn import fuse_conv_bn
 
-    from ..build import build_model as build_from_config
-    from ..cli import load_config
-    from .flops import DenseTensorForward
+    from backbones.analysis.flops import DenseTensorForward
+    from backbones.apis.build import build_model as build_from_config
+    from backbones.utils.config import load_config
     ours = load_config(os.path.join(REPO, 'configs', 'upernet_inceptionnext_t.py'))
     convnext = copy.deepcopy(ours)
     convnext.model.backbone = dict(type='mmseg.TIMMBackbone', model_name='convnext_tiny', features_only=True,
@@ -101,7 +101,7 @@ def seg_models(size: int, ort: bool = False) -> dict:
             fused.backbone.switch_to_deploy()
         out[key + ('_deploy' if key == 'upernet_ours_tiny' else '_fused')] = DenseTensorForward(fused)
     if ort:
-        from ..export_onnx import OrtModule
+        from backbones.deploy.onnx import OrtModule
         out['ort:upernet_ours_tiny'] = OrtModule(out['upernet_ours_tiny'])
     return out
 
@@ -224,7 +224,7 @@ def run_benchmark(args) -> list:
         models = {n: build_model(n) for n in names}
     macs = {}
     if args.gemm:
-        from .flops import count
+        from backbones.analysis.flops import count
         for n in names:
             base = models[n]._orig_mod if hasattr(models[n], '_orig_mod') else models[n]
             base = getattr(base, 'source', base)  # ort: count the exported torch model

@@ -1,4 +1,4 @@
-"""Loss and metric curves of a work dir, as a PNG (``tools/plot_logs.py``).
+"""Loss and metric curves of a work dir, as a PNG (``tools/analysis_tools/plot_logs.py``).
 
 Reads every run (``<timestamp>/vis_data/scalars.json``, written by MMEngine's LocalVisBackend) in the
 work dir in time order, so a resumed run continues its curve. Left panel: the losses over iterations;
@@ -9,7 +9,7 @@ import json
 import os
 import os.path as osp
 
-from ..errors import UserInputError
+from backbones.utils.errors import UserInputError
 
 # Logged scalars that are neither losses nor metrics.
 _NOT_METRICS = {'step', 'iter', 'epoch', 'lr', 'base_lr', 'time', 'data_time', 'memory'}

@@ -1,8 +1,8 @@
 """Params and MACs of InceptionNeXt classifiers, or of any mmdet / mmseg / train_cls config.
 
-    python tools/flops.py                                  # the paper's classification table (+ ablations)
-    python tools/flops.py --arch tiny base --shape 384     # chosen variants / resolution
-    python tools/flops.py configs/upernet_inceptionnext_t.py --shape 2048 512   # a dense model (W H)
+    python tools/analysis_tools/flops.py                                  # the paper's classification table (+ ablations)
+    python tools/analysis_tools/flops.py --arch tiny base --shape 384     # chosen variants / resolution
+    python tools/analysis_tools/flops.py configs/upernet_inceptionnext_t.py --shape 2048 512   # a dense model (W H)
 
 Counted with mmengine.analysis (the fvcore counter: one multiply-add = one "FLOP", as the paper's
 "MACs" column; convolutions, linear layers and norms counted, element-wise ops not).
@@ -40,7 +40,7 @@ def count(model: torch.nn.Module, inputs) -> tuple:
 
 
 def count_arch(arch: str, size: int = 224) -> tuple:
-    from ..build import classifier
+    from backbones.apis.build import classifier
     return count(classifier(arch), torch.zeros(1, 3, size, size))
 
 
@@ -52,7 +52,7 @@ def paper_precision(value: float, printed: float) -> float:
 
 def count_config(config, width: int, height: int, options=None) -> tuple:
     """Params and MACs of a dense model built from a config, on one (3, height, width) image."""
-    from ..build import build_model
+    from backbones.apis.build import build_model
     model = build_model(config, options)
     # Backbone + neck + head on a tensor: the part every dense model shares and that the papers count.
     return count(DenseTensorForward(model), torch.zeros(1, 3, height, width))

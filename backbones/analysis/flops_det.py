@@ -1,8 +1,8 @@
 """Params and FLOPs of mmdet detectors built from this repo's configs (backbone + neck + heads).
 
-    python tools/flops_det.py                                   # Mask R-CNN T / S / B at 1280x800
-    python tools/flops_det.py configs/cascade-mask-rcnn_inceptionnext-t_fpn_4conv1fc-giou_ms-crop-3x_coco.py
-    python tools/flops_det.py CONFIG [CONFIG ...] --shape 1333 800 [--proposals 1000]
+    python tools/analysis_tools/flops_det.py                                   # Mask R-CNN T / S / B at 1280x800
+    python tools/analysis_tools/flops_det.py configs/cascade-mask-rcnn_inceptionnext-t_fpn_4conv1fc-giou_ms-crop-3x_coco.py
+    python tools/analysis_tools/flops_det.py CONFIG [CONFIG ...] --shape 1333 800 [--proposals 1000]
 
 Counted like the detection tables of ConvNeXt / Swin / mmdet's ``get_flops`` (mmengine.analysis, the fvcore
 counter: one multiply-add = one FLOP; convolutions, linear layers and norms counted, element-wise ops,
@@ -15,14 +15,14 @@ initialised, SyncBN becomes BN).
 """
 import torch
 
-from .flops import count
+from backbones.analysis.flops import count
 
 DEFAULT_CONFIGS = [f'configs/mask-rcnn_inceptionnext-{v}_fpn_1x_coco.py' for v in 'tsb']
 
 
 def build_detector(config, options=None) -> torch.nn.Module:
     """The detector of an mmdet config, on CPU, in eval mode, without loading pretrained weights."""
-    from ..build import build_model
+    from backbones.apis.build import build_model
     return build_model(config, options, scope='mmdet')
 
 

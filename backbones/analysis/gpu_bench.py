@@ -1,4 +1,4 @@
-"""The GPU comparison of issue #16 in one command: ``tools/gpu_bench.sh`` runs the sections of this module.
+"""The GPU comparison of issue #16 in one command: ``tools/analysis_tools/gpu_bench.sh`` runs the sections of this module.
 
     python -m backbones.analysis.gpu_bench --section cls-eager --out DIR     # one section (appends DIR/rows.csv)
     python -m backbones.analysis.gpu_bench --report --out DIR                # DIR/gpu_bench.md, .csv, .png
@@ -27,7 +27,15 @@ import traceback
 
 import torch
 
-from .benchmark import ModelTimer, bar_chart, build_model, describe_device, markdown, measure, seg_models
+from backbones.analysis.benchmark import (
+    ModelTimer,
+    bar_chart,
+    build_model,
+    describe_device,
+    markdown,
+    measure,
+    seg_models,
+)
 
 CLS = ['ours_tiny_fast', 'ours_tiny_nofast', 'ours_tiny_deploy', 'timm:inception_next_tiny', 'timm:convnext_tiny',
        'timm:resnet50']

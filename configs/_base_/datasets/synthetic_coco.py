@@ -1,7 +1,7 @@
-# The generated COCO-layout dataset of the tests and demos (tools/synthetic_data.py coco): 160x128 images of
+# The generated COCO-layout dataset of the tests and demos (tools/misc/synthetic_data.py coco): 160x128 images of
 # non-overlapping drawn shapes with exact boxes and polygon masks, read by mmdet's own CocoDataset (classes
 # through metainfo) and scored by CocoMetric (bbox and segm) on the held-out val2017 split.
-#   python tools/synthetic_data.py coco data/synthetic_coco
+#   python tools/misc/synthetic_data.py coco data/synthetic_coco
 # Everything but the root, the classes, the image size and the iteration-based sampler is the COCO base's.
 _base_ = ['./coco_instance.py']
 data_root = 'data/synthetic_coco/'

@@ -1,0 +1,354 @@
+"""Checks of COCO-layout annotation files that turn bad data into errors naming the problem.
+
+mmdet's ``CocoDataset`` drops what it cannot use without a word: annotations whose box lies outside
+the image, whose ``category_id`` is not among the dataset's classes (also ids missing from the file's own
+``categories``), boxes under 1 px; and when nothing is left (say the config's ``metainfo`` class names do not
+match the file's categories, or were forgotten so COCO's 80 names apply) it ends in MMEngine with
+"ValueError: need at least one array to concatenate"; a missing, empty or truncated image file stops training
+whenever a dataloader worker first reaches it; an image that decodes to another size than its entry (an EXIF
+orientation the loader applies) trains on boxes and masks that do not fit it; a crowd RLE of another size
+crashes a worker; a head with other ``num_classes`` than the data set fails in the loss or, with more,
+only in the evaluation after training. ``check_coco_datasets`` reads every CocoDataset of a config before the
+Runner starts and sorts these cases:
+
+errors (``DatasetError`` / ``AnnotationError`` / ``UserInputError``; the tools print one line and exit 2)
+  - an annotation whose ``image_id`` is not in ``images``, or whose ``category_id`` is not in ``categories``
+  - a box entirely outside its image (wrong coordinates: mmdet would silently drop it)
+  - a box that is not 4 numbers, no ``area``, no ``segmentation`` where the pipeline loads masks, an image
+    entry without ``width``/``height``, duplicate image or annotation ids
+  - an RLE mask whose ``size`` is not its image's (where the pipeline loads masks)
+  - a class of the config (``metainfo.classes``, default COCO's 80) missing from the file's categories
+  - an image file that does not exist, is empty, is not an image or is truncated (no JPEG end marker and
+    does not decode), or whose decoded size (EXIF orientation applied as the pipeline's loader applies it)
+    differs from its entry's ``width``/``height`` (local files; the header of every image is read)
+  - ``num_classes`` of a head (``roi_head.bbox_head`` (a list for cascade), ``roi_head.mask_head``,
+    ``bbox_head``) other than the number of the data set's classes
+mmdet's documented handling, reported in the log
+  - images without objects: left out of training by ``filter_cfg.filter_empty_gt`` (kept for evaluation)
+  - boxes partly outside the image: clipped to the image by the pipeline's ``Resize`` (clip_object_border)
+  - boxes narrower or lower than 1 px, and ``iscrowd`` / ``ignore`` objects: not trained on
+  - objects of categories that are not among the config's classes: ignored (training on a subset of classes)
+  - objects whose polygons all have fewer than 3 points (or an odd number of coordinates), or whose RLE
+    mmdet cannot use: ignored by ``LoadAnnotations`` (named in the log); such polygons next to good ones are
+    left out of the mask
+  - images with an EXIF orientation that flips or turns them 180 degrees (same size): assumed annotated as
+    loaded
+
+Wiring: ``tools/train.py`` and ``tools/test.py`` call ``check_coco_datasets(cfg, splits)`` next to
+``check_data_folders``. Standalone:
+    python -m backbones.datasets.checks.coco ANN_FILE [--img-dir DIR] [--classes ...] [--train] [--masks]
+Cost: one ``json.load`` per file and one image header per image; measured figures in the README (data
+checks).
+"""
+import json
+import os.path as osp
+from collections import Counter
+from typing import Optional, Sequence
+
+from mmengine.logging import print_log
+
+from backbones.datasets.checks.common import classes_source, head_num_classes, iter_datasets
+from backbones.datasets.checks.images import (
+    honours_exif,
+    image_loader_args,
+    read_image_header,
+    size_mismatch,
+    unusable,
+)
+from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
+
+BOX_TOLERANCE = 1.0  # px a box may reach past the image border before it counts as "partly outside"
+
+
+def _first(items, n: int = 5) -> str:
+    items = list(items)
+    return ', '.join(str(i) for i in items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
+
+
+def _polygons_dropped(seg) -> Optional[int]:
+    """Of a polygon ``segmentation``: how many of its polygons mmdet's LoadAnnotations drops (fewer than
+    3 points, or an odd number of coordinates); None if that is all of them (the object is then ignored)."""
+    bad = 0
+    for p in seg:
+        if not (isinstance(p, (list, tuple)) and len(p) >= 6 and not len(p) % 2):
+            bad += 1
+    return None if bad == len(seg) else bad
+
+
+def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
+                           classes: Optional[Sequence[str]] = None, for_training: bool = False,
+                           filter_empty_gt: bool = True, with_mask: bool = False, color_type: str = 'color',
+                           imdecode_backend: Optional[str] = 'cv2', poly2mask: bool = True) -> dict:
+    """Checks one COCO-layout annotation file; raises ``UserInputError`` or returns counts (see module doc).
+
+    ``img_dir``: where the ``file_name``s are (skipped when None); ``classes``: the dataset's class names
+    (None: do not check); ``for_training``: the split trains (at least one usable object is then required);
+    ``with_mask``: the pipeline loads masks (every object then needs a ``segmentation``; polygons and RLEs
+    are judged as mmdet's ``LoadAnnotations(poly2mask=...)`` judges them); ``color_type`` /
+    ``imdecode_backend``: the pipeline's image loader (whether it applies the EXIF orientation).
+    """
+    where = f'{ann_file}'
+    try:
+        with open(ann_file) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f'annotation file not found: {ann_file}') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f'{where} is not a JSON file ({e})') from None
+    missing = [k for k in ('images', 'annotations', 'categories') if not isinstance(data.get(k), list)]
+    if missing:
+        raise DatasetError(f'{where} is not a COCO instances file: '
+                             f'no list {_first(repr(k) for k in missing)}')
+
+    images, categories = {}, {}
+    for img in data['images']:
+        if not isinstance(img, dict) or 'id' not in img or 'file_name' not in img:
+            raise AnnotationError(f'{where}: an image entry without "id" or "file_name": {str(img)[:200]}')
+        if img['id'] in images:
+            raise AnnotationError(f'{where}: image id {img["id"]} appears twice in "images"')
+        if not all(isinstance(img.get(k), (int, float)) and img[k] > 0 for k in ('width', 'height')):
+            raise AnnotationError(f'{where}: image {img["id"]} ({img["file_name"]}) has no positive '
+                                 f'"width"/"height" (mmdet needs both): {str(img)[:200]}')
+        images[img['id']] = img
+    for cat in data['categories']:
+        if not isinstance(cat, dict) or 'id' not in cat:
+            raise AnnotationError(f'{where}: a category entry without "id": {str(cat)[:200]}')
+        if cat['id'] in categories:
+            raise AnnotationError(f'{where}: category id {cat["id"]} appears twice in "categories"')
+        categories[cat['id']] = cat.get('name')
+
+    ann_ids, unknown_img, unknown_cat, outside, bad_box, no_mask = Counter(), [], [], [], [], []
+    rle_size, bad_poly, bad_rle = [], [], []
+    clipped, small, crowd, other_class, dropped_parts = 0, 0, 0, 0, 0
+    usable = Counter()  # image id -> objects mmdet will train on
+    in_classes = set()  # images with an annotation of the config's classes (what filter_empty_gt keeps)
+    wanted = None
+    if classes is not None:
+        names = set(categories.values())
+        absent = [c for c in classes if c not in names]
+        if absent:
+            hint = (' (no metainfo=dict(classes=...) in the dataset config, so COCO\'s 80 names apply?)'
+                    if len(absent) == len(classes) else '')
+            raise DatasetError(f'{where}: class names of the config not in the file\'s categories: '
+                                 f'{_first(absent)}; the file has {_first(names)}{hint}')
+        wanted = {cid for cid, name in categories.items() if name in set(classes)}
+    for ann in data['annotations']:
+        if not isinstance(ann, dict):
+            raise AnnotationError(f'{where}: an annotation entry that is not an object: {str(ann)[:200]}')
+        ann_ids[ann.get('id')] += 1
+        img = images.get(ann.get('image_id'))
+        if img is None:
+            unknown_img.append(f'annotation {ann.get("id")} -> image_id {ann.get("image_id")}')
+            continue
+        if ann.get('category_id') not in categories:
+            unknown_cat.append(f'annotation {ann.get("id")} (image {img["file_name"]}) -> category_id '
+                               f'{ann.get("category_id")}')
+            continue
+        box = ann.get('bbox')
+        numbers = isinstance(box, (list, tuple)) and all(isinstance(v, (int, float)) for v in box)
+        if not (numbers and len(box) == 4 and isinstance(ann.get('area'), (int, float))):
+            bad_box.append(f'annotation {ann.get("id")} (image {img["file_name"]}): bbox {box}, '
+                           f'area {ann.get("area")}')
+            continue
+        x, y, w, h = box
+        W, H = img['width'], img['height']
+        if min(x + w, W) <= max(x, 0) or min(y + h, H) <= max(y, 0):
+            if w > 0 and h > 0:  # a real box that does not meet its image
+                outside.append(f'annotation {ann.get("id")} (image {img["file_name"]}, {W}x{H}): '
+                               f'bbox [x, y, w, h] = {box}')
+                continue
+        if x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > W + BOX_TOLERANCE or y + h > H + BOX_TOLERANCE:
+            clipped += 1
+        if wanted is None or ann['category_id'] in wanted:
+            in_classes.add(ann['image_id'])
+        if ann.get('ignore'):
+            crowd += 1
+            continue
+        if w < 1 or h < 1 or ann.get('area', 1) <= 0:  # (w or h <= 0: a box that does not meet its image)
+            small += 1
+            continue
+        if wanted is not None and ann['category_id'] not in wanted:
+            other_class += 1
+            continue
+        # mmdet's CocoDataset keeps the object (crowd ones with an ignore flag); with masks, LoadAnnotations
+        # decodes its segmentation, and ignores the object if no polygon of 3 points or more is left
+        seg = ann.get('segmentation')
+        mask_ignored = False
+        if with_mask and not seg:
+            no_mask.append(f'annotation {ann.get("id")} (image {img["file_name"]})')
+            continue
+        if with_mask and isinstance(seg, list):
+            dropped = _polygons_dropped(seg)
+            if dropped is None:
+                mask_ignored = True
+                lengths = [len(p) if isinstance(p, (list, tuple)) else p for p in seg]
+                bad_poly.append(f'annotation {ann.get("id")} (image {img["file_name"]}): polygons of {lengths} '
+                                'coordinates (3 points take 6)')
+            else:
+                dropped_parts += dropped
+        elif with_mask and isinstance(seg, dict):
+            if not poly2mask or not (seg.get('counts') is not None and seg.get('size') is not None
+                                     and isinstance(seg['counts'], (list, str))):
+                mask_ignored = True
+                bad_rle.append(f'annotation {ann.get("id")} (image {img["file_name"]})')
+            elif list(seg['size']) != [H, W]:
+                rle_size.append(f'annotation {ann.get("id")} (image {img["file_name"]}): RLE size '
+                                f'{seg["size"][1]}x{seg["size"][0]}, image {W}x{H} (WxH)')
+                continue
+        if ann.get('iscrowd'):
+            crowd += 1
+        elif not mask_ignored:
+            usable[ann['image_id']] += 1
+
+    dup = [i for i, n in ann_ids.items() if n > 1]
+    for problems, what in ((unknown_img, 'annotations of images not in "images"'),
+                           (unknown_cat, f'annotations with a category_id not in "categories" (ids: '
+                                         f'{_first(sorted(categories))})'),
+                           (outside, 'boxes entirely outside their image'),
+                           (bad_box, 'annotations without a bbox [x, y, w, h] and a numeric area'),
+                           (no_mask, 'annotations without a segmentation (the pipeline loads masks)'),
+                           (rle_size, 'RLE masks whose size differs from their image\'s (mmdet would fail on '
+                                      'them in a dataloader worker: "cannot reshape array" or "all input '
+                                      'arrays must have the same shape")'),
+                           ([f'annotation id {i}' for i in dup], 'duplicate annotation ids')):
+        if problems:
+            raise AnnotationError(f'{where}: {len(problems)} {what}: {_first(problems, 3)}')
+
+    turned = []
+    if img_dir is not None:
+        exif = honours_exif(color_type, imdecode_backend)
+        lost, unreadable, sizes = [], [], []
+        for img in images.values():
+            path = osp.join(img_dir, img['file_name'])
+            try:
+                header = read_image_header(path)
+            except FileNotFoundError:
+                lost.append(path)
+                continue
+            why = unusable(header, imdecode_backend, color_type)
+            if why:
+                unreadable.append(f'{path}: {why}')
+                continue
+            mismatch = size_mismatch(header, (img['width'], img['height']), exif)
+            if mismatch:
+                sizes.append(mismatch)
+            elif exif and header.orientation in (2, 3, 4):
+                turned.append(f'{path} (EXIF orientation {header.orientation})')
+        if lost:
+            raise DatasetError(f'{where}: {len(lost)} of {len(images)} image files not found: '
+                               f'{_first(lost, 3)}')
+        if unreadable:
+            raise DatasetError(f'{where}: {len(unreadable)} of {len(images)} images cannot be loaded: '
+                               f'{_first(unreadable, 3)}')
+        if sizes:
+            raise AnnotationError(f'{where}: {len(sizes)} of {len(images)} images differ in size from their '
+                                  f'entry in "images" (width/height; boxes and masks would not fit them): '
+                                  f'{_first(sizes, 3)}')
+
+    empty = [i for i in images if not usable[i]]
+    bare = [i for i in empty if i not in in_classes]  # what filter_empty_gt removes
+    if for_training and not usable:
+        raise DatasetError(f'{where}: no object left to train on ({len(data["annotations"])} annotations, '
+                           f'none of the classes {_first(classes or [])} with a usable box)')
+    notes = []
+    if bare:
+        notes.append(f'{len(bare)} images without objects' + (
+            (' (left out of training: filter_empty_gt)' if filter_empty_gt else ' (trained as background)')
+            if for_training else ''))
+    if len(empty) > len(bare):
+        notes.append(f'{len(empty) - len(bare)} images with annotations but no object to train on'
+                     + (' (trained as background)' if for_training else ''))
+    if clipped:
+        notes.append(f'{clipped} boxes partly outside their image (clipped to it by Resize)')
+    if small:
+        notes.append(f'{small} boxes under 1 px (not trained on)')
+    if other_class:
+        notes.append(f'{other_class} objects of categories outside the config\'s classes (ignored)')
+    if crowd:
+        notes.append(f'{crowd} crowd/ignore objects (not trained on)')
+    if bad_poly:
+        notes.append(f'{len(bad_poly)} objects whose polygons all have fewer than 3 points (not trained on: '
+                     f'mmdet\'s LoadAnnotations ignores them): {_first(bad_poly, 3)}')
+    if dropped_parts:
+        notes.append(f'{dropped_parts} polygons of fewer than 3 points left out of their object\'s mask')
+    if bad_rle:
+        notes.append(f'{len(bad_rle)} objects whose RLE mask mmdet cannot use (not trained on): '
+                     f'{_first(bad_rle, 3)}')
+    if turned:
+        notes.append(f'{len(turned)} images with an EXIF orientation that flips or turns them 180 degrees '
+                     f'when loaded (same size; assumed the annotations are of the loaded orientation): '
+                     f'{_first(turned, 3)}')
+    if notes:
+        print_log(f'{osp.basename(ann_file)}: ' + '; '.join(notes), logger='current', level=30)
+    return dict(images=len(images), annotations=len(data['annotations']), objects=sum(usable.values()),
+                empty_images=len(empty), clipped=clipped, small=small, other_class=other_class, crowd=crowd,
+                bad_polygons=len(bad_poly), dropped_polygons=dropped_parts, bad_rle=len(bad_rle))
+
+
+def _is_coco(ds: dict) -> bool:
+    t = ds.get('type')
+    name = t if isinstance(t, str) else getattr(t, '__name__', '')
+    return name.split('.')[-1] == 'CocoDataset'
+
+
+def check_coco_head_classes(cfg, n_data: int, source: str) -> None:
+    """Every detection head of ``cfg.model`` predicts exactly the data set's classes. More outputs train to
+    the end and then fail in evaluation (CocoMetric maps each label to a category id: IndexError in
+    results2json); fewer fail in the loss (IndexError)."""
+    heads = head_num_classes(cfg.get('model') or {},
+                             ('roi_head.bbox_head', 'roi_head.mask_head', 'bbox_head'))
+    wrong = [(k, n) for k, n in heads if n != n_data]
+    if not wrong:
+        return
+    what = '; '.join(f'{k} = {n}' for k, n in wrong)
+    if any(n < n_data for _, n in wrong):
+        low = min(n for _, n in wrong)
+        labels = f'label {low}' if low == n_data - 1 else f'labels {low}..{n_data - 1}'
+        why = f'{labels} would have no output in the head (an IndexError in the loss)'
+    else:
+        why = (f'training would run to its end and then fail in evaluation (CocoMetric has no category for '
+               f'labels {n_data}..{max(n for _, n in wrong) - 1})')
+    raise UserInputError(f'{what} but the data set has {n_data} classes ({source}): {why}; set num_classes = '
+                         f'{n_data}')
+
+
+def check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> list:
+    """Runs ``check_coco_annotations`` on every ``CocoDataset`` of the config's dataloaders in ``splits``.
+
+    Local files only (a dataset with ``backend_args`` set, e.g. object storage, is skipped). Returns the
+    counts per checked dataset as (where, counts).
+    """
+    done, out = set(), []
+    for where, ds in iter_datasets(cfg):
+        if not where.startswith(tuple(splits)) or not _is_coco(ds) or ds.get('backend_args'):
+            continue
+        root = ds.get('data_root') or ''
+        ann = ds.get('ann_file') or ''
+        ann = ann if osp.isabs(ann) or not root else osp.join(root, ann)
+        img = (ds.get('data_prefix') or {}).get('img')
+        img = None if img is None else (img if osp.isabs(img) or not root else osp.join(root, img))
+        classes = (ds.get('metainfo') or {}).get('classes')
+        if classes is None:
+            from mmdet.datasets import CocoDataset
+            classes = CocoDataset.METAINFO['classes']
+        training = where.startswith('train') and not ds.get('test_mode', False)
+        filter_empty = bool((ds.get('filter_cfg') or {}).get('filter_empty_gt', False))
+        loads = [t for t in ds.get('pipeline') or [] if isinstance(t, dict)
+                 and str(t.get('type', '')).split('.')[-1] == 'LoadAnnotations']
+        with_mask = any(t.get('with_mask') for t in loads)
+        poly2mask = all(t.get('poly2mask', True) for t in loads if t.get('with_mask'))
+        color_type, backend = image_loader_args(ds.get('pipeline'))
+        key = (osp.realpath(ann), img, tuple(classes), training, with_mask, poly2mask, color_type, backend)
+        if key in done:
+            continue
+        done.add(key)
+        try:
+            out.append((where, check_coco_annotations(ann, img, classes, for_training=training,
+                                                      filter_empty_gt=filter_empty, with_mask=with_mask,
+                                                      color_type=color_type, imdecode_backend=backend,
+                                                      poly2mask=poly2mask)))
+        except UserInputError as e:
+            raise type(e)(f'{e} ({where})') from None
+        # after the file's check: class names that the file lacks are the first thing to fix
+        check_coco_head_classes(cfg, len(classes), classes_source(ds, where, 'CocoDataset'))
+    return out

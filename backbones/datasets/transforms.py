@@ -1,0 +1,114 @@
+"""Pipeline steps that name the bad file (registered in MMEngine's root TRANSFORMS, so mmseg and mmdet
+pipelines find them)."""
+from typing import Optional
+
+import numpy as np
+from mmcv.transforms import BaseTransform, LoadImageFromFile
+from mmengine.registry import TRANSFORMS
+
+from backbones.datasets.checks.common import _last_line
+from backbones.datasets.checks.images import (
+    PNG_SIGNATURE,
+    TAIL_BYTES,
+    png_bit_depth,
+    sixteen_bit_error,
+    sixteen_bit_values,
+    warn_sixteen_bit,
+)
+from backbones.utils.errors import AnnotationError, DatasetError
+
+
+@TRANSFORMS.register_module()
+class LoadImageFromFileChecked(LoadImageFromFile):
+    """mmcv's ``LoadImageFromFile`` (same arguments) whose failures raise ``DatasetError`` naming the file.
+
+    mmcv's own raises OpenCV's "!buf.empty()" assertion for a 0-byte file, an ``AssertionError`` for a
+    truncated one, a ``FileNotFoundError`` for a missing one; in a dataloader worker that is a traceback, and
+    for the empty file no name at all.
+    """
+
+    def transform(self, results: dict) -> Optional[dict]:
+        import mmcv
+        from mmengine import fileio
+        filename = results['img_path']
+        try:
+            if self.file_client_args is not None:
+                img_bytes = fileio.FileClient.infer_client(self.file_client_args, filename).get(filename)
+            else:
+                img_bytes = fileio.get(filename, backend_args=self.backend_args)
+        except FileNotFoundError:
+            if self.ignore_empty:
+                return None
+            raise DatasetError(f'image file not found: {filename}') from None
+        img, why = None, None
+        if not img_bytes:
+            why = 'empty file (0 bytes)'
+        else:
+            try:
+                img = mmcv.imfrombytes(img_bytes, flag=self.color_type, backend=self.imdecode_backend)
+            except Exception as e:  # noqa: BLE001 (a decoder's failure, whatever its type)
+                why = f'{type(e).__name__}: {_last_line(e)}'
+            if img is None:
+                end = img_bytes[-TAIL_BYTES:]
+                truncated = (img_bytes[:2] == b'\xff\xd8' and b'\xff\xd9' not in end) or (
+                    img_bytes[:8] == PNG_SIGNATURE and b'IEND' not in end)
+                why = ('truncated (no end marker)' if truncated else 'not a decodable image') + (
+                    f': {why}' if why else '')
+        if why:
+            if self.ignore_empty:
+                return None
+            raise DatasetError(f'{filename}: cannot load the image: {why}')
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
+
+
+@TRANSFORMS.register_module()
+class CheckSegMap(BaseTransform):
+    """Checks ``gt_seg_map`` (after LoadAnnotations / reduce_zero_label) against the image and classes:
+    one channel, the image's size, labels in ``[0, num_classes)`` or ``ignore_index``; and the file behind
+    it: a 16-bit PNG with a value above 255 is an error (mmseg's 8-bit conversion turns 258 into 2), one
+    whose values fit gets one warning. Registered in MMEngine's root TRANSFORMS, so mmseg pipelines find it:
+
+        dict(type='LoadAnnotations'), dict(type='CheckSegMap', num_classes=150),
+
+    Args:
+        num_classes: labels must be in ``[0, num_classes)`` or equal ``ignore_index``.
+        ignore_index: the label that losses and metrics skip (255 in mmseg).
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+
+    def transform(self, results: dict) -> dict:
+        if 'gt_seg_map' not in results:  # inference pipelines (mmseg.apis) load no annotation
+            return results
+        seg = results['gt_seg_map']
+        h, w = results.get('ori_shape') or results['img'].shape[:2]  # test pipelines resize before loading
+        name = results.get('seg_map_path', '?')
+        if seg.ndim != 2:
+            raise AnnotationError(f'{name}: the annotation has {seg.shape[2]} channels (saved as a colour '
+                                  'image?); a segmentation map holds one class index per pixel: a PNG of '
+                                  'mode L, P or I;16')
+        if seg.shape[:2] != (h, w):
+            raise AnnotationError(f'{name}: annotation size {seg.shape[1]}x{seg.shape[0]} (WxH) differs from '
+                                  f'its image {results.get("img_path", "?")} {w}x{h}')
+        if isinstance(name, str) and name.endswith('.png') and png_bit_depth(name) == 16:
+            big = sixteen_bit_values(name)
+            if big.size:
+                raise sixteen_bit_error(name, big)
+            warn_sixteen_bit(name)
+        values = np.unique(seg)
+        bad = values[(values >= self.num_classes) & (values != self.ignore_index)]
+        if bad.size:
+            raise AnnotationError(f'{name}: label values {bad.tolist()} outside the {self.num_classes} classes '
+                                  f'(valid: 0..{self.num_classes - 1}, ignore {self.ignore_index}; labels are '
+                                  'counted after reduce_zero_label)')
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(num_classes={self.num_classes}, ignore_index={self.ignore_index})'

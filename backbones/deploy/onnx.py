@@ -1,0 +1,540 @@
+"""ONNX export (torch's ``torch.export``-based exporter) of our classifiers, backbones and mmseg segmentors.
+
+What exports, as tensor-only modules (input: a normalised RGB batch (N, 3, H, W), float32):
+  classifier (``train_cls`` configs)  -> ``logits`` (N, num_classes), or ``label`` (N,) with ``argmax``
+  backbone (``backbone:<arch>``, or a config's backbone)  -> ``stage<i>`` (N, dims[i], H / 2**(i+2), ...)
+  segmentor (mmseg ``EncoderDecoder``: UperNet, Semantic FPN)  -> ``logits`` (N, num_classes, H, W) at the
+      input size, or ``label`` (N, H, W) with ``argmax``: mmseg's whole-image inference (``encode_decode``
+      then the resize to the image size). Slide inference is a loop over crops around the graph, not in it.
+mmdet detectors are refused (``UserInputError``): see ``DET_UNSUPPORTED``.
+
+Dynamic export (batch, height and width symbolic) works for any H, W >= 32 (the backbone's stride), not
+only multiples of 32. mmseg's PPM (UperNet) pools with ``nn.AdaptiveAvgPool2d((1, 2, 3, 6))``, which
+exports with the bins of the traced size (wrong, or an ONNX Runtime error, at other sizes);
+``prepare_for_export`` swaps those modules (in the model being exported only) for
+``ExportableAdaptiveAvgPool2d``: the same bins, averaged from cumulative sums at indices computed from the
+runtime size. Semantic FPN's scale-factor ``Upsample`` gets the same treatment (``ExportableUpsample``).
+"""
+import copy
+import os
+import os.path as osp
+import tempfile
+import warnings
+from fractions import Fraction
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from backbones.utils.config import load_config
+from backbones.utils.errors import CheckpointError, UserInputError
+
+OPSET = 18
+MIN_SIZE = 32  # the backbone's total stride: smaller inputs leave no stage-3 map
+DET_UNSUPPORTED = (
+    'detection export is not supported: mmdet\'s detectors end in data-dependent post-processing '
+    '(per-image NMS with a variable number of boxes, mmcv\'s compiled RoIAlign / NMS ops, Python loops over '
+    'data samples) that torch.export cannot put into a standard ONNX graph without mmdeploy\'s rewrites; '
+    'export the backbone with --backbone instead')
+
+
+class ExportError(UserInputError):
+    """torch.export cannot capture the model (e.g. code that pins a dynamic size)."""
+
+
+class ExportCheckError(UserInputError):
+    """The ONNX Runtime output differs from torch's by more than the tolerance."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Adaptive average pooling for symbolic sizes
+# --------------------------------------------------------------------------------------------------
+def adaptive_bins(size, bins: int, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(start, end) of the ``bins`` adaptive-pooling windows over ``size``: [floor(i*size/bins),
+    ceil((i+1)*size/bins)), as ``F.adaptive_avg_pool*d``. ``size`` may be a symbolic int (export)."""
+    i = torch.arange(bins, device=device)
+    start = torch.div(i * size, bins, rounding_mode='floor')
+    end = torch.div((i + 1) * size + bins - 1, bins, rounding_mode='floor')
+    return start, end
+
+
+def adaptive_mean(x: torch.Tensor, dim: int, bins: int) -> torch.Tensor:
+    """Adaptive average over one dim (size -> ``bins``) as differences of a cumulative sum taken at the
+    windows' ends: cumsum, two index_selects and a division, no shape-dependent branch."""
+    start, end = adaptive_bins(x.shape[dim], bins, x.device)
+    cs = torch.cat((torch.zeros_like(x.narrow(dim, 0, 1)), x.cumsum(dim)), dim)  # cs[k] = sum of x[:k]
+    shape = [1] * x.dim()
+    shape[dim] = bins
+    return (cs.index_select(dim, end) - cs.index_select(dim, start)) / (end - start).to(x.dtype).view(shape)
+
+
+class ExportableAdaptiveAvgPool2d(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` for any input size under ``torch.export``: (N, C, H, W) -> (N, C, oh, ow).
+
+    The same windows as torch's kernel, averaged from cumulative sums (``adaptive_mean``) whose indices are
+    computed from the input's size at run time, so the exported graph takes any size. Same values to
+    float rounding (the sums run in another order: ~1e-7 relative in float32).
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        oh, ow = self.output_size
+        if oh is not None:
+            x = adaptive_mean(x, -2, oh)
+        return adaptive_mean(x, -1, ow) if ow is not None else x
+
+    def extra_repr(self) -> str:
+        return f'output_size={self.output_size}'
+
+
+class ExportableUpsample(nn.Module):
+    """mmseg's ``Upsample`` by a scale factor with the output size kept symbolic: (N, C, H, W) ->
+    (N, C, floor(H * s), floor(W * s)). mmseg computes ``int(H * s)`` in Python, which pins H to the example's
+    size under ``torch.export``; here an integral factor multiplies the size, any other is an exact fraction.
+    """
+
+    def __init__(self, scale_factor, mode: str = 'nearest', align_corners=None):
+        super().__init__()
+        factors = scale_factor if isinstance(scale_factor, tuple) else (scale_factor, scale_factor)
+        self.factors = tuple(Fraction(float(f)) for f in factors)
+        self.mode, self.align_corners = mode, align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = [d * f.numerator // f.denominator for d, f in zip(x.shape[-2:], self.factors)]
+        return F.interpolate(x, size, mode=self.mode, align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f'factors={tuple(str(f) for f in self.factors)}, mode={self.mode}'
+
+
+def _swap(module: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, attr = name.rpartition('.')
+    setattr(module.get_submodule(parent) if parent else module, attr, new)
+
+
+def replace_adaptive_pools(module: nn.Module) -> int:
+    """Swaps every ``nn.AdaptiveAvgPool2d`` in ``module`` (in place) for ``ExportableAdaptiveAvgPool2d``;
+    returns how many."""
+    swaps = [(name, m) for name, m in module.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    for name, m in swaps:
+        _swap(module, name, ExportableAdaptiveAvgPool2d(m.output_size))
+    return len(swaps)
+
+
+def replace_upsamples(module: nn.Module) -> int:
+    """Swaps every mmseg ``Upsample`` with a scale factor (Semantic FPN's head) for ``ExportableUpsample``."""
+    try:
+        from mmseg.models.utils import Upsample
+    except ImportError:
+        return 0
+    swaps = [(name, m) for name, m in module.named_modules() if isinstance(m, Upsample) and not m.size]
+    for name, m in swaps:
+        _swap(module, name, ExportableUpsample(m.scale_factor, m.mode, m.align_corners))
+    return len(swaps)
+
+
+def prepare_for_export(module: nn.Module, deploy: bool = False) -> nn.Module:
+    """In place: eval mode, SyncBN reverted to BN, adaptive pools and mmseg's scale-factor upsamplings swapped
+    for forms that keep sizes symbolic, and every InceptionNeXt on its
+    plain ops (``deploy``: folded first). The oneDNN kernels of the deploy form are not ONNX ops, and its
+    sub-batching reads the batch size, which would pin a dynamic batch."""
+    from mmengine.model import revert_sync_batchnorm
+
+    from backbones.models.inceptionnext import InceptionNeXt
+    module = revert_sync_batchnorm(module)
+    replace_adaptive_pools(module)
+    replace_upsamples(module)
+    for m in module.modules():
+        if isinstance(m, InceptionNeXt) and (deploy or m.deploy):
+            m.switch_to_deploy(cpu_kernels=False)
+    return module.eval()
+
+
+# --------------------------------------------------------------------------------------------------
+# Tensor-only modules
+# --------------------------------------------------------------------------------------------------
+class ClassifierForward(nn.Module):
+    """(N, 3, H, W) -> logits (N, num_classes), or the class index (N,) (int64) with ``argmax``."""
+
+    def __init__(self, model: nn.Module, argmax: bool = False):
+        super().__init__()
+        self.backbone, self.head, self.argmax = model.backbone, model.head, argmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.backbone(x)[-1])
+        return logits.argmax(1) if self.argmax else logits
+
+
+class BackboneForward(nn.Module):
+    """(N, 3, H, W) -> the tuple of stage maps (N, dims[i], H / 2**(i+2), W / 2**(i+2)), i in out_indices."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return tuple(self.backbone(x))
+
+
+class SegmentorForward(nn.Module):
+    """mmseg ``EncoderDecoder`` whole-image inference on a tensor: (N, 3, H, W) -> logits (N, K, H, W), or the
+    label map (N, H, W) (int64) with ``argmax`` (threshold on the sigmoid for a one-channel head, as mmseg).
+
+    ``extract_feat`` (backbone + neck), ``decode_head.forward``, bilinear resize to the input size: what
+    ``encode_decode`` + ``postprocess_result`` do for an unpadded image (no auxiliary head at inference).
+    """
+
+    def __init__(self, segmentor: nn.Module, argmax: bool = False):
+        super().__init__()
+        self.segmentor, self.argmax = segmentor, argmax
+        head = segmentor.decode_head
+        self.align_corners, self.threshold = head.align_corners, getattr(head, 'threshold', 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.segmentor.decode_head.forward(self.segmentor.extract_feat(x))
+        logits = F.interpolate(logits, size=x.shape[2:], mode='bilinear', align_corners=self.align_corners)
+        if not self.argmax:
+            return logits
+        if logits.shape[1] == 1:
+            return (logits.sigmoid() > self.threshold).to(torch.int64)[:, 0]
+        return logits.argmax(1)
+
+
+class Exportable:
+    """What ``build_exportable`` returns: the module to export, the reference it must equal (the model as
+    configured and loaded: no swapped modules, not folded, logits), its kind, output names and the
+    preprocessing the input needs (written into the ONNX file's metadata)."""
+
+    def __init__(self, module: nn.Module, reference: nn.Module, kind: str, output_names: List[str],
+                 mean: Sequence[float], std: Sequence[float], rgb: bool, default_shape: Tuple[int, int],
+                 source: str):
+        self.module, self.reference, self.kind, self.output_names = module, reference, kind, output_names
+        self.mean, self.std, self.rgb = [float(v) for v in mean], [float(v) for v in std], rgb
+        self.default_shape, self.source = default_shape, source
+
+    @property
+    def argmax(self) -> bool:
+        return bool(getattr(self.module, 'argmax', False))
+
+    def metadata(self) -> Dict[str, str]:
+        """ONNX metadata: enough to preprocess an image without the config (see README): the input is
+        (image[channel_order] - mean) / std, on 0..255 values."""
+        return {'inceptionnext.kind': self.kind, 'inceptionnext.source': self.source,
+                'mean': ','.join(map(str, self.mean)), 'std': ','.join(map(str, self.std)),
+                'channel_order': 'RGB' if self.rgb else 'BGR', 'pixel_range': '0-255',
+                'output': 'label' if self.argmax else ','.join(self.output_names)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Building from a config
+# --------------------------------------------------------------------------------------------------
+IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+def _build(cfg, model_cfg) -> nn.Module:
+    """``model_cfg`` built in the registry scope of ``cfg`` (its ``default_scope`` and ``custom_imports``)."""
+    from backbones.apis.build import build_in_scope
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # mmseg's loss builders warn about training options
+        return build_in_scope(cfg, model_cfg)
+
+
+def _read_weights(path: str) -> dict:
+    """The file's state dict; the user named the file, so MMEngine training checkpoints (which pickle more
+    than tensors) are read too, as tools/test.py does."""
+    from backbones.models.weights import read_checkpoint, unwrap_state_dict
+    return unwrap_state_dict(read_checkpoint(path, trusted=True))
+
+
+def _load_strict(model: nn.Module, sd: dict, what: str) -> None:
+    from backbones.models.weights import state_dict_mismatch
+    problems = state_dict_mismatch(model.state_dict(), sd, optional=lambda k: k.endswith('num_batches_tracked'), n=4)
+    if problems:
+        hint = ('' if any(k.startswith('decode_head.') for k in sd) else
+                ' (no decode_head weights: a backbone or classifier file? export it with --backbone)')
+        raise CheckpointError(f'checkpoint does not fit {what}{hint}: {problems}')
+    model.load_state_dict(sd, strict=False)
+
+
+def build_exportable(config: str, checkpoint: Optional[str] = None, *, backbone: bool = False,
+                     deploy: bool = False, argmax: bool = False, cfg_options: Optional[dict] = None,
+                     prepare: bool = True, seed: int = 0) -> Exportable:
+    """The tensor-only module to export, from a config (or ``backbone:<arch>``) and an optional checkpoint.
+
+    ``backbone``: only the config's backbone. ``deploy``: InceptionNeXt folded (``switch_to_deploy``).
+    ``argmax``: class indices / label map instead of logits (classifiers and segmentors).
+    ``prepare=False`` leaves the model as built (no pool swap, no deploy): the export controls of the tests.
+    Weights the checkpoint does not set are the random init under ``seed`` (the same model every time).
+    Both forms share nothing: ``.reference`` is a copy of the model before the swaps and the folding.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build_exportable(config, checkpoint, backbone, deploy, argmax, cfg_options, prepare)
+
+
+def _build_exportable(config, checkpoint, backbone, deploy, argmax, cfg_options, prepare) -> Exportable:
+    from backbones.models.inceptionnext import InceptionNeXt
+    if config.startswith('backbone:'):
+        arch = config[len('backbone:'):]
+        try:
+            net = InceptionNeXt(arch, out_indices=(0, 1, 2, 3))
+        except ValueError as e:
+            raise UserInputError(str(e)) from None
+        mean, std, rgb, shape = IMAGENET_MEAN, IMAGENET_STD, True, (224, 224)
+        kind, backbone, source = 'backbone', True, config
+    else:
+        cfg = load_config(config, cfg_options)
+        scope = cfg.get('default_scope')
+        source = osp.basename(config)
+        if scope == 'mmdet' and not backbone:
+            raise UserInputError(f'{source}: {DET_UNSUPPORTED}')
+        if scope not in ('train_cls', 'mmseg', 'mmdet'):
+            raise UserInputError(f'{source}: default_scope {scope!r} is not a classification (train_cls) or '
+                                 'segmentation (mmseg) config')
+        if backbone:
+            cfg.model.backbone.pop('init_cfg', None)
+            net, kind = _build(cfg, cfg.model.backbone), 'backbone'
+        else:
+            net = _build(cfg, cfg.model)
+            kind = 'classifier' if scope == 'train_cls' else 'segmentor'
+        pre = cfg.model.get('data_preprocessor') or {}
+        mean, std = pre.get('mean', IMAGENET_MEAN), pre.get('std', IMAGENET_STD)
+        # train_cls reads RGB (PIL); mmseg / mmdet read BGR (cv2) and flip the channels when told to
+        rgb = scope == 'train_cls' or bool(pre.get('bgr_to_rgb') or pre.get('rgb_to_bgr'))
+        size = pre.get('size') if kind == 'segmentor' else None
+        shape = tuple(size) if size else (224, 224)
+    if backbone and not isinstance(net, InceptionNeXt):
+        raise UserInputError(f'{source}: the backbone is {type(net).__name__}, not InceptionNeXt')
+    if argmax and kind == 'backbone':
+        raise UserInputError('--argmax needs a classifier or a segmentor, not a bare backbone')
+    if checkpoint:
+        from backbones.models.inceptionnext import load_backbone_weights, load_classifier_weights
+        sd = _read_weights(checkpoint)
+        if kind == 'backbone':
+            load_backbone_weights(net, sd)
+        elif kind == 'classifier':
+            load_classifier_weights(net, sd)
+        else:
+            _load_strict(net, sd, f'{source} ({type(net).__name__}, {type(net.decode_head).__name__})')
+    if kind == 'segmentor' and (not hasattr(net, 'extract_feat') or not isinstance(net.decode_head, nn.Module)
+                                or isinstance(net.decode_head, nn.ModuleList)):
+        raise UserInputError(f'{source}: {type(net).__name__} is not a single-head EncoderDecoder')
+    from mmengine.model import revert_sync_batchnorm
+    net = revert_sync_batchnorm(net).eval()
+    ref = copy.deepcopy(net) if prepare else net  # the model as configured: what --check compares with
+    if prepare:
+        net = prepare_for_export(net, deploy)
+    if kind == 'classifier':
+        module, names, reference = ClassifierForward(net, argmax), ['logits'], ClassifierForward(ref)
+    elif kind == 'segmentor':
+        module, names, reference = SegmentorForward(net, argmax), ['logits'], SegmentorForward(ref)
+    else:
+        module, names = BackboneForward(net), [f'stage{i}' for i in net.out_indices]
+        reference = BackboneForward(ref)
+    names = ['label'] if argmax else names
+    return Exportable(module.eval(), reference.eval(), kind, names, mean, std, rgb, shape, source)
+
+
+# --------------------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------------------
+def export(module: nn.Module, path: str, shape: Tuple[int, int] = (224, 224), batch: int = 1,
+           dynamic: bool = False, opset: int = OPSET, output_names: Optional[List[str]] = None,
+           metadata: Optional[Dict[str, str]] = None, verbose: bool = False) -> str:
+    """Exports ``module`` ((N, 3, H, W) -> tensor(s)) with ``torch.onnx.export(dynamo=True)`` to one file.
+
+    Static: the input is (batch, 3, *shape). ``dynamic``: batch, height and width are symbolic (H, W >= 32;
+    traced at batch max(batch, 2), as a size-1 example would be taken for a constant).
+    """
+    import logging
+    if opset < 18:
+        raise UserInputError(f'opset {opset}: the torch.export-based exporter needs opset >= 18')
+    h, w = shape
+    if min(h, w) < MIN_SIZE:
+        raise UserInputError(f'--shape {h} {w}: H and W must be at least {MIN_SIZE} (the backbone\'s stride)')
+    x = torch.randn(max(batch, 2) if dynamic else batch, 3, h, w)
+    dynamic_shapes = None
+    if dynamic:
+        from torch.export import Dim
+        dynamic_shapes = ({0: Dim('batch', min=1), 2: Dim('height', min=MIN_SIZE),
+                           3: Dim('width', min=MIN_SIZE)},)
+    if not verbose:  # the exporter logs each step at INFO and warns about every Dim it refines
+        logging.getLogger('torch.onnx').setLevel(logging.ERROR)
+        logging.getLogger('torch.export').setLevel(logging.ERROR)
+    with torch.no_grad():
+        # torch.export first, on our own: torch.onnx.export would retry a failed dynamic capture with the
+        # "suggested fixes" applied, which can pin a size inside the graph while the file's input stays
+        # dynamic (a file that is silently wrong at other sizes). Here a size the model pins is an error.
+        # backed_size_oblivious (as torch.onnx's own first try): a stage map of size 1 (H or W in 32..63) is
+        # not a special case of the graph; torch's layout checks (is a size-1 dim contiguous?) would pin it.
+        try:
+            with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+                program = torch.export.export(module.eval(), (x,), dynamic_shapes=dynamic_shapes,
+                                              strict=False)
+        except Exception as e:  # noqa: BLE001 -- torch.export raises many types
+            sizes = ' with dynamic sizes' if dynamic else ''
+            raise ExportError(f'torch.export cannot capture the model{sizes}: {_first_lines(e, 3)}') from e
+        names = ({0: 'batch', 2: 'height', 3: 'width'},) if dynamic else None  # the file's dim names
+        onnx_program = torch.onnx.export(program, (x,), dynamo=True, opset_version=opset,
+                                         input_names=['input'], output_names=output_names,
+                                         dynamic_shapes=names, external_data=False, verbose=verbose)
+    if metadata:
+        onnx_program.model.metadata_props.update(metadata)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    onnx_program.save(path, external_data=False)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# ONNX Runtime
+# --------------------------------------------------------------------------------------------------
+def ort_session(path: str, threads: Optional[int] = None):
+    """A CPU ``onnxruntime.InferenceSession`` on ``path``; ``threads`` intra-op threads (default: ORT's).
+    Its threads do not spin-wait when ``OMP_WAIT_POLICY=PASSIVE`` (a shared machine)."""
+    import onnxruntime as ort
+    if not osp.isfile(path):
+        raise UserInputError(f'ONNX file not found: {path}')
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4  # errors reach the caller as exceptions (re-worded by ort_run)
+    if threads:
+        opts.intra_op_num_threads = threads
+    if os.environ.get('OMP_WAIT_POLICY', '').upper() == 'PASSIVE':
+        opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    try:
+        return ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
+    except Exception as e:  # noqa: BLE001 -- ORT raises its own pybind types
+        raise UserInputError(f'ONNX Runtime cannot load {path}: {_first_lines(e)}') from None
+
+
+def _first_lines(e: Exception, n: int = 1) -> str:
+    """The exception's first ``n`` non-empty lines as one line (``run_cli`` prints one line)."""
+    lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
+    return ' '.join(lines[:n])[:600] if lines else type(e).__name__
+
+
+def ort_run(session, x, name: str = 'the ONNX model') -> list:
+    """Runs the session on one input array (N, 3, H, W) float32; returns the list of outputs (numpy).
+
+    A size the file cannot take (a static file fed another shape, a dynamic one less than 32 px) is a
+    ``UserInputError`` naming the expected and given shapes (ONNX Runtime's own message is several lines).
+    """
+    import numpy as np
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    inp = session.get_inputs()[0]
+    try:
+        return session.run(None, {inp.name: x})
+    except Exception as e:  # noqa: BLE001 -- onnxruntime's InvalidArgument / Fail / RuntimeException
+        if all(isinstance(d, int) for d in inp.shape):
+            raise UserInputError(f'{name} takes input of shape {tuple(inp.shape)} only, got '
+                                 f'{tuple(x.shape)}: it was exported with a static shape (export with '
+                                 '--dynamic for other sizes)') from None
+        expected = '(' + ', '.join(str(d) for d in inp.shape) + f'), H, W >= {MIN_SIZE}'
+        raise UserInputError(f'ONNX Runtime cannot run {name} on input {tuple(x.shape)} (it takes '
+                             f'{expected}): {_first_lines(e)}') from None
+
+
+def other_sizes(shape: Tuple[int, int]) -> List[Tuple[int, int]]:
+    """Two more sizes for checking a dynamic file: larger, and smaller-or-odd (not a multiple of 32)."""
+    h, w = shape
+    return [(h + 32, w + 64), (max(MIN_SIZE, h * 3 // 4 + 5), max(MIN_SIZE, w - w // 4 + 13))]
+
+
+def check(exportable: Exportable, path: str, shapes: Sequence[Tuple[int, int]], batch: int = 1,
+          tol: float = 1e-4, threads: Optional[int] = None, log=print, seed: int = 0) -> float:
+    """Runs the file in ONNX Runtime (CPU) and the torch reference (the model as configured: no swapped
+    modules, not folded) on the same random inputs, one per shape (the batch grows by one after the first
+    shape, which a dynamic file must take too); returns the largest difference relative to the torch output's
+    scale (max |torch|), raising ``ExportCheckError`` above ``tol``.
+
+    For label outputs (``argmax``), a label may differ only where torch's logits of the two labels are
+    within ``tol`` of each other (relative to the logits' scale).
+    """
+    session = ort_session(path, threads)
+    dynamic_batch = not isinstance(session.get_inputs()[0].shape[0], int)
+    module = exportable.reference
+    threshold = getattr(module, 'threshold', 0.)
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.
+    for i, (h, w) in enumerate(shapes):
+        n = batch + (1 if i and dynamic_batch else 0)
+        x = torch.randn(n, 3, h, w, generator=g)
+        outs = ort_run(session, x.numpy(), osp.basename(path))
+        with torch.no_grad():
+            ref = module(x)
+        ref = list(ref) if isinstance(ref, (tuple, list)) else [ref]
+        rel, note = 0., ''
+        for name, r, o in zip(exportable.output_names, ref, outs):
+            o = torch.from_numpy(o)
+            scale = r.abs().max().item() or 1.  # an all-zero output: absolute differences
+            if exportable.argmax:
+                want = (r.argmax(1) if r.shape[1] > 1 else
+                        (r.sigmoid() > threshold).long()[:, 0])
+                if o.shape != want.shape:
+                    raise ExportCheckError(f'{name}: ONNX output {tuple(o.shape)} vs torch '
+                                           f'{tuple(want.shape)}')
+                diff = o != want
+                margin = 0.
+                if diff.any() and r.shape[1] > 1:
+                    picked = r.gather(1, o.unsqueeze(1).clamp(0, r.shape[1] - 1))[:, 0]
+                    margin = (r.amax(1) - picked)[diff].max().item()
+                elif diff.any():
+                    margin = float('inf')
+                rel = max(rel, margin / scale)
+                note += f'{name}: {int(diff.sum())} of {diff.numel()} labels differ'
+                note += f' (largest logit margin {margin:.2e}); ' if diff.any() else '; '
+            else:
+                if o.shape != r.shape:
+                    raise ExportCheckError(f'{name}: ONNX output {tuple(o.shape)} vs torch {tuple(r.shape)}')
+                d = (o - r).abs().max().item()
+                d = d if d == d else float('inf')  # NaN (in either output) fails
+                rel = max(rel, d / scale)
+                note += f'{name} {tuple(r.shape)}: max |onnx - torch| {d:.2e} (scale {scale:.3g}); '
+        ok = rel <= tol
+        log(f'check {tuple(x.shape)}: {note}relative {rel:.2e} {"<=" if ok else ">"} {tol:g} '
+            f'{"ok" if ok else "FAILED"}')
+        if not ok:
+            raise ExportCheckError(f'ONNX Runtime differs from torch at input {tuple(x.shape)}: relative '
+                                   f'difference {rel:.2e} > {tol:g}')
+        worst = max(worst, rel)
+    return worst
+
+
+# --------------------------------------------------------------------------------------------------
+# A torch-callable ONNX Runtime model (tools/analysis_tools/benchmark.py)
+# --------------------------------------------------------------------------------------------------
+class OrtModule(nn.Module):
+    """Runs a copy of ``module`` through ONNX Runtime (CPU): exported (static shape) on the first call with
+    each input shape, to a temporary file; returns torch tensors. For timing next to the torch model."""
+
+    def __init__(self, module: nn.Module, threads: Optional[int] = None):
+        super().__init__()
+        self.source = prepare_for_export(copy.deepcopy(module))
+        self.threads = threads
+        self._sessions = {}
+        self._dir = tempfile.TemporaryDirectory(prefix='ort_')
+
+    def forward(self, x: torch.Tensor):
+        key = tuple(x.shape)
+        if key not in self._sessions:
+            path = osp.join(self._dir.name, f'model_{len(self._sessions)}.onnx')
+            with torch.inference_mode(False):
+                export(self.source, path, shape=key[2:], batch=key[0])
+            self._sessions[key] = ort_session(path, self.threads or torch.get_num_threads())
+        outs = ort_run(self._sessions[key], x.detach().cpu().numpy())
+        return torch.from_numpy(outs[0]) if len(outs) == 1 else tuple(torch.from_numpy(o) for o in outs)
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise RuntimeError('an ONNX Runtime model is for inference only')
+        return super().train(False)
+
+
+def export_exportable(exportable: Exportable, path: str, **kw) -> str:
+    """``export`` with the exportable's output names and metadata."""
+    return export(exportable.module, path, output_names=exportable.output_names,
+                  metadata=exportable.metadata(), **kw)

@@ -1,0 +1,3 @@
+"""Around MMEngine's Runner: ``runner.py`` (``RobustRunner``), ``mmengine_fixes.py`` (the fixes, their reasons,
+and the one call that installs them), ``hooks.py``, ``optimizers.py`` (layer-wise lr decay), ``checks.py``
+(a run's checkpoint and backbone checks)."""

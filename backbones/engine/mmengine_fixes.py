@@ -1,0 +1,170 @@
+"""The fixes this suite puts around MMEngine's Runner, and the one call that installs them.
+
+Importing ``backbones`` patches nothing. The fixes are installed when a ``RobustRunner`` is built: the
+runner every config of this repo names (``runner_type`` in ``configs/_base_/default_runtime.py``), so
+they apply through ``tools/train.py`` /
+``tools/test.py`` and through mmseg's / mmdet's own ``tools/train.py`` / ``tools/test.py`` alike. Code
+that builds its own Runner calls ``install_mmengine_fixes()`` (process-wide, idempotent) and
+``prepare_config(cfg)``. Each fix answers a trap of today's stack:
+
+| trap | fix |
+|---|---|
+| torch >= 2.6 loads with ``weights_only=True``; a Runner checkpoint pickles MMEngine's ``HistoryBuffer`` (via ``getattr``), so resume and test failed ("Unsupported global") | MMEngine's local checkpoint loader uses the full unpickler only for the run's own files (the work dir, the ``load_from`` / ``--resume`` file); anything else, pretrained weights included, is read with ``weights_only=True`` |
+| MMEngine writes checkpoints in place: a kill mid-write left a truncated file under the final name | the local file backend writes a temp file, fsyncs it and renames it over the target (``utils.atomic_write``) |
+| without a GPU, the ``pytorch`` / ``slurm`` launchers call ``torch.cuda.set_device`` and DDP gets ``device_ids=[rank]`` | the gloo process group is started before the Runner, DDP wraps with ``device_ids=None`` |
+| ``SyncBatchNorm`` refuses CPU tensors | configs keep SyncBN (right for multi-GPU); CPU runs switch it to BN and say so in the log |
+| two training runs started on the same work dir both ran to the end, one's checkpoints and config over the other's | a training run holds a lock on its work dir (``lock_work_dir``); a second one stops with an error naming the first |
+| ``Runner.scale_lr`` takes the real batch as world size x batch size and ignores ``accumulative_counts``: the classification recipe's 4096 (8 x 128 x 4 accumulation steps) counted as 1024, lr scaled down 4x | ``RobustRunner.scale_lr`` counts the accumulation steps |
+
+The other fixes are hooks (``backbones.engine.hooks.RNGStateHook``: exact resume) and the checks of
+``backbones.checks`` that the tools run.
+"""
+import fcntl
+import os
+import os.path as osp
+import time
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.fileio import io as mm_io
+from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.logging import print_log
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from backbones.utils.errors import UserInputError
+from backbones.utils.io import atomic_write
+
+# --------------------------------------------------------------------------------------------------
+# Loading and saving checkpoints
+# --------------------------------------------------------------------------------------------------
+_TRUSTED_FILES, _TRUSTED_DIRS = set(), set()
+
+
+def trust_run_checkpoints(work_dir=None, *files) -> None:
+    """Lets MMEngine's loader read the run's own checkpoints (under ``work_dir``, or ``files``) in full."""
+    if work_dir:
+        _TRUSTED_DIRS.add(osp.realpath(work_dir))
+    _TRUSTED_FILES.update(osp.realpath(f) for f in files if f)
+
+
+def is_trusted_checkpoint(path: str) -> bool:
+    real = osp.realpath(path)
+    return real in _TRUSTED_FILES or any(real.startswith(d + os.sep) for d in _TRUSTED_DIRS)
+
+
+def load_local_checkpoint(filename, map_location):
+    """MMEngine's local loader with torch's safe ``weights_only=True``, except for the run's own files.
+
+    A Runner checkpoint pickles MMEngine's ``HistoryBuffer`` (and, through its statistics methods,
+    ``getattr``), which the safe unpickler rejects; allow-listing ``getattr`` would open it to anything,
+    so only the files ``trust_run_checkpoints`` named are read in full.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return torch.load(filename, map_location=map_location, weights_only=not is_trusted_checkpoint(filename))
+
+
+class AtomicLocalBackend(LocalBackend):
+    """MMEngine's local file backend, but a write never leaves a partial file under the final name."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        atomic_write(str(filepath), lambda f: f.write(obj))
+
+    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        self.put(obj.encode(encoding), filepath)
+
+
+def install_mmengine_fixes() -> None:
+    """Installs the loader and the file backend above in MMEngine (process-wide; calling again is a no-op)."""
+    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+    # get_file_backend caches instances: drop local ones made before the swap
+    for key, backend in list(mm_io.backend_instances.items()):
+        if type(backend) is LocalBackend:
+            del mm_io.backend_instances[key]
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed and device set-up
+# --------------------------------------------------------------------------------------------------
+def setup_cpu_distributed(cfg) -> None:
+    """Without CUDA: start the gloo process group (torchrun or srun env) and wrap DDP without device ids."""
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return
+    if cfg.launcher == 'slurm':  # srun exports these; MASTER_ADDR/PORT come from tools/slurm_*.sh
+        os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+        os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+        os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def fallback_syncbn_on_cpu(cfg) -> int:
+    """Replaces ``SyncBN`` by ``BN`` in ``cfg.model`` when no GPU is visible; returns how many."""
+    if torch.cuda.is_available():
+        return 0
+    count = 0
+
+    def walk(node):
+        nonlocal count
+        if isinstance(node, dict):
+            if node.get('type') in ('SyncBN', 'MMSyncBN', 'TorchSyncBN'):
+                node['type'] = 'BN'
+                count += 1
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v)
+
+    walk(cfg.model)
+    if cfg.get('sync_bn'):
+        cfg.sync_bn = None
+        count += 1
+    if count:
+        print_log(f'no GPU: {count} SyncBN setting(s) in the config replaced by BN (SyncBN needs CUDA)',
+                  logger='current', level=30)
+    return count
+
+
+# --------------------------------------------------------------------------------------------------
+# One training run per work dir
+# --------------------------------------------------------------------------------------------------
+_LOCKS = {}  # work dir -> open lock file, held until the process ends (the kernel drops it on any exit)
+
+
+def lock_work_dir(work_dir: str) -> None:
+    """Takes the work dir's training lock (rank 0 only; again in the same process: a no-op).
+
+    A second training run on the same work dir would overwrite this one's checkpoints and config; it
+    gets a ``UserInputError`` naming the run holding the lock. ``flock`` dies with its process, so a
+    killed run leaves no stale lock.
+    """
+    if int(os.environ.get('RANK', '0')) != 0:
+        return
+    real = osp.realpath(work_dir)
+    if real in _LOCKS:
+        return
+    try:
+        os.makedirs(real, exist_ok=True)
+        f = open(osp.join(real, '.train.lock'), 'a+')
+    except OSError as e:
+        raise UserInputError(f'cannot write to the work dir {work_dir}: {e.strerror}') from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or 'another process'
+        f.close()
+        raise UserInputError(f'work dir {work_dir} is in use by another training run ({holder}); wait for it '
+                             'to end or pass another --work-dir') from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()} on {os.uname().nodename}, started {time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+    f.flush()
+    _LOCKS[real] = f

@@ -1,0 +1,276 @@
+"""Fast training and inference forms of the MetaNeXt block (BN / SyncBN norm, ``ConvMlp``) -- the same function.
+
+The plain block (``MetaNeXtBlock.forward``) computes ``x + drop_path(fc2(act(fc1(BN(mixer(x)))) * gamma))``
+with a pass over the map for every step: the mixer's split, its three depthwise convs on non-contiguous
+channel slices (cuDNN: layout copies in and out), the cat, BN's statistics and its normalising pass, the
+autocast casts, the shortcut add. The fast form computes the same values with the same parameters (same
+state dict) and the same BN running-statistics updates:
+
+- **BN folded into fc1, also in training.** The batch statistics are reduced once (mean and biased variance
+  per channel; over all ranks for SyncBN, see below) and fc1 runs with weight ``W * scale`` and bias
+  ``b + W @ shift`` (``scale = gamma_bn / sqrt(var + eps)``, ``shift = beta - mean * scale``): no normalising
+  pass and no normalised map kept for backward; gradients, also through the statistics, by autograd. The
+  running mean, the running (unbiased) variance and ``num_batches_tracked`` are updated as ``_BatchNorm``
+  does (momentum, or the cumulative average when momentum is None). Eval mode folds the running statistics.
+- **CUDA: the token mixer as one Triton kernel** (``triton_dwconv.inception_dw``, InceptionDWConv2d only):
+  it reads the channels-last input in place, writes the mixer output (identity channels copied, the three
+  depthwise branches computed) minus the BN running mean, in the dtype fc1 takes (fp16 / bf16 under
+  autocast: the cast is done there), and returns the batch statistics from the same pass (fp32, from the
+  unrounded values). Subtracting the running mean keeps the low-precision GEMM input accurate for channels
+  whose mean is large against their spread (folding shifts the input of fc1 by the mean otherwise). fc1 and
+  fc2 stay the plain block's 1x1 convs (on channels-last maps cuDNN runs them as GEMMs with the bias in the
+  epilogue and no layout transform; TF32 in fp32 as ``torch.backends.cudnn.allow_tf32`` says, as for the
+  plain block). The backward kernel computes the input, weight and bias gradients of the three branches and
+  the statistics' gradient terms in one pass.
+- **Shortcut:** added to fc2's output in one pass (``addcmul`` with the drop-path mask when it drops), in
+  fp32 under autocast without the plain block's separate cast pass.
+- **CPU (and CUDA for other mixers or maps the kernel does not take):** the plain token mixer (torch's
+  convs), then the fold, with fc1 / fc2 as the same 1x1 convs. Under autocast the mixer output is centred on
+  the running mean before fc1 (one pass, as BN's would be). By default ('auto') CPU takes it only in eval
+  mode (see ``AUTO``).
+
+Design notes (why two GEMMs over the identity and conv channels, fc1(x_id) + fc1(z), are not used):
+fc1 writes 4C channels per position; accumulating two GEMMs writes and reads that output once more, ~4x the
+bytes of copying the C input channels once, which the mixer kernel does while it reads them anyway. Adding
+the shortcut as fc2's GEMM accumulator (``addmm(x, h, W)``) would leave fc2's bias for one more pass (cuBLAS
+takes a bias epilogue or an accumulator, not both), and under autocast the accumulator would be fp16, not
+the fp32 stream; so the shortcut is added in the pass that adds the fc2 output to the stream instead.
+
+SyncBN: where ``nn.SyncBatchNorm`` would synchronise (training, a process group of more than one rank), the
+per-rank (count, mean, M2) are combined over the ranks with Chan's formula after one differentiable
+``all_reduce`` (``torch.distributed.nn.functional``; each rank writes its slot of a (world, 3, C) tensor):
+the global statistics and, by autograd, SyncBN's gradient. This also works on CPU (gloo), where
+``nn.SyncBatchNorm`` itself refuses CPU tensors.
+
+``install(model, mode)`` sets ``fast_mode`` on each qualifying block (the model's ``MetaNeXtBlock`` reads
+it: same parameters, buffers and state dict); ``uninstall(model)`` clears it (``switch_to_deploy`` does, the
+deploy form has its own kernels: ``onednn``). The block runs the fast form where ``plan(x)`` says it
+applies and otherwise the plain forward: not under ``torch.jit`` tracing / scripting (FLOP counters
+and exports see the plain ops); floating inputs of 4 dims; a BN norm (folded deploy blocks keep the plain
+form); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` says (CUDA; CPU in eval mode). It works
+eagerly, under ``torch.compile`` (the Triton kernels are ``torch.library.triton_op`` custom ops with
+autograd), under autocast, with ``with_cp`` (as the plain block, a recomputed forward updates the running
+statistics again) and in DDP.
+
+Modes: ``'auto'`` (default of ``InceptionNeXt(fast_path=...)``; the environment variable
+``INCEPTIONNEXT_FAST`` = 0 / 1 / auto, when set, decides for models left at 'auto'), ``True`` / ``'on'``,
+``False`` / ``'off'``.
+"""
+import os
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch.nn.modules.batchnorm import _BatchNorm
+
+ENV = 'INCEPTIONNEXT_FAST'
+# Devices where the Triton mixer runs (the tests add 'cpu', under Triton's interpreter).
+TRITON_DEVICES = {'cuda'}
+# Where mode 'auto' takes the fast form: 'all' (training and eval-mode BN) or 'eval' (only where BN uses its
+# running statistics). CPU: eval only -- in training torch's CPU var_mean is 3-10x slower than BN's own
+# statistics kernel and BN is ~3% of the CPU train step (the 1x1-conv GEMMs ~75%), so the fold does not pay
+# there; without batch statistics it drops BN's pass (measured on 2 cores). CUDA: the design above, not
+# measured yet (tools/analysis_tools/gpu_bench.sh times both forms).
+AUTO = {'cuda': 'all', 'cpu': 'eval'}
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_ALIASES = {'1': 'on', 'true': 'on', 'yes': 'on', 'on': 'on', '0': 'off', 'false': 'off', 'no': 'off',
+            'off': 'off', 'auto': 'auto', '': 'auto'}
+
+
+def resolve_mode(mode: Union[str, bool, None] = 'auto') -> str:
+    """'on' / 'off' / 'auto' for a ``fast_path`` argument; 'auto' (or None) defers to $INCEPTIONNEXT_FAST."""
+    if mode is None:
+        mode = 'auto'
+    if isinstance(mode, bool):
+        return 'on' if mode else 'off'
+    name = _ALIASES.get(str(mode).strip().lower())
+    if name is None:
+        raise ValueError(f"fast_path must be 'auto', True or False (or 'on' / 'off'), got {mode!r}")
+    if name == 'auto':
+        env = os.environ.get(ENV)
+        if env is not None:
+            name = _ALIASES.get(env.strip().lower())
+            if name is None:
+                raise ValueError(f'{ENV}={env!r}: use 0, 1 or auto')
+    return name
+
+
+def _triton():
+    """The Triton kernels, imported on first use (only where the CUDA path is taken)."""
+    from backbones.models.ops import triton_dwconv
+    return triton_dwconv
+
+
+def _is_block(m: nn.Module) -> bool:
+    return hasattr(type(m), 'fast_mode')  # the model's MetaNeXtBlock declares the flag
+
+
+def _is_inception_mixer(mixer: nn.Module) -> bool:
+    """The Inception depthwise mixer: identity | square | 1xb band | bx1 band channel groups."""
+    return all(hasattr(mixer, a) for a in ('dwconv_hw', 'dwconv_w', 'dwconv_h', 'split_sizes'))
+
+
+def qualifies(block: nn.Module) -> bool:
+    """Whether ``block`` is a plain MetaNeXt block of the form the fast path computes: a BatchNorm / SyncBN
+    norm and a 1x1-conv MLP on channels-first maps (any token mixer)."""
+    if not _is_block(block) or not isinstance(block.norm, _BatchNorm):
+        return False
+    mlp = block.mlp
+    if getattr(mlp, 'channels_last', True) or not isinstance(block.drop_path, (DropPath, nn.Identity)):
+        return False
+    return all(isinstance(c, nn.Conv2d) and c.kernel_size == (1, 1) and c.stride == (1, 1) and c.groups == 1
+               and c.padding == (0, 0) and c.dilation == (1, 1) and c.bias is not None for c in (mlp.fc1, mlp.fc2))
+
+
+def install(model: nn.Module, mode: Union[str, bool, None] = 'auto') -> str:
+    """Swaps the fast form into every qualifying block of ``model`` (mode 'on' / 'auto'), or the plain form
+    back (mode 'off'); returns the resolved mode."""
+    mode = resolve_mode(mode)
+    uninstall(model)
+    if mode != 'off':
+        for m in model.modules():
+            if qualifies(m):
+                m.fast_mode = mode
+    return mode
+
+
+def uninstall(model: nn.Module) -> None:
+    """Clears the blocks' ``fast_mode`` (the class default, None: the plain forward)."""
+    for m in model.modules():
+        if 'fast_mode' in m.__dict__:
+            del m.fast_mode
+
+
+# --------------------------------------------------------------------------------------------------
+def _bn_training(bn: _BatchNorm) -> bool:
+    return bn.training or (bn.running_mean is None and bn.running_var is None)
+
+
+def _sync_group(bn: _BatchNorm, bn_training: bool):
+    """The process group SyncBN would synchronise over here, or None (as ``nn.SyncBatchNorm.forward``)."""
+    if not (isinstance(bn, nn.SyncBatchNorm) and bn_training and bn.training):
+        return None
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    group = bn.process_group or dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
+
+
+def plan(block: nn.Module, x: torch.Tensor) -> Optional[str]:
+    """'triton' (the mixer kernel), 'torch' (torch's mixer) or None (the plain forward) for input ``x``."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return None
+    bn = block.norm
+    if not isinstance(bn, _BatchNorm) or x.dim() != 4 or x.dtype not in _FLOATS:
+        return None
+    dev, bn_training = x.device.type, _bn_training(bn)
+    if block.fast_mode != 'on' and AUTO.get(dev) != 'all' and not (AUTO.get(dev) == 'eval' and not bn_training):
+        return None
+    if bn_training and x.shape[0] * x.shape[2] * x.shape[3] <= 1 and _sync_group(bn, True) is None:
+        return None  # the plain BN raises its error (one value per channel)
+    mixer = block.token_mixer
+    if (dev in TRITON_DEVICES and _is_inception_mixer(mixer) and x.dtype != torch.float64
+            and all(c.bias is not None for c in (mixer.dwconv_hw, mixer.dwconv_w, mixer.dwconv_h))
+            and mixer.dwconv_hw.kernel_size[0] == mixer.dwconv_hw.kernel_size[1]
+            and _triton().supported(x, mixer.dwconv_hw.kernel_size[0], mixer.dwconv_w.kernel_size[1])):
+        return 'triton'
+    return 'torch'
+
+
+def _sync_stats(mean: torch.Tensor, var: torch.Tensor, count: int, group):
+    """Global (mean, biased var, count) over the ranks of ``group``: Chan's combination of every rank's
+    (count, mean, M2), gathered by one differentiable all_reduce (each rank fills its own slot)."""
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_reduce
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    local = torch.stack([torch.full_like(mean, float(count)), mean, var * count])
+    slots = torch.stack([local if r == rank else torch.zeros_like(local) for r in range(world)])
+    n, mu, m2 = all_reduce(slots, group=group).unbind(1)  # (world, C) each
+    total = n.sum(0)
+    mean_g = (n * mu).sum(0) / total
+    var_g = (m2.sum(0) + (n * (mu - mean_g) ** 2).sum(0)) / total
+    return mean_g, var_g, total
+
+
+@torch.no_grad()
+def _update_running_stats(bn: _BatchNorm, mean: torch.Tensor, var: torch.Tensor, count) -> None:
+    """``_BatchNorm.forward``'s bookkeeping and ``F.batch_norm``'s running-statistics update (unbiased var)."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.running_mean is not None:
+        rm, rv = bn.running_mean, bn.running_var
+        rm.copy_(mean.to(rm.dtype) * factor + rm * (1 - factor))
+        rv.copy_((var * (count / (count - 1))).to(rv.dtype) * factor + rv * (1 - factor))
+
+
+def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
+    """The block's function (see the module docstring); ``how``: 'triton' or 'torch' (``plan``)."""
+    bn, mlp, mixer = block.norm, block.mlp, block.token_mixer
+    dev = x.device.type
+    lowp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+    bn_training = _bn_training(bn)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # statistics and fold: fp32 at least
+    # The running mean (a copy: it is updated in place below, and saved for backward) centres fc1's input.
+    center = bn.running_mean.detach().to(acc).clone() if bn.running_mean is not None else None
+    # ---- token mixer and batch statistics
+    if how == 'triton':
+        x = x.contiguous(memory_format=torch.channels_last)
+        if center is None:
+            center = x.new_zeros(x.shape[1], dtype=torch.float32)
+        t, mean, var = _triton().inception_dw(
+            x, mixer.dwconv_hw.weight, mixer.dwconv_hw.bias, mixer.dwconv_w.weight, mixer.dwconv_w.bias,
+            mixer.dwconv_h.weight, mixer.dwconv_h.bias, center, lowp or x.dtype, bn_training)
+    else:
+        t = mixer(x)
+        if bn_training:
+            var, mean = torch.var_mean(t if t.dtype in (torch.float32, torch.float64) else t.float(),
+                                       dim=(0, 2, 3), unbiased=False)
+        if center is not None and (lowp is not None or t.dtype in (torch.float16, torch.bfloat16)):
+            t = t - center.to(t.dtype).view(1, -1, 1, 1)  # before the low-precision GEMM rounds it
+        else:
+            center = None
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    if bn_training:
+        group = _sync_group(bn, bn_training)
+        if group is not None:
+            mean, var, count = _sync_stats(mean, var, count, group)
+        _update_running_stats(bn, mean, var, count)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    # ---- BN folded into fc1, layer scale into fc2 (fp32, as the parameters)
+    fc1, fc2, gamma = mlp.fc1, mlp.fc2, block.gamma
+    with torch.autocast(dev, enabled=False):
+        scale = torch.rsqrt(var.to(acc) + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = (center - mean) * scale if center is not None else -mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        w1 = fc1.weight.flatten(1)
+        w1f = (w1 * scale).to(w1.dtype)
+        b1f = torch.addmv(fc1.bias, w1, shift.to(w1.dtype))
+        w2f, b2f = fc2.weight.flatten(1), fc2.bias
+        if gamma is not None:
+            w2f, b2f = w2f * gamma.view(-1, 1), b2f * gamma
+    # ---- the MLP: the plain block's 1x1 convs (channels-last: GEMMs without layout transforms; TF32 as there)
+    h = mlp.act(F.conv2d(t, w1f.view(*w1f.shape, 1, 1), b1f))
+    y = F.conv2d(h, w2f.view(*w2f.shape, 1, 1), b2f)
+    n = x.shape[0]
+    # ---- drop path and shortcut; dtypes as the plain block's (ConvMlp promotes to the layer scale's dtype)
+    ref_dtype = torch.promote_types(y.dtype, gamma.dtype) if gamma is not None else y.dtype
+    out_dtype = torch.promote_types(x.dtype, ref_dtype)
+    dp = block.drop_path
+    if isinstance(dp, DropPath) and dp.training and dp.drop_prob > 0:
+        keep = 1 - dp.drop_prob  # timm's drop_path: the same draw from the same generator
+        mask = y.new_empty((n, 1, 1, 1), dtype=ref_dtype).bernoulli_(keep)
+        if keep > 0 and dp.scale_by_keep:
+            mask.div_(keep)
+        return torch.addcmul(x, y, mask).to(out_dtype)
+    if y.dtype == out_dtype:
+        return y.add_(x)  # neither fc2 nor the drop path keeps its output for backward
+    return torch.add(x, y if torch.promote_types(x.dtype, y.dtype) == out_dtype else y.to(ref_dtype))

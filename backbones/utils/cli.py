@@ -1,0 +1,41 @@
+"""What the command-line tools share: reading a config, the common options, building the runner, and the
+one error path (``run_cli``: any ``UserInputError`` becomes one ``error: ...`` line and exit 2)."""
+import argparse
+import errno
+import sys
+
+from backbones.utils.errors import UserInputError
+
+
+def add_common_args(parser) -> None:
+    from mmengine.config import DictAction
+    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                        help='override config keys, e.g. train_dataloader.batch_size=4 (keys must exist)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='none: one process; pytorch: under torchrun (tools/dist_*.sh); slurm: under srun')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+
+
+# Writes that fail for reasons of the machine, not of the code: a full disk, a quota, a read-only or
+# forbidden folder. They end the tool with one line too (checkpoints are written atomically, so the last
+# complete one is still there).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def run_cli(main) -> None:
+    """Runs ``main()``; bad input (any ``UserInputError``) and failed writes (full disk, read-only
+    folder) exit 2 with one line, no traceback."""
+    try:
+        sys.exit(main())
+    except UserInputError as e:
+        # Raised in a dataloader worker, the message carries the worker's traceback: keep its last line.
+        print(f'error: {str(e).strip().splitlines()[-1]}', file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        where = f' {e.filename}' if e.filename else ''
+        print(f'error: cannot write{where}: {e.strerror} (the last complete checkpoint, if any, is intact)',
+              file=sys.stderr)
+        sys.exit(2)

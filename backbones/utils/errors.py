@@ -1,0 +1,25 @@
+"""The one error hierarchy of the suite.
+
+Every error a user can cause with a command-line argument, a config, a data set or a checkpoint is a
+``UserInputError``; ``backbones.utils.cli.run_cli`` turns any of them into one ``error: ...`` line and exit 2.
+Library functions raise these, they never exit.
+"""
+
+
+class UserInputError(RuntimeError):
+    """Bad input from the command line, a config, a data set or a file: the message names it."""
+
+
+class CheckpointError(UserInputError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+class DatasetError(UserInputError, ValueError):
+    """A data set (folder, annotation file, image) that cannot be used as configured.
+
+    Also a ``ValueError``: MMEngine's dataset builders and older callers catch that.
+    """
+
+
+class AnnotationError(DatasetError):
+    """An annotation (segmentation map, COCO entry) that does not fit its image or the classes."""

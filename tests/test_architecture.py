@@ -1,0 +1,128 @@
+"""The package's shape: layers whose imports run one way, no import circle, Triton only on the CUDA fast path.
+
+Layers (``backbones/__init__.py`` says what each holds): ``utils`` < ``models`` < ``engine``, ``datasets`` <
+``apis``, ``analysis``, ``deploy``. A module may import its own folder and the layers below; of the top layer,
+``analysis`` may use ``apis`` (models from configs) and ``deploy`` (ONNX Runtime rows), ``deploy`` may use
+``apis``. Imports inside
+functions count too: a lazy import is still an arrow.
+"""
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+PKG = os.path.join(REPO, 'backbones')
+LAYER = {'utils': 0, 'models': 1, 'engine': 2, 'datasets': 2, 'apis': 3, 'analysis': 3, 'deploy': 3}
+ALSO = {('analysis', 'apis'), ('analysis', 'deploy'), ('deploy', 'apis')}  # same-layer arrows allowed (one way)
+
+
+def _modules():
+    out = {}
+    for dirpath, _, files in os.walk(PKG):
+        for f in files:
+            if f.endswith('.py'):
+                path = os.path.join(dirpath, f)
+                rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, '.')
+                out[rel[:-len('.__init__')] if rel.endswith('.__init__') else rel] = path
+    return out
+
+
+def _imports(path, modules):
+    """The ``backbones.*`` modules a file imports, anywhere in it (``from backbones.x import y`` counts as
+    ``backbones.x.y`` when that is a module)."""
+    found = set()
+    for node in ast.walk(ast.parse(open(path, encoding='utf-8').read())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module + '.' + a.name for a in node.names]
+            found.update(n for n in names if n in modules)
+            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            found.add('<relative>')
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m == '<relative>' or m.split('.')[0] in ('backbones', 'train_cls')}
+
+
+def _graph():
+    modules = _modules()
+    return modules, {m: _imports(p, modules) for m, p in modules.items()}
+
+
+def _wing(module: str):
+    parts = module.split('.')
+    return parts[1] if len(parts) > 1 and parts[1] in LAYER else None
+
+
+def test_imports_run_one_way():
+    modules, graph = _graph()
+    bad = []
+    for mod, deps in graph.items():
+        src = _wing(mod)
+        for dep in deps:
+            if dep == '<relative>':
+                bad.append(f'{mod}: relative import (write backbones.<wing>...)')
+            elif dep.startswith('train_cls'):
+                bad.append(f'{mod} -> {dep}: the library never imports its consumer train_cls')
+            elif src is not None and dep != 'backbones':
+                dst = _wing(dep)
+                if dst is None:
+                    bad.append(f'{mod} -> {dep}: a wing imports the package root')
+                elif dst != src and LAYER[dst] >= LAYER[src] and (src, dst) not in ALSO:
+                    bad.append(f'{mod} -> {dep}: {src} (layer {LAYER[src]}) may not import {dst} (layer {LAYER[dst]})')
+    assert not bad, '\n'.join(bad)
+    assert set(LAYER) == {d for d in os.listdir(PKG) if os.path.isfile(os.path.join(PKG, d, '__init__.py'))}
+
+
+def _edges(modules, graph):
+    return {m: {d for d in deps if d in modules and d != m and d != 'backbones'} for m, deps in graph.items()}
+
+
+def _cycles(edges):
+    """Every back edge of a depth-first walk, as the circle it closes."""
+    state, cycles = {}, []
+
+    def visit(m, stack):
+        state[m] = 'open'
+        for d in sorted(edges[m]):
+            if state.get(d) == 'open':
+                cycles.append(' -> '.join(stack[stack.index(d):] + [d]))
+            elif d not in state:
+                visit(d, stack + [d])
+        state[m] = 'done'
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m, [m])
+    return cycles
+
+
+def test_no_import_circle():
+    modules, graph = _graph()
+    cycles = _cycles(_edges(modules, graph))
+    assert not cycles, '\n'.join(cycles)
+
+
+def test_the_checks_find_what_they_look_for():
+    """Controls: a kernel module importing the model closes a circle, and is an arrow up the layers when it
+    points from models to engine."""
+    modules, graph = _graph()
+    graph['backbones.models.ops.fast_block'].add('backbones.models.inceptionnext')
+    assert any('fast_block' in c for c in _cycles(_edges(modules, graph)))
+    graph['backbones.models.weights'].add('backbones.engine.hooks')
+    assert _wing('backbones.engine.hooks') == 'engine' and LAYER['engine'] > LAYER['models']
+
+
+@pytest.mark.parametrize('fast_path', [False, True])
+def test_triton_is_imported_only_on_the_cuda_fast_path(fast_path):
+    """Building and running a model on CPU (plain or fast form) imports no Triton and registers no custom op."""
+    code = ('import sys, torch; from backbones import InceptionNeXt; '
+            f'm = InceptionNeXt("atto", fast_path={fast_path}); m.eval()(torch.randn(1, 3, 32, 32)); '
+            'm.train()(torch.randn(2, 3, 32, 32)); '
+            'print(sorted(k for k in sys.modules if k == "triton" or k.endswith("triton_dwconv")))')
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == '[]'

@@ -1,0 +1,1 @@
+../malloc_env.py
