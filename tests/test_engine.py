@@ -1,4 +1,4 @@
-"""Unit tests of backbones/runtime.py, checks.py and optim.py (the pieces the tools put around MMEngine)."""
+"""Unit tests of backbones/engine/ (mmengine_fixes.py, checks.py, optimizers.py) and utils/config.py (the pieces the tools put around MMEngine)."""
 import os
 
 import pytest
@@ -20,12 +20,12 @@ def test_importing_backbones_patches_nothing():
     code = ('import backbones; from mmengine.fileio import get_file_backend; '
             'from mmengine.runner.checkpoint import CheckpointLoader as L; '
             'print(type(get_file_backend("x.pth")).__name__, L._schemes[""].__module__); '
-            'from backbones.runtime import install_mmengine_fixes as f; f(); '
+            'from backbones.engine.mmengine_fixes import install_mmengine_fixes as f; f(); '
             'print(type(get_file_backend("x.pth")).__name__, L._schemes[""].__module__)')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split('\n')[:2] == ['LocalBackend mmengine.runner.checkpoint',
-                                        'AtomicLocalBackend backbones.runtime']
+                                        'AtomicLocalBackend backbones.engine.mmengine_fixes']
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
