@@ -1,6 +1,6 @@
-"""README.md and docs/*.md: the first code block holds the two commands a new user runs (the second is what CI
-runs, .ci/run), every relative link points at an existing file and heading, and every repository path or config
-name the pages give exists (tools moved folders once; a stale path is a command that fails)."""
+"""README.md and docs/*.md: the first code block holds the two commands a new user runs (the second is what
+CI runs, .ci/run), every relative link points at an existing file and heading, and every repository path or
+config name the pages give exists (a stale path is a command that fails)."""
 import glob
 import itertools
 import os.path as osp
@@ -9,6 +9,7 @@ import re
 from .conftest import REPO
 
 PAGES = [osp.join(REPO, 'README.md')] + sorted(glob.glob(osp.join(REPO, 'docs', '*.md')))
+PATH_RE = r'(?<![\w/.])((?:tools|configs|backbones|tests|train_cls|docs|\.ci)/[\w./{},*\-]*[\w}*])'
 FIRST_COMMANDS = ['bash tools/setup_env.sh && bash tools/main_job.sh',
                   'bash tools/setup_env.sh && .venv/bin/python -m pytest']
 
@@ -53,8 +54,7 @@ def missing_paths(pages, root=REPO):
     bad = []
     for page in pages:
         text = _read(page)
-        named = re.findall(r'(?<![\w/.])((?:tools|configs|backbones|tests|train_cls|docs|\.ci)/[\w./{},*\-]*[\w}*])',
-                           text)
+        named = re.findall(PATH_RE, text)
         configs = [f'configs/{c}' for c in re.findall(r'`([\w\-{},]+\.py)`', text)
                    if re.match(r'(upernet|fpn|mask-rcnn|cascade|retinanet|inceptionnext-|convnext-)', c)]
         for p in set(named + configs):
