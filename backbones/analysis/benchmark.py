@@ -14,7 +14,7 @@ plain ``ours_<arch>`` is the default, 'auto'), ``timm:<name>`` (built by timm, r
 with ``+compile`` appended (torch.compile,
 inductor, with ``freezing``: inference graphs get constant weights and convs fused with the pointwise ops
 after them; the compile time falls in the warm-up), any of ours with ``ort:`` in front (ONNX Runtime on CPU,
-inference only: the model exported by backbones/export_onnx.py at the timed shape, in the warm-up; ``--ort``
+inference only: the model exported by backbones/deploy/onnx.py at the timed shape, in the warm-up; ``--ort``
 adds these rows for our models, in seg mode ``ort:upernet_ours_tiny``). Arches include the paper's ablation
 rows as released (``convnext_tiny``, ``convnext_tiny_k5``, ``convnext_tiny_k3``, ``convnext_tiny_k3_par1_8``
 ...) and the BN variants of the same sizes (``metanext_bn_tiny_k7`` ...).

@@ -221,7 +221,7 @@ class Exportable:
         return bool(getattr(self.module, 'argmax', False))
 
     def metadata(self) -> Dict[str, str]:
-        """ONNX metadata: enough to preprocess an image without the config (see README): the input is
+        """ONNX metadata: enough to preprocess an image without the config (see docs/export.md): the input is
         (image[channel_order] - mean) / std, on 0..255 values."""
         return {'inceptionnext.kind': self.kind, 'inceptionnext.source': self.source,
                 'mean': ','.join(map(str, self.mean)), 'std': ','.join(map(str, self.std)),

@@ -657,7 +657,7 @@ class InceptionNeXt(BaseModule):
         return {0: 1, 1: 2, 2: 3 + block // 3}.get(stage, num_layers), total
 
     def init_weights(self) -> None:
-        """Loads ``init_cfg`` Pretrained weights strictly (see ``backbones.weights``); else mmengine's init."""
+        """Loads ``init_cfg`` Pretrained weights strictly (``models.weights``); else mmengine's init."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             from backbones.models.inceptionnext import load_backbone_weights

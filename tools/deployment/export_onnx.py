@@ -9,7 +9,7 @@
 CONFIG: a classification (train_cls) or segmentation (mmseg) config, or ``backbone:<arch>`` (InceptionNeXt,
 all four stages, no config); ``--backbone`` exports only a config's backbone (also of an mmdet config; whole
 detectors are not supported). The input is a normalised image batch (N, 3, H, W), float32; the file's
-metadata holds the channel order and mean/std (see README "Export to ONNX"). Segmentors run mmseg's
+metadata holds the channel order and mean/std (see docs/export.md). Segmentors run mmseg's
 whole-image inference (no slide inference) and return logits or labels at the input's size.
 ``--check`` runs the file in ONNX Runtime (CPU) on random inputs of the export size and, for a dynamic file,
 of two other sizes, and fails (exit 2) when it differs from torch by more than 1e-4 of the output's scale.

@@ -3,9 +3,10 @@
     python tools/misc/check_data.py CONFIG [--splits train val test] [--labels sample|all|none] [--cfg-options k=v ...]
     python tools/misc/check_data.py --coco ANN_FILE [--img-dir DIR] [--classes A B ...] [--train] [--masks]
 
-Segmentation sets (backbones/seg_checks.py): pairing, empty / truncated files, channels, sizes, 16-bit values,
-label range (a sample per set by default, ``--labels all`` decodes every annotation), head classes. COCO sets
-(backbones/coco_checks.py): ids, categories, boxes, polygons, RLEs, image headers and sizes, head classes.
+Segmentation sets (backbones/datasets/checks/segmentation.py): pairing, empty / truncated files, channels,
+sizes, 16-bit values, label range (a sample per set by default, ``--labels all`` decodes every annotation),
+head classes. COCO sets (backbones/datasets/checks/coco.py): ids, categories, boxes, polygons, RLEs, image
+headers and sizes, head classes. What each check catches and costs: docs/data_checks.md.
 Prints what was checked; bad data: one ``error:`` line naming the file / key / value, exit 2.
 """
 import argparse

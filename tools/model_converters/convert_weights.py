@@ -12,10 +12,10 @@
     python tools/model_converters/convert_weights.py convnext_tiny_k3_par1_8_1k_224_ema.pth k3_par1_8.pth --arch convnext_tiny_k3_par1_8
 
 Layouts: InceptionNeXt official / timm, ConvNeXt official (with or without the "model" wrapper) and timm's
-ConvNeXt (detected from the keys; see backbones/weights.py). Input wrappers (``state_dict`` / ``model`` /
-``module.``) are stripped; unknown keys, shape mismatches and unreadable files are errors that name the
-problem, the layout detected, what the file holds and which arches fit it. The output is a plain tensor
-dict, readable with torch.load(weights_only=True).
+ConvNeXt (detected from the keys; see backbones/models/weights.py). Input wrappers (``state_dict`` / ``model``
+/ ``module.``) are stripped; unknown keys, shape mismatches and unreadable files are errors that name the
+problem, the layout detected, what the file holds and which arches fit it. The output is a plain tensor dict,
+readable with torch.load(weights_only=True).
 """
 import argparse
 

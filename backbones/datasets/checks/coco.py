@@ -37,8 +37,7 @@ mmdet's documented handling, reported in the log
 Wiring: ``tools/train.py`` and ``tools/test.py`` call ``check_coco_datasets(cfg, splits)`` next to
 ``check_data_folders``. Standalone:
     python -m backbones.datasets.checks.coco ANN_FILE [--img-dir DIR] [--classes ...] [--train] [--masks]
-Cost: one ``json.load`` per file and one image header per image; measured figures in the README (data
-checks).
+Cost: one ``json.load`` per file and one image header per image; measured figures in docs/data_checks.md.
 """
 import json
 import os.path as osp
