@@ -44,16 +44,6 @@ def check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader', 'test_
                     raise UserInputError(f'data path not found: {path} ({where}.{name})')
 
 
-def _first(items, n: int = 3) -> str:
-    items = list(items)
-    return '; '.join(str(i) for i in items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
-
-
-def _last_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[-1] if text else ''
-
-
 def _warn(msg: str) -> None:
     print_log(msg, logger='current', level=logging.WARNING)
 
