@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from backbones.datasets.synthetic.ade import SHAPES, draw_scene
+from backbones.utils.errors import BadValueError
 
 SPLITS = ('train2017', 'val2017')
 
@@ -43,7 +44,7 @@ def write_coco(root: str, num_train: int = 200, num_val: int = 50, size=(160, 12
                max_objects: int = 4, seed: int = 0) -> dict:
     """Writes the COCO-layout dataset under ``root``; returns its meta (class names, image/object counts)."""
     if not 1 <= num_classes <= len(SHAPES):
-        raise ValueError(f'num_classes must be 1..{len(SHAPES)} (the shape kinds {SHAPES}), '
+        raise BadValueError(f'num_classes must be 1..{len(SHAPES)} (the shape kinds {SHAPES}), '
                          f'got {num_classes}')
     w, h = size
     rng = np.random.default_rng(seed)
