@@ -1,8 +1,9 @@
 # Shared by every task. The task's dataset base sets default_scope (mmseg / mmdet / train_cls) and its
 # visualizer (scalars to JSON and TensorBoard); the schedule sets the loop, the optimizer and default_hooks.
 custom_imports = dict(imports=['backbones'], allow_failed_imports=False)
-# The Runner with this suite's fixes around MMEngine (backbones/runtime.py: trusted checkpoint loading,
-# atomic writes, CPU distributed set-up, SyncBN on CPU); also what mmseg's / mmdet's own tools/train.py build.
+# The Runner with this suite's fixes around MMEngine (backbones/engine/mmengine_fixes.py: trusted
+# checkpoint loading, atomic writes, CPU distributed set-up, SyncBN on CPU); also what mmseg's / mmdet's own
+# tools/train.py build.
 runner_type = 'RobustRunner'
 env_cfg = dict(
     cudnn_benchmark=True,
@@ -13,6 +14,8 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0)
-# Exact resume: every rank's RNG states go into the checkpoint (backbones/hooks.py); the MMEngine fixes
-# before a run loads a checkpoint, whichever tool built the Runner (backbones/runtime.py).
+# Exact resume: every rank's RNG states go into the checkpoint (backbones/engine/hooks.py); the MMEngine
+# fixes before a run loads a checkpoint, whichever tool built the Runner (backbones/engine/mmengine_fixes.py).
+# A leaf adds hooks of its own to these with `custom_hooks = _base_.custom_hooks + [dict(type=...)]` (a list
+# of its own replaces them).
 custom_hooks = [dict(type='RNGStateHook'), dict(type='MMEngineFixesHook')]
