@@ -47,7 +47,7 @@ from typing import Optional, Sequence
 
 from mmengine.logging import print_log
 
-from backbones.datasets.checks.common import classes_source, head_num_classes, iter_datasets
+from backbones.datasets.checks.common import classes_source, head_num_classes, iter_datasets, standalone_use
 from backbones.datasets.checks.images import (
     honours_exif,
     image_loader_args,
@@ -351,7 +351,4 @@ def check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test
 
 
 if __name__ == '__main__':  # (an earlier layout documented python -m on the check modules)
-    import sys
-    print('error: the data checks run from the command line as: python tools/misc/check_data.py CONFIG '
-          '(or --coco ANN_FILE)', file=sys.stderr)
-    sys.exit(2)
+    standalone_use()

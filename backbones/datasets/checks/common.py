@@ -72,3 +72,11 @@ def classes_source(ds: dict, where: str, dataset_type: str) -> str:
     if (ds.get('metainfo') or {}).get('classes') is not None:
         return f'{where}.metainfo.classes'
     return f'{dataset_type}.METAINFO'
+
+
+def standalone_use() -> None:
+    """``python -m`` on a check module: says where the command line is (one error line, exit 2)."""
+    import sys
+    print('error: the data checks run from the command line as: python tools/misc/check_data.py CONFIG '
+          '(or --coco ANN_FILE)', file=sys.stderr)
+    sys.exit(2)

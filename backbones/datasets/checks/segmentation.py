@@ -46,6 +46,7 @@ from backbones.datasets.checks.common import (
     classes_source,
     head_num_classes,
     iter_datasets,
+    standalone_use,
 )
 from backbones.datasets.checks.images import (
     decoded_size,
@@ -286,7 +287,4 @@ def check_seg_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test_
 
 
 if __name__ == '__main__':  # (an earlier layout documented python -m on the check modules)
-    import sys
-    print('error: the data checks run from the command line as: python tools/misc/check_data.py CONFIG '
-          '(or --coco ANN_FILE)', file=sys.stderr)
-    sys.exit(2)
+    standalone_use()
