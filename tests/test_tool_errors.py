@@ -122,7 +122,8 @@ IN_PROCESS = {
     ],
     'model_converters/convert_weights.py': [
         (['{tmp}/missing.pth', '{tmp}/out.pth'], 'missing.pth'),
-        (['{tmp}/garbage.pth', '{tmp}/out.pth'], 'cannot read checkpoint {tmp}/garbage.pth: truncated or corrupt'),
+        (['{tmp}/garbage.pth', '{tmp}/out.pth'],
+         'cannot read checkpoint {tmp}/garbage.pth: truncated or corrupt'),
         (['{tmp}/atto.pth', '{tmp}/out.pth', '--arch', 'nope'], "'nope'"),
         (['{tmp}/atto.pth', '{tmp}/empty'], 'empty'),
     ],
@@ -147,8 +148,10 @@ LIGHT = {'dist_run.py': [
 SUBPROCESS = {
     'dist_train.sh': [([], 'CONFIG and GPUS'), (['cfg.py', 'two'], "GPUS must be a positive number"),
                       (['nope.py', '1'], 'config file not found: nope.py')],
-    'dist_test.sh': [([], 'CONFIG, CHECKPOINT and GPUS'), (['cfg.py', 'x.pth', '0'], 'GPUS must be a positive')],
-    'slurm_train.sh': [([], 'PARTITION, JOB_NAME and CONFIG'), (['p', 'job', 'nope.py'], 'config file not found')],
+    'dist_test.sh': [([], 'CONFIG, CHECKPOINT and GPUS'),
+                     (['cfg.py', 'x.pth', '0'], 'GPUS must be a positive')],
+    'slurm_train.sh': [([], 'PARTITION, JOB_NAME and CONFIG'),
+                       (['p', 'job', 'nope.py'], 'config file not found')],
     'slurm_test.sh': [([], 'PARTITION, JOB_NAME, CONFIG and CHECKPOINT')],
     'main_job.sh': [(['--iters', '10'], 'takes no arguments')],
     'analysis_tools/gpu_bench.sh': [(['--bogus'], "unknown argument '--bogus'")],
@@ -240,7 +243,8 @@ def test_every_tool_has_cases():
     files = set(tool_files())
     assert files - covered == set(), f'tools without bad-argument cases here: {sorted(files - covered)}'
     assert covered - files == set(), f'cases for tools that do not exist: {sorted(covered - files)}'
-    assert all(t.endswith('.py') for t in [*IN_PROCESS, *LIGHT]) and all(t.endswith('.sh') for t in SUBPROCESS)
+    assert all(t.endswith('.py') for t in [*IN_PROCESS, *LIGHT])
+    assert all(t.endswith('.sh') for t in SUBPROCESS)
 
 
 @pytest.mark.parametrize('rel', sorted([*IN_PROCESS, *LIGHT]))
@@ -248,7 +252,8 @@ def test_python_tools_end_in_run_cli(rel):
     """The ``__main__`` block of each Python tool hands its ``main`` to ``run_cli`` (``sys.exit`` for the
     LIGHT ones): what the in-process cases run."""
     tree = ast.parse(open(osp.join(TOOLS, rel)).read())
-    main_blocks = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "__name__ == '__main__'"]
+    main_blocks = [n for n in tree.body
+                   if isinstance(n, ast.If) and ast.unparse(n.test) == "__name__ == '__main__'"]
     want = 'sys.exit(main())' if rel in LIGHT else 'run_cli(main)'
     assert main_blocks and ast.unparse(main_blocks[-1].body[-1]) == want, rel
 

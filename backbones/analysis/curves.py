@@ -28,7 +28,7 @@ def read_scalars(work_dir: str):
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                if i == len(lines) - 1:  # a run still writing (or killed mid-write) leaves a partial last line
+                if i == len(lines) - 1:  # a run still writing (or killed mid-write): a partial last line
                     continue
                 raise UserInputError(f'{path}:{i + 1}: not a JSON record ({e.msg})') from None
             if not isinstance(rec, dict) or 'step' not in rec:

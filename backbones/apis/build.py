@@ -70,9 +70,9 @@ def classifier(arch: str, num_classes: int = 1000) -> torch.nn.Module:
 
 
 def check_weights_fit(arch: str, weights) -> None:
-    """``weights`` (any layout ``weights.identify`` knows) load strictly into ``arch``'s backbone, and into its
-    classifier head when they have one; the errors name the layout, what the file holds and the arches that
-    fit it."""
+    """``weights`` (any layout ``weights.identify`` knows) load strictly into ``arch``'s backbone, and into
+    its classifier head when they have one; the errors name the layout, what the file holds and the arches
+    that fit it."""
     from backbones.models.inceptionnext import InceptionNeXt, MlpHead, explain, load_backbone_weights
     from backbones.models.weights import identify, state_dict_mismatch
     layout, sd = identify(weights)

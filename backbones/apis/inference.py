@@ -98,7 +98,7 @@ def detect(image: str, config: str, checkpoint: str, out: Optional[str] = None, 
         fallback_syncbn_on_cpu(cfg)
     cfg.model.backbone.init_cfg = None  # the checkpoint holds the backbone too
     model = init_detector(cfg, checkpoint, palette='none', device=device)
-    check_checkpoint_fits(model, {'state_dict': unwrap_state_dict(ckpt)}, checkpoint)  # init_detector only warns
+    check_checkpoint_fits(model, {'state_dict': unwrap_state_dict(ckpt)}, checkpoint)  # mmdet's only warns
     model.dataset_meta = _dataset_meta(ckpt, cfg, 'mmdet')
     model.dataset_meta.setdefault('palette', 'random')
 
