@@ -1,4 +1,4 @@
-"""The GPU comparison of issue #16 in one command: ``tools/analysis_tools/gpu_bench.sh`` runs the sections of this module.
+"""InceptionNeXt-T against its peers on a GPU: ``tools/analysis_tools/gpu_bench.sh`` runs these sections.
 
     python -m backbones.analysis.gpu_bench --section cls-eager --out DIR     # one section (appends DIR/rows.csv)
     python -m backbones.analysis.gpu_bench --report --out DIR                # DIR/gpu_bench.md, .csv, .png
@@ -36,6 +36,8 @@ from backbones.analysis.benchmark import (
     measure,
     seg_models,
 )
+from backbones.utils.cli import run_cli
+from backbones.utils.errors import UserInputError
 
 CLS = ['ours_tiny_fast', 'ours_tiny_nofast', 'ours_tiny_deploy', 'timm:inception_next_tiny', 'timm:convnext_tiny',
        'timm:resnet50']
@@ -54,7 +56,7 @@ def settings(section: str, smoke: bool) -> dict:
     elif section == 'seg':
         s = dict(models=None, modes={'infer': 16, 'train': 16}, amp=[True, False], size=512)
     else:
-        raise SystemExit(f'unknown section {section!r}: use cls-eager, cls-compiled or seg')
+        raise UserInputError(f'unknown section {section!r}: use cls-eager, cls-compiled or seg')
     s.update(warmup=3, iters=5, reps=5) if section != 'seg' else s.update(warmup=2, iters=3, reps=3)
     if smoke:  # the same code paths on CPU at tiny sizes (autocast only: it has the more branches)
         s.update(modes={m: 2 for m in s['modes']}, size=32, warmup=1, iters=1, reps=1, amp=[True])
@@ -138,7 +140,7 @@ def report(out: str) -> str:
     section (gpu_bench.png: classification, eager and compiled)."""
     path = os.path.join(out, 'rows.csv')
     if not os.path.exists(path):
-        raise SystemExit(f'no results in {out} (no section finished a group)')
+        raise UserInputError(f'no results in {out} (no section finished a group)')
     with open(path) as f:
         rows = list(csv.DictReader(f))
     ok = [r for r in rows if not r['error']]
@@ -153,7 +155,7 @@ def report(out: str) -> str:
         r['ratio'] = r['best'] / ref['best'] if ref else float('nan')
     header = open(os.path.join(out, 'header.txt')).read().strip() if os.path.exists(
         os.path.join(out, 'header.txt')) else ''
-    parts = ['# GPU benchmark (issue #16)', '', header, '',
+    parts = ['# GPU benchmark: InceptionNeXt-T against its peers', '', header, '',
              'img/s, channels-last; "x ref" is relative to ConvNeXt-T in the same section, mode and precision; '
              'step peak MiB: `torch.cuda.max_memory_allocated` during the train step above what was allocated '
              'before it.', '']
@@ -162,7 +164,7 @@ def report(out: str) -> str:
         if sel:
             parts += [f'## {section} (ref {REFS[section]})', '', markdown(sel, REFS[section]), '']
             bar_chart(sel, os.path.join(out, f'{section}.png'), REFS[section])
-    # headline: ours T vs ConvNeXt-T, the issue's comparison
+    # headline: ours T vs ConvNeXt-T
     lines = ['## ours T vs ConvNeXt-T (x ConvNeXt-T, same compile setting)', '',
              '| mode | precision | eager fast | eager plain | compiled fast | compiled plain |',
              '|---|---|---|---|---|---|']
@@ -221,4 +223,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

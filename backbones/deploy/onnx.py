@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from backbones.utils.config import load_config
 from backbones.utils.errors import CheckpointError, UserInputError
+from backbones.utils.io import error_line
 
 OPSET = 18
 MIN_SIZE = 32  # the backbone's total stride: smaller inputs leave no stage-3 map
@@ -377,7 +378,8 @@ def export(module: nn.Module, path: str, shape: Tuple[int, int] = (224, 224), ba
                                               strict=False)
         except Exception as e:  # noqa: BLE001 -- torch.export raises many types
             sizes = ' with dynamic sizes' if dynamic else ''
-            raise ExportError(f'torch.export cannot capture the model{sizes}: {_first_lines(e, 3)}') from e
+            raise ExportError(f'torch.export cannot capture the model{sizes}: '
+                              f'{error_line(e, first=3, limit=600)}') from e
         names = ({0: 'batch', 2: 'height', 3: 'width'},) if dynamic else None  # the file's dim names
         onnx_program = torch.onnx.export(program, (x,), dynamo=True, opset_version=opset,
                                          input_names=['input'], output_names=output_names,
@@ -408,13 +410,7 @@ def ort_session(path: str, threads: Optional[int] = None):
     try:
         return ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
     except Exception as e:  # noqa: BLE001 -- ORT raises its own pybind types
-        raise UserInputError(f'ONNX Runtime cannot load {path}: {_first_lines(e)}') from None
-
-
-def _first_lines(e: Exception, n: int = 1) -> str:
-    """The exception's first ``n`` non-empty lines as one line (``run_cli`` prints one line)."""
-    lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
-    return ' '.join(lines[:n])[:600] if lines else type(e).__name__
+        raise UserInputError(f'ONNX Runtime cannot load {path}: {error_line(e, 1, 600)}') from None
 
 
 def ort_run(session, x, name: str = 'the ONNX model') -> list:
@@ -435,7 +431,7 @@ def ort_run(session, x, name: str = 'the ONNX model') -> list:
                                  '--dynamic for other sizes)') from None
         expected = '(' + ', '.join(str(d) for d in inp.shape) + f'), H, W >= {MIN_SIZE}'
         raise UserInputError(f'ONNX Runtime cannot run {name} on input {tuple(x.shape)} (it takes '
-                             f'{expected}): {_first_lines(e)}') from None
+                             f'{expected}): {error_line(e, first=1, limit=600)}') from None
 
 
 def other_sizes(shape: Tuple[int, int]) -> List[Tuple[int, int]]:

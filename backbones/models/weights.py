@@ -26,7 +26,7 @@ import torch
 from mmengine.logging import print_log
 
 from backbones.utils.errors import CheckpointError
-from backbones.utils.io import atomic_save, names
+from backbones.utils.io import atomic_save, error_line, names
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -87,10 +87,10 @@ def read_checkpoint(path: str, trusted: bool = False) -> dict:
     try:
         return torch.load(path, map_location='cpu', weights_only=not trusted)
     except Exception as e:  # noqa: BLE001 -- torch raises several types for bad files
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        msg = error_line(e, first=1, limit=300)
         if os.path.getsize(path) == 0:
             raise CheckpointError(f'cannot read checkpoint {path}: the file is empty (0 bytes)') from None
-        if 'Weights only load failed' in str(e):
+        if 'Weights only load failed' in str(e) and 'Unsupported global' in str(e):  # (not: a corrupt file)
             raise CheckpointError(
                 f'{path} holds more than tensors (an MMEngine training checkpoint?); extract its backbone with '
                 f'`python tools/model_converters/extract_backbone.py {path} OUT.pth [--ema]` first ({msg})') from None
@@ -133,11 +133,6 @@ def detect_layout(sd: StateDict) -> str:
     if any(k.startswith('backbone.') for k in sd):
         return 'ours'
     return 'unknown'
-
-
-def is_timm_layout(sd: StateDict) -> bool:
-    """Whether ``sd`` is in one of the official / timm layouts the converter maps."""
-    return detect_layout(sd) in LAYOUTS
 
 
 def convert_state_dict(sd: StateDict, layout: str) -> StateDict:

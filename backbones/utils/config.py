@@ -6,13 +6,12 @@ import os.path as osp
 from typing import Optional
 
 from backbones.utils.errors import UserInputError
+from backbones.utils.io import error_line
 
 
 def load_config(path: str, options: Optional[dict] = None):
     """``Config.fromfile(path)`` + strict ``--cfg-options``; errors name the file (and line)."""
     from mmengine.config import Config
-
-    from backbones.utils.config import merge_cfg_options
     if not osp.isfile(path):
         raise UserInputError(f'config file not found: {path}')
     if path.endswith('.py'):  # MMEngine's own syntax error names neither the line nor, in the end, the file
@@ -24,8 +23,7 @@ def load_config(path: str, options: Optional[dict] = None):
     try:
         cfg = Config.fromfile(path)
     except Exception as e:  # noqa: BLE001 -- MMEngine raises many types for a config it cannot read
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise UserInputError(f'cannot read config {path}: {msg}') from None
+        raise UserInputError(f'cannot read config {path}: {error_line(e)}') from None
     merge_cfg_options(cfg, options)
     return cfg
 

@@ -10,6 +10,11 @@ class UserInputError(RuntimeError):
     """Bad input from the command line, a config, a data set or a file: the message names it."""
 
 
+class BadValueError(UserInputError, ValueError):
+    """A value out of its range or of the wrong form: a command-line argument, a config value, an
+    environment variable. Also a ``ValueError``, as library callers expect of a bad argument."""
+
+
 class CheckpointError(UserInputError):
     """A checkpoint that cannot be read or does not fit the model."""
 

@@ -14,6 +14,8 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0)
-# Exact resume: every rank's RNG states go into the checkpoint (backbones/engine/hooks.py); the MMEngine fixes
-# before a run loads a checkpoint, whichever tool built the Runner (docs/mmengine_fixes.md).
+# Exact resume: every rank's RNG states go into the checkpoint (backbones/engine/hooks.py); the MMEngine
+# fixes before a run loads a checkpoint, whichever tool built the Runner (docs/mmengine_fixes.md).
+# A leaf adds hooks of its own to these with `custom_hooks = _base_.custom_hooks + [dict(type=...)]` (a list
+# of its own replaces them).
 custom_hooks = [dict(type='RNGStateHook'), dict(type='MMEngineFixesHook')]

@@ -25,14 +25,14 @@ while [ $# -gt 0 ]; do
         --out) OUT="$2"; shift 2 ;;
         --dry-run|--smoke) SMOKE="--smoke"; shift ;;
         -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "gpu_bench.sh: unknown argument '$1' (use --out DIR, --dry-run)" >&2; exit 2 ;;
+        *) echo "error: gpu_bench.sh: unknown argument '$1' (use --out DIR, --dry-run)" >&2; exit 2 ;;
     esac
 done
 PY="${PYTHON:-python}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ -z "$SMOKE" ] && ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    echo "gpu_bench.sh: no CUDA GPU available to torch (torch.cuda.is_available() is false): run it on a GPU machine, or use --dry-run for the CPU smoke run" >&2
+    echo "error: gpu_bench.sh: no CUDA GPU available to torch (torch.cuda.is_available() is false): run it on a GPU machine, or use --dry-run for the CPU smoke run" >&2
     exit 2
 fi
 mkdir -p "$OUT" || exit 2

@@ -18,9 +18,7 @@ import argparse
 import os.path as osp
 import time
 
-from mmengine.config import DictAction
-
-from backbones.utils.cli import run_cli
+from backbones.utils.cli import add_cfg_options, run_cli
 from backbones.utils.errors import UserInputError
 
 
@@ -44,8 +42,7 @@ def parse_args(argv=None):
                    help='check at this size too (repeatable; default for a dynamic file: two other sizes)')
     p.add_argument('--tol', type=float, default=1e-4, help='check tolerance, relative to max |torch output|')
     p.add_argument('--opset', type=int, default=18)
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                   help='override config keys, e.g. model.decode_head.num_classes=19 (keys must exist)')
+    add_cfg_options(p, 'model.decode_head.num_classes=19')
     return p.parse_args(argv)
 
 

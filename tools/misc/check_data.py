@@ -12,12 +12,10 @@ Prints what was checked; bad data: one ``error:`` line naming the file / key / v
 import argparse
 import time
 
-from mmengine.config import DictAction
-
 from backbones.datasets.checks.coco import check_coco_annotations, check_coco_datasets
 from backbones.datasets.checks.common import check_data_folders
 from backbones.datasets.checks.segmentation import check_seg_datasets
-from backbones.utils.cli import run_cli
+from backbones.utils.cli import add_cfg_options, run_cli
 from backbones.utils.config import load_config
 
 
@@ -28,8 +26,7 @@ def main(argv=None) -> int:
     p.add_argument('--labels', choices=['sample', 'all', 'none'], default='sample',
                    help='segmentation: which annotations to decode for the label range (default: a sample)')
     p.add_argument('--label-sample', type=int, default=500)
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                   help='override config keys, e.g. train_dataloader.dataset.data_root=DIR (keys must exist)')
+    add_cfg_options(p, 'train_dataloader.dataset.data_root=DIR')
     p.add_argument('--coco', metavar='ANN_FILE', help='check one COCO-layout annotation file instead of a config')
     p.add_argument('--img-dir', help='--coco: folder of the images (file_name is relative to it)')
     p.add_argument('--classes', nargs='+', help='--coco: class names the dataset config uses')

@@ -35,8 +35,8 @@ mmdet's documented handling, reported in the log
     loaded
 
 Wiring: ``tools/train.py`` and ``tools/test.py`` call ``check_coco_datasets(cfg, splits)`` next to
-``check_data_folders``. Standalone:
-    python -m backbones.datasets.checks.coco ANN_FILE [--img-dir DIR] [--classes ...] [--train] [--masks]
+``check_data_folders``. Standalone (``check_coco_annotations``):
+    python tools/misc/check_data.py --coco ANN_FILE [--img-dir DIR] [--classes ...] [--train] [--masks]
 Cost: one ``json.load`` per file and one image header per image; measured figures in docs/data_checks.md.
 """
 import json
@@ -46,7 +46,7 @@ from typing import Optional, Sequence
 
 from mmengine.logging import print_log
 
-from backbones.datasets.checks.common import classes_source, head_num_classes, iter_datasets
+from backbones.datasets.checks.common import classes_source, head_num_classes, iter_datasets, standalone_use
 from backbones.datasets.checks.images import (
     honours_exif,
     image_loader_args,
@@ -55,13 +55,9 @@ from backbones.datasets.checks.images import (
     unusable,
 )
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
+from backbones.utils.io import names
 
 BOX_TOLERANCE = 1.0  # px a box may reach past the image border before it counts as "partly outside"
-
-
-def _first(items, n: int = 5) -> str:
-    items = list(items)
-    return ', '.join(str(i) for i in items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
 
 
 def _polygons_dropped(seg) -> Optional[int]:
@@ -97,7 +93,7 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     missing = [k for k in ('images', 'annotations', 'categories') if not isinstance(data.get(k), list)]
     if missing:
         raise DatasetError(f'{where} is not a COCO instances file: '
-                             f'no list {_first(repr(k) for k in missing)}')
+                             f'no list {names((repr(k) for k in missing), 5)}')
 
     images, categories = {}, {}
     for img in data['images']:
@@ -123,13 +119,13 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     in_classes = set()  # images with an annotation of the config's classes (what filter_empty_gt keeps)
     wanted = None
     if classes is not None:
-        names = set(categories.values())
-        absent = [c for c in classes if c not in names]
+        in_file = set(categories.values())
+        absent = [c for c in classes if c not in in_file]
         if absent:
             hint = (' (no metainfo=dict(classes=...) in the dataset config, so COCO\'s 80 names apply?)'
                     if len(absent) == len(classes) else '')
             raise DatasetError(f'{where}: class names of the config not in the file\'s categories: '
-                                 f'{_first(absent)}; the file has {_first(names)}{hint}')
+                                 f'{names(absent, 5)}; the file has {names(in_file, 5)}{hint}')
         wanted = {cid for cid, name in categories.items() if name in set(classes)}
     for ann in data['annotations']:
         if not isinstance(ann, dict):
@@ -202,7 +198,7 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     dup = [i for i, n in ann_ids.items() if n > 1]
     for problems, what in ((unknown_img, 'annotations of images not in "images"'),
                            (unknown_cat, f'annotations with a category_id not in "categories" (ids: '
-                                         f'{_first(sorted(categories))})'),
+                                         f'{names(sorted(categories), 5)})'),
                            (outside, 'boxes entirely outside their image'),
                            (bad_box, 'annotations without a bbox [x, y, w, h] and a numeric area'),
                            (no_mask, 'annotations without a segmentation (the pipeline loads masks)'),
@@ -211,7 +207,7 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                                       'arrays must have the same shape")'),
                            ([f'annotation id {i}' for i in dup], 'duplicate annotation ids')):
         if problems:
-            raise AnnotationError(f'{where}: {len(problems)} {what}: {_first(problems, 3)}')
+            raise AnnotationError(f'{where}: {len(problems)} {what}: {names(problems, 3)}')
 
     turned = []
     if img_dir is not None:
@@ -235,20 +231,20 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                 turned.append(f'{path} (EXIF orientation {header.orientation})')
         if lost:
             raise DatasetError(f'{where}: {len(lost)} of {len(images)} image files not found: '
-                               f'{_first(lost, 3)}')
+                               f'{names(lost, 3)}')
         if unreadable:
             raise DatasetError(f'{where}: {len(unreadable)} of {len(images)} images cannot be loaded: '
-                               f'{_first(unreadable, 3)}')
+                               f'{names(unreadable, 3)}')
         if sizes:
             raise AnnotationError(f'{where}: {len(sizes)} of {len(images)} images differ in size from their '
                                   f'entry in "images" (width/height; boxes and masks would not fit them): '
-                                  f'{_first(sizes, 3)}')
+                                  f'{names(sizes, 3)}')
 
     empty = [i for i in images if not usable[i]]
     bare = [i for i in empty if i not in in_classes]  # what filter_empty_gt removes
     if for_training and not usable:
         raise DatasetError(f'{where}: no object left to train on ({len(data["annotations"])} annotations, '
-                           f'none of the classes {_first(classes or [])} with a usable box)')
+                           f'none of the classes {names(classes or [], 5)} with a usable box)')
     notes = []
     if bare:
         notes.append(f'{len(bare)} images without objects' + (
@@ -267,16 +263,16 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
         notes.append(f'{crowd} crowd/ignore objects (not trained on)')
     if bad_poly:
         notes.append(f'{len(bad_poly)} objects whose polygons all have fewer than 3 points (not trained on: '
-                     f'mmdet\'s LoadAnnotations ignores them): {_first(bad_poly, 3)}')
+                     f'mmdet\'s LoadAnnotations ignores them): {names(bad_poly, 3)}')
     if dropped_parts:
         notes.append(f'{dropped_parts} polygons of fewer than 3 points left out of their object\'s mask')
     if bad_rle:
         notes.append(f'{len(bad_rle)} objects whose RLE mask mmdet cannot use (not trained on): '
-                     f'{_first(bad_rle, 3)}')
+                     f'{names(bad_rle, 3)}')
     if turned:
         notes.append(f'{len(turned)} images with an EXIF orientation that flips or turns them 180 degrees '
                      f'when loaded (same size; assumed the annotations are of the loaded orientation): '
-                     f'{_first(turned, 3)}')
+                     f'{names(turned, 3)}')
     if notes:
         print_log(f'{osp.basename(ann_file)}: ' + '; '.join(notes), logger='current', level=30)
     return dict(images=len(images), annotations=len(data['annotations']), objects=sum(usable.values()),
@@ -351,3 +347,7 @@ def check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test
         # after the file's check: class names that the file lacks are the first thing to fix
         check_coco_head_classes(cfg, len(classes), classes_source(ds, where, 'CocoDataset'))
     return out
+
+
+if __name__ == '__main__':  # (an earlier layout documented python -m on the check modules)
+    standalone_use()

@@ -44,16 +44,6 @@ def check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader', 'test_
                     raise UserInputError(f'data path not found: {path} ({where}.{name})')
 
 
-def _first(items, n: int = 3) -> str:
-    items = list(items)
-    return '; '.join(str(i) for i in items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
-
-
-def _last_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[-1] if text else ''
-
-
 def _warn(msg: str) -> None:
     print_log(msg, logger='current', level=logging.WARNING)
 
@@ -82,3 +72,11 @@ def classes_source(ds: dict, where: str, dataset_type: str) -> str:
     if (ds.get('metainfo') or {}).get('classes') is not None:
         return f'{where}.metainfo.classes'
     return f'{dataset_type}.METAINFO'
+
+
+def standalone_use() -> None:
+    """``python -m`` on a check module: says where the command line is (one error line, exit 2)."""
+    import sys
+    print('error: the data checks run from the command line as: python tools/misc/check_data.py CONFIG '
+          '(or --coco ANN_FILE)', file=sys.stderr)
+    sys.exit(2)

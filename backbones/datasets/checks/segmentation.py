@@ -41,12 +41,12 @@ import numpy as np
 from mmengine.logging import print_log
 
 from backbones.datasets.checks.common import (
-    _first,
     _warn,
     _warned,
     classes_source,
     head_num_classes,
     iter_datasets,
+    standalone_use,
 )
 from backbones.datasets.checks.images import (
     decoded_size,
@@ -59,6 +59,7 @@ from backbones.datasets.checks.images import (
     warn_sixteen_bit,
 )
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
+from backbones.utils.io import names
 
 SEG_MODES = ('1', 'L', 'P', 'I;16', 'I;16B', 'I')  # single-channel: class indices
 
@@ -164,7 +165,7 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
                        'I;16: one class index per pixel, not a colour image)', AnnotationError),
             (sizes, 'annotations differ in size from their image', AnnotationError)):
         if problems:
-            raise cls(f'{len(problems)} of {n} {what}: {_first(problems)}')
+            raise cls(f'{len(problems)} of {n} {what}: {names(problems, 3, "; ")}')
 
     if ann_dir is not None and osp.isdir(ann_dir):  # annotation files that no image uses: never read
         used = {osp.normpath(i['seg_map_path']) for i in data_list if i.get('seg_map_path')}
@@ -174,7 +175,7 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
             unused += [p for p in paths if p not in used]
         if unused:
             _warn(f'{len(unused)} annotation files without an image (not used; {where}): '
-                  f'{_first(sorted(unused))}')
+                  f'{names(sorted(unused), 3, "; ")}')
 
     # label values: decoding, so a sample (all 16-bit files, and label_sample spread over the rest)
     checked = []
@@ -208,7 +209,7 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
                 errors.append(err)
         if errors:
             raise AnnotationError(f'{len(errors)} of {len(checked)} checked annotations have labels outside '
-                                  f'the classes: {_first(errors)}')
+                                  f'the classes: {names(errors, 3, "; ")}')
     if sixteen:
         warn_sixteen_bit(sixteen[0], len(sixteen))
     return dict(images=len(data_list), annotations=len(pairs), labels_checked=len(checked),
@@ -221,14 +222,16 @@ def check_head_classes(heads, n_data: int, source: str) -> None:
     if fewer:
         low = min(n for _, n in fewer)
         labels = f'label {low}' if low == n_data - 1 else f'labels {low}..{n_data - 1}'
-        raise UserInputError(f'{_first(f"{k} = {n}" for k, n in fewer)} but the data set has {n_data} '
+        raise UserInputError(f'{names((f"{k} = {n}" for k, n in fewer), 3, "; ")} but the data set has '
+                             f'{n_data} '
                              f'classes ({source}): {labels} would have no output in the head (an IndexError '
                              f'in the loss); set num_classes = {n_data}')
     more = [(k, n) for k, n in heads if n > n_data]
     key = ('more_classes', tuple(more), n_data)
     if more and key not in _warned:
         _warned.add(key)
-        _warn(f'{_first(f"{k} = {n}" for k, n in more)} but the data set has {n_data} classes ({source}): '
+        _warn(f'{names((f"{k} = {n}" for k, n in more), 3, "; ")} but the data set has {n_data} classes '
+              f'({source}): '
               f'trained as configured, the extra outputs ({n_data}..{max(n for _, n in more) - 1}) only ever '
               'see negatives and the metric counts the data set\'s classes; set num_classes = '
               f'{n_data} unless that is intended')
@@ -281,3 +284,7 @@ def check_seg_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test_
             raise type(e)(f'{e} ({where})') from None
         out.append((where, counts))
     return out
+
+
+if __name__ == '__main__':  # (an earlier layout documented python -m on the check modules)
+    standalone_use()
