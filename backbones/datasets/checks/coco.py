@@ -34,7 +34,7 @@ mmdet's documented handling, reported in the log
   - images with an EXIF orientation that flips or turns them 180 degrees (same size): assumed annotated as
     loaded
 
-Wiring: ``tools/train.py`` and ``tools/test.py`` call ``check_coco_datasets(cfg, splits)`` next to
+Wiring: ``backbones.apis.run.preflight`` (tools/train.py, tools/test.py) calls ``check_coco_datasets(cfg, splits)`` after
 ``check_data_folders``. Standalone (``check_coco_annotations``):
     python tools/misc/check_data.py --coco ANN_FILE [--img-dir DIR] [--classes ...] [--train] [--masks]
 Cost: one ``json.load`` per file and one image header per image; measured figures in docs/data_checks.md.
