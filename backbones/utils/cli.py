@@ -7,10 +7,27 @@ import sys
 from backbones.utils.errors import UserInputError
 
 
+class CfgOptionsAction(argparse.Action):
+    """``--cfg-options k=v ...`` into a dict, values read by ``backbones.utils.config.parse_option_value``
+    (MMEngine's ``DictAction`` syntax, but spaces inside a value are kept and ``~/`` is expanded)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from backbones.utils.config import parse_option_value
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for kv in values or []:
+            if '=' not in kv:
+                parser.error(f'{option_string} {kv!r}: expected key=value')
+            key, val = kv.split('=', maxsplit=1)
+            try:
+                options[key.strip()] = parse_option_value(val)
+            except ValueError as e:
+                parser.error(f'{option_string} {kv!r}: {e}')
+        setattr(namespace, self.dest, options)
+
+
 def add_common_args(parser) -> None:
-    from mmengine.config import DictAction
     parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, default=None,
                         help='override config keys, e.g. train_dataloader.batch_size=4 (keys must exist)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
                         help='none: one process; pytorch: under torchrun (tools/dist_*.sh); slurm: under srun')
