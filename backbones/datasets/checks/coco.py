@@ -405,7 +405,7 @@ def check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test
             if not isinstance(ev, dict) or str(ev.get('type', '')).split('.')[-1] != 'CocoMetric':
                 continue
             ann = ev.get('ann_file')
-            if ann and not ev.get('backend_args') and osp.realpath(ann) not in checked:
+            if ann and osp.isfile(ann) and not ev.get('backend_args') and osp.realpath(ann) not in checked:
                 checked.add(osp.realpath(ann))
                 try:
                     check_coco_eval_file(ann)
