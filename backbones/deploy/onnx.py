@@ -386,10 +386,30 @@ def export(module: nn.Module, path: str, shape: Tuple[int, int] = (224, 224), ba
                                          dynamic_shapes=names, external_data=False, verbose=verbose)
     if metadata:
         onnx_program.model.metadata_props.update(metadata)
+    # the smallest H and W the file takes: ONNX Runtime's own error below it names no size
+    onnx_program.model.metadata_props['min_size'] = str(MIN_SIZE if dynamic else min(h, w))
+    save_atomically(onnx_program, path)
+    return path
+
+
+def save_atomically(onnx_program, path: str) -> None:
+    """Writes the ONNX file to a temporary file in the same folder, fsyncs it and renames it over ``path``: an
+    interrupted or failed write leaves the earlier file (or none), never a partial one."""
+    from backbones.utils.io import _umask
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    onnx_program.save(path, external_data=False)
-    return path
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.part', dir=folder)
+    os.close(fd)
+    try:
+        onnx_program.save(tmp, external_data=False)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -422,6 +442,14 @@ def ort_run(session, x, name: str = 'the ONNX model') -> list:
     import numpy as np
     x = np.ascontiguousarray(x, dtype=np.float32)
     inp = session.get_inputs()[0]
+    if not all(isinstance(d, int) for d in inp.shape) and x.ndim == 4:
+        try:
+            low = int(session.get_modelmeta().custom_metadata_map.get('min_size', MIN_SIZE))
+        except (ValueError, AttributeError):
+            low = MIN_SIZE
+        if min(x.shape[2:]) < low:
+            raise UserInputError(f'{name} needs H and W of at least {low} px (min_size in its metadata), got '
+                                 f'{tuple(x.shape)}: resize the image up')
     try:
         return session.run(None, {inp.name: x})
     except Exception as e:  # noqa: BLE001 -- onnxruntime's InvalidArgument / Fail / RuntimeException

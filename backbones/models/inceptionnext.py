@@ -489,6 +489,10 @@ class InceptionNeXt(BaseModule):
         self.out_indices = tuple(sorted(i % self.num_stages for i in out_indices))
         if not -1 <= frozen_stages <= self.num_stages:
             raise BadValueError(f'frozen_stages={frozen_stages} out of range: -1 (none), 0 (stem) .. 4 (all)')
+        if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) \
+                or not 0 <= drop_path_rate < 1:
+            raise BadValueError(f'drop_path_rate={drop_path_rate!r} out of range: a probability in [0, 1) '
+                                '(0 turns stochastic depth off; the recipes use 0.1-0.4)')
         if len(mlp_ratios) != self.num_stages:
             raise BadValueError(f'mlp_ratios needs {self.num_stages} values, got {tuple(mlp_ratios)}')
         self.in_channels = in_channels

@@ -8,21 +8,28 @@ from backbones.utils.errors import UserInputError
 from backbones.utils.io import error_line
 
 
+class CfgOptionsAction(argparse.Action):
+    """``--cfg-options k=v ...`` into a dict, values read by ``backbones.utils.config.parse_option_value``
+    (MMEngine's ``DictAction`` syntax, but spaces inside a value are kept and ``~/`` is expanded)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from backbones.utils.config import parse_option_value
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for kv in values or []:
+            if '=' not in kv:
+                parser.error(f'{option_string} {kv!r}: expected key=value')
+            key, val = kv.split('=', maxsplit=1)
+            try:
+                options[key.strip()] = parse_option_value(val)
+            except ValueError as e:
+                parser.error(f'{option_string} {kv!r}: {e}')
+        setattr(namespace, self.dest, options)
+
+
 def add_cfg_options(parser, example: str = 'train_dataloader.batch_size=4') -> None:
-    """``--cfg-options k=v ...`` (MMEngine's ``DictAction``; ``load_config`` checks that the keys exist)."""
-    from mmengine.config import DictAction
-
-    class CfgOptions(DictAction):
-        """MMEngine's ``DictAction``; an item without ``=`` is a usage error, not a traceback."""
-
-        def __call__(self, parser, namespace, values, option_string=None):
-            bad = [v for v in values if '=' not in v]
-            if bad:
-                parser.error(f'argument {option_string}: {bad[0]!r} is not KEY=VALUE')
-            super().__call__(parser, namespace, values, option_string)
-
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptions, default=None,
-                        help=f'override config keys, e.g. {example} (keys must exist)')
+    """``--cfg-options k=v ...`` (``load_config`` checks that the keys exist)."""
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, default=None,
+                        help=f'override config keys, e.g. {example} (keys must exist; spaces in a value are kept)')
 
 
 def add_common_args(parser) -> None:

@@ -28,3 +28,9 @@ class DatasetError(UserInputError, ValueError):
 
 class AnnotationError(DatasetError):
     """An annotation (segmentation map, COCO entry) that does not fit its image or the classes."""
+
+
+class TrainingDivergedError(UserInputError):
+    """The loss or the weights of a training run became non-finite (inf / nan): the run is stopped before
+    anything non-finite is saved. Almost always a setting of the config (the learning rate, no gradient
+    clipping), hence a ``UserInputError`` (one ``error:`` line, exit 2)."""

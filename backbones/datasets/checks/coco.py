@@ -14,6 +14,10 @@ Runner starts and sorts these cases:
 errors (``DatasetError`` / ``AnnotationError`` / ``UserInputError``; the tools print one line and exit 2)
   - an annotation whose ``image_id`` is not in ``images``, or whose ``category_id`` is not in ``categories``
   - a box entirely outside its image (wrong coordinates: mmdet would silently drop it)
+  - a box of negative width or height (mmdet would drop it as "under 1 px"; the bbox is [x, y, w, h])
+  - for a split that is evaluated (val / test), and the evaluators' own ``ann_file``: an annotation without
+    the keys pycocotools' COCOeval reads (``id``, ``iscrowd``, ``area``; it would stop the run with a
+    KeyError at the first validation, after a whole training interval)
   - a box that is not 4 numbers, no ``area``, no ``segmentation`` where the pipeline loads masks, an image
     entry without ``width``/``height``, duplicate image or annotation ids
   - an RLE mask whose ``size`` is not its image's (where the pipeline loads masks)
@@ -70,17 +74,49 @@ def _polygons_dropped(seg) -> Optional[int]:
     return None if bad == len(seg) else bad
 
 
+EVAL_KEYS = ('id', 'iscrowd', 'area')  # what pycocotools' COCOeval reads of every ground-truth annotation
+
+
+def eval_key_problems(annotations: list) -> str:
+    """'' or what keeps pycocotools' COCOeval from reading these annotations (it raises KeyError on them)."""
+    lacking = {k: [a for a in annotations if isinstance(a, dict) and k not in a] for k in EVAL_KEYS}
+    parts = [f'{len(v)} of {len(annotations)} annotations have no "{k}" (e.g. annotation '
+             f'{v[0].get("id", "?")} of image {v[0].get("image_id", "?")})' for k, v in lacking.items() if v]
+    if not parts:
+        return ''
+    hint = ' (add "iscrowd": 0 to each ordinary object)' if lacking['iscrowd'] else ''
+    return ('; '.join(parts) + ': pycocotools\' evaluation (CocoMetric) would stop with a KeyError at the first '
+            f'validation{hint}')
+
+
+def check_coco_eval_file(ann_file: str) -> None:
+    """An evaluator's ``ann_file``: a COCO file whose annotations pycocotools' COCOeval can read."""
+    try:
+        with open(ann_file) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f'annotation file not found: {ann_file}') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f'{ann_file} is not a JSON file ({e})') from None
+    problems = eval_key_problems(data.get('annotations') or []) if isinstance(data, dict) else 'not a COCO file'
+    if problems:
+        raise AnnotationError(f'{ann_file}: {problems}')
+
+
 def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                            classes: Optional[Sequence[str]] = None, for_training: bool = False,
                            filter_empty_gt: bool = True, with_mask: bool = False, color_type: str = 'color',
-                           imdecode_backend: Optional[str] = 'cv2', poly2mask: bool = True) -> dict:
+                           imdecode_backend: Optional[str] = 'cv2', poly2mask: bool = True,
+                           for_evaluation: bool = False) -> dict:
     """Checks one COCO-layout annotation file; raises ``UserInputError`` or returns counts (see module doc).
 
     ``img_dir``: where the ``file_name``s are (skipped when None); ``classes``: the dataset's class names
     (None: do not check); ``for_training``: the split trains (at least one usable object is then required);
     ``with_mask``: the pipeline loads masks (every object then needs a ``segmentation``; polygons and RLEs
     are judged as mmdet's ``LoadAnnotations(poly2mask=...)`` judges them); ``color_type`` /
-    ``imdecode_backend``: the pipeline's image loader (whether it applies the EXIF orientation).
+    ``imdecode_backend``: the pipeline's image loader (whether it applies the EXIF orientation);
+    ``for_evaluation``: CocoMetric evaluates on the file (its annotations need the keys pycocotools reads,
+    ``EVAL_KEYS``).
     """
     where = f'{ann_file}'
     try:
@@ -113,6 +149,7 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
         categories[cat['id']] = cat.get('name')
 
     ann_ids, unknown_img, unknown_cat, outside, bad_box, no_mask = Counter(), [], [], [], [], []
+    negative = []
     rle_size, bad_poly, bad_rle = [], [], []
     clipped, small, crowd, other_class, dropped_parts = 0, 0, 0, 0, 0
     usable = Counter()  # image id -> objects mmdet will train on
@@ -147,6 +184,9 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
             continue
         x, y, w, h = box
         W, H = img['width'], img['height']
+        if w < 0 or h < 0:
+            negative.append(f'annotation {ann.get("id")} (image {img["file_name"]}): bbox [x, y, w, h] = {box}')
+            continue
         if min(x + w, W) <= max(x, 0) or min(y + h, H) <= max(y, 0):
             if w > 0 and h > 0:  # a real box that does not meet its image
                 outside.append(f'annotation {ann.get("id")} (image {img["file_name"]}, {W}x{H}): '
@@ -200,6 +240,8 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                            (unknown_cat, f'annotations with a category_id not in "categories" (ids: '
                                          f'{names(sorted(categories), 5)})'),
                            (outside, 'boxes entirely outside their image'),
+                           (negative, 'boxes of negative width or height (a COCO bbox is [x, y, width, height], '
+                                      'not two corners; mmdet would drop them as "under 1 px")'),
                            (bad_box, 'annotations without a bbox [x, y, w, h] and a numeric area'),
                            (no_mask, 'annotations without a segmentation (the pipeline loads masks)'),
                            (rle_size, 'RLE masks whose size differs from their image\'s (mmdet would fail on '
@@ -208,6 +250,9 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                            ([f'annotation id {i}' for i in dup], 'duplicate annotation ids')):
         if problems:
             raise AnnotationError(f'{where}: {len(problems)} {what}: {names(problems, 3)}')
+    problems = eval_key_problems(data['annotations']) if for_evaluation else ''
+    if problems:
+        raise AnnotationError(f'{where}: {problems}')
 
     turned = []
     if img_dir is not None:
@@ -256,7 +301,7 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     if clipped:
         notes.append(f'{clipped} boxes partly outside their image (clipped to it by Resize)')
     if small:
-        notes.append(f'{small} boxes under 1 px (not trained on)')
+        notes.append(f'{small} boxes of zero size or under 1 px (not trained on)')
     if other_class:
         notes.append(f'{other_class} objects of categories outside the config\'s classes (ignored)')
     if crowd:
@@ -341,11 +386,26 @@ def check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test
             out.append((where, check_coco_annotations(ann, img, classes, for_training=training,
                                                       filter_empty_gt=filter_empty, with_mask=with_mask,
                                                       color_type=color_type, imdecode_backend=backend,
-                                                      poly2mask=poly2mask)))
+                                                      poly2mask=poly2mask, for_evaluation=not training)))
         except UserInputError as e:
             raise type(e)(f'{e} ({where})') from None
         # after the file's check: class names that the file lacks are the first thing to fix
         check_coco_head_classes(cfg, len(classes), classes_source(ds, where, 'CocoDataset'))
+    checked = {osp.realpath(k[0]) for k in done if not k[3]}  # evaluated splits' files: keys checked
+    for split in splits:
+        key = split.replace('_dataloader', '_evaluator')
+        evaluators = cfg.get(key) if split != 'train_dataloader' else None
+        evaluators = evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]
+        for i, ev in enumerate(evaluators):
+            if not isinstance(ev, dict) or str(ev.get('type', '')).split('.')[-1] != 'CocoMetric':
+                continue
+            ann = ev.get('ann_file')
+            if ann and osp.isfile(ann) and not ev.get('backend_args') and osp.realpath(ann) not in checked:
+                checked.add(osp.realpath(ann))
+                try:
+                    check_coco_eval_file(ann)
+                except UserInputError as e:
+                    raise type(e)(f'{e} ({key}.ann_file)') from None
     return out
 
 
