@@ -123,7 +123,7 @@ IN_PROCESS = {
     'model_converters/convert_weights.py': [
         (['{tmp}/missing.pth', '{tmp}/out.pth'], 'missing.pth'),
         (['{tmp}/garbage.pth', '{tmp}/out.pth'],
-         'cannot read checkpoint {tmp}/garbage.pth: truncated or corrupt'),
+         'cannot read checkpoint {tmp}/garbage.pth: not a PyTorch checkpoint'),
         (['{tmp}/atto.pth', '{tmp}/out.pth', '--arch', 'nope'], "'nope'"),
         (['{tmp}/atto.pth', '{tmp}/empty'], 'empty'),
     ],
