@@ -1,9 +1,6 @@
 """Mixup/CutMix, random erasing, gradient accumulation and EMA are really active in training."""
 import copy
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ from backbones.datasets.synthetic import write_imagenet
 from backbones.engine.runner import RobustRunner
 from train_cls.registry import MODELS
 
-from .conftest import REPO, single_torch_thread
+from .conftest import REPO, single_torch_thread, tool
 
 # module scope: set before the module-scoped runs
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
@@ -323,10 +320,8 @@ def test_ema_checkpoint_and_extract_backbone(ema_run):
     outs = {}
     for flag in ('', '--ema'):
         out = ema_run['tmp'] / f'backbone{flag}.pth'
-        cmd = [sys.executable, 'tools/model_converters/extract_backbone.py', str(ckpt_path), str(out), '--arch', 'atto']
-        r = subprocess.run(cmd + ([flag] if flag else []), cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS='1'),
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+        tool('tools/model_converters/extract_backbone.py', ckpt_path, out, '--arch', 'atto', *([flag] if flag else []),
+             env={'OMP_NUM_THREADS': '1'})
         outs[flag] = torch.load(out, weights_only=True)
         # loads strictly into the backbone the dense configs build
         bb = InceptionNeXt('atto', out_norm=True, init_cfg=dict(type='Pretrained', checkpoint=str(out)))

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from backbones.deploy import onnx as ex
 from backbones.deploy.onnx import SegmentorForward
 
-from .conftest import REPO, randomise_norms, run, single_torch_thread
+from .conftest import REPO, randomise_norms, single_torch_thread, tool
 
 PY = sys.executable
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
@@ -224,8 +224,8 @@ def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
     seg = trained_checkpoint(UPERNET, UPERNET_SMALL, ckpt)
     out = str(tmp_path / 'up.onnx')
     opts = ['--cfg-options'] + [f'{k}={v}' for k, v in UPERNET_SMALL.items()]
-    log = run([PY, 'tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--shape', '64', '96', '--deploy',
-               '--argmax', '--check'] + opts)
+    log = tool('tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--shape', '64', '96', '--deploy',
+               '--argmax', '--check', *opts)
     assert 'wrote ' + out in log and '(deploy), input (1, 3, 64, 96) -> label' in log
     assert 'check (1, 3, 64, 96): label: ' in log and 'ONNX Runtime matches torch' in log
     import onnxruntime as ort
@@ -235,8 +235,8 @@ def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
     with torch.no_grad():  # the checkpoint's weights are in the file (not the seeded random init)
         logits = SegmentorForward(seg.eval())(x)[0].numpy()
     assert _labels_agree(sess.run(None, {'input': x.numpy()})[0][0], logits)
-    bad = run([PY, 'tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--check-only', '--shape', '96', '64',
-               '--deploy', '--argmax'] + opts, expect=2)
+    bad = tool('tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--check-only', '--shape', '96', '64',
+               '--deploy', '--argmax', *opts, expect=2)
     assert bad.strip().splitlines()[-1] == (
         'error: up.onnx takes input of shape (1, 3, 64, 96) only, got (1, 3, 96, 64): it was exported with a '
         'static shape (export with --dynamic for other sizes)')
@@ -247,7 +247,6 @@ def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
 # Errors
 # --------------------------------------------------------------------------------------------------
 def test_cli_errors_are_one_line(tmp_path):
-    tool = [PY, 'tools/deployment/export_onnx.py']
     out = str(tmp_path / 'x.onnx')
     tiny = str(tmp_path / 'tiny_backbone.pth')
     from backbones import InceptionNeXt
@@ -259,7 +258,7 @@ def test_cli_errors_are_one_line(tmp_path):
          'shape mismatches: stem.conv.weight: checkpoint (96, 3, 4, 4) vs model (40, 3, 4, 4); '),
     ]
     for args, msg, *part in cases:
-        log = run(tool + args, expect=2)
+        log = tool('tools/deployment/export_onnx.py', *args, expect=2)
         last = log.strip().splitlines()[-1]
         assert last.startswith(msg) and all(p in last for p in part), f'{args}: {last}'
         assert 'Traceback' not in log and not osp.exists(out)
@@ -410,13 +409,9 @@ def test_readme_snippet_classifies_an_image_without_torch(exported, tmp_path):
 # --------------------------------------------------------------------------------------------------
 def test_benchmark_times_onnx_runtime_rows(tmp_path):
     import csv
-    out = subprocess.run(
-        [PY, 'tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ort:ours_atto_deploy', '--measure', 'infer',
+    tool('tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ort:ours_atto_deploy', '--measure', 'infer',
          'train', '--batch', '2', '--train-batch', '2', '--size', '64', '--reps', '1', '--iters', '1',
-         '--warmup', '1', '--out-csv', str(tmp_path / 't.csv')],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={**os.environ, 'OMP_WAIT_POLICY': 'PASSIVE'})
-    assert out.returncode == 0, out.stderr[-3000:]
+         '--warmup', '1', '--out-csv', tmp_path / 't.csv')
     rows = list(csv.DictReader(open(tmp_path / 't.csv')))
     assert {(r['model'], r['mode']) for r in rows} == {
         ('ours_atto', 'infer'), ('ort:ours_atto_deploy', 'infer'), ('ours_atto', 'train')}  # ORT: no train
