@@ -142,6 +142,7 @@ def test_bad_ann_file_and_missing_folder(root):
 # -------------------------------------------------------------------------------------------------
 # The scope
 # -------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # a fresh interpreter
 def test_default_scope_imports_train_cls_registry(root):
     """A fresh interpreter: with default scope train_cls, MMEngine's root registries import and find our
     classes (no explicit `import train_cls`), and the child registries still find MMEngine's own."""

@@ -273,6 +273,7 @@ def ema_run(tmp_path_factory):
     return dict(runner=runner, rec=rec, ema=ema, momentum=momentum, work=tmp / 'work', start=start, tmp=tmp)
 
 
+@pytest.mark.slow
 def test_runner_lr_scaling_counts_accumulation_and_steps_every_second_iteration(ema_run):
     runner, hist = ema_run['runner'], ema_run['rec'].history
     assert type(runner).__name__ == 'RobustRunner'
@@ -283,6 +284,7 @@ def test_runner_lr_scaling_counts_accumulation_and_steps_every_second_iteration(
     assert changed == [True, False, True, False, True, False, True]  # an update after every 2nd iteration
 
 
+@pytest.mark.slow
 def test_ema_is_the_expected_average(ema_run):
     hist, m = ema_run['rec'].history, ema_run['momentum']
     assert len(hist) == 8  # 16 images / batch 4 x 2 epochs
@@ -308,6 +310,7 @@ def test_ema_is_the_expected_average(ema_run):
     assert any('running_mean' in k for k in floats)  # BN statistics are averaged too (update_buffers)
 
 
+@pytest.mark.slow
 def test_ema_checkpoint_and_extract_backbone(ema_run):
     ckpt_path = ema_run['work'] / 'epoch_2.pth'
     from backbones import read_checkpoint

@@ -105,6 +105,7 @@ def test_tools_reexec_with_malloc_settings():
     assert off.stdout.count('pid') == 1 and 'glibc malloc defaults' in off.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_tool_reports(tmp_path):
     out = subprocess.run(
         [sys.executable, 'tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ours_atto_deploy', 'timm:inception_next_atto',
@@ -131,6 +132,7 @@ def test_benchmark_tool_reports(tmp_path):
     assert (tmp_path / 't.png').stat().st_size > 10000
 
 
+@pytest.mark.slow
 def test_benchmark_seg_mode_times_both_upernets(tmp_path):
     """--mode seg: mmseg UperNet on ours and on timm's ConvNeXt-T features, each also in inference form."""
     tool('tools/analysis_tools/benchmark.py', '--mode', 'seg', '--size', '64', '--batch', '1', '--reps', '1',

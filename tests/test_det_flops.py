@@ -14,6 +14,8 @@ from backbones.analysis.flops_det import build_detector
 
 from .conftest import REPO, tool
 
+pytestmark = pytest.mark.slow  # the FLOP count of Mask R-CNN T at 1280x800
+
 CFG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-{}_fpn_1x_coco.py')
 
 

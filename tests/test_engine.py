@@ -12,6 +12,7 @@ from backbones.utils.config import merge_cfg_options
 from backbones.utils.errors import UserInputError
 
 
+@pytest.mark.slow
 def test_importing_backbones_patches_nothing():
     """A fresh process that imports backbones (as every config does) still has MMEngine's own loader and
     file backend; install_mmengine_fixes() (what building a RobustRunner calls) swaps both in."""
@@ -20,12 +21,12 @@ def test_importing_backbones_patches_nothing():
     code = ('import backbones; from mmengine.fileio import get_file_backend; '
             'from mmengine.runner.checkpoint import CheckpointLoader as L; '
             'print(type(get_file_backend("x.pth")).__name__, L._schemes[""].__module__); '
-            'from backbones.runtime import install_mmengine_fixes as f; f(); '
+            'from backbones.engine.mmengine_fixes import install_mmengine_fixes as f; f(); '
             'print(type(get_file_backend("x.pth")).__name__, L._schemes[""].__module__)')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split('\n')[:2] == ['LocalBackend mmengine.runner.checkpoint',
-                                        'AtomicLocalBackend backbones.runtime']
+                                        'AtomicLocalBackend backbones.engine.mmengine_fixes']
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
@@ -152,6 +153,7 @@ def test_config_names_follow_one_scheme():
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(__file__)), '.venv', '.stack')),
                     reason='needs a checkout set up by tools/setup_env.sh')
+@pytest.mark.slow
 def test_each_checkout_imports_its_own_backbones(tmp_path):
     """A second clone set up with tools/setup_env.sh (reusing the cached stack) gets its own .venv: each
     checkout's python imports its own backbones, from any folder, and deleting the clone breaks nothing."""

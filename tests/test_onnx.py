@@ -2,7 +2,6 @@
 classifier, the atto backbone, UperNet and Semantic FPN at the export size and at other sizes (dynamic files,
 sizes that are not multiples of 32 too), in deploy form too; the swaps that make sizes symbolic are needed
 (controls) and exact; errors are one line; the README's ONNX Runtime snippet runs without torch."""
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -162,6 +161,7 @@ def test_control_mmseg_upsample_pins_the_size(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # ONNX Runtime equals torch
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['classifier', 'backbone_deploy', 'upernet', 'fpn_deploy'])
 def test_dynamic_export_matches_torch_at_three_sizes(name, exported):
     exp, path = exported(name)
@@ -183,6 +183,7 @@ def test_dynamic_export_matches_torch_at_three_sizes(name, exported):
     assert meta['mean'] == '123.675,116.28,103.53' and meta['channel_order'] == 'RGB'
 
 
+@pytest.mark.slow
 def test_check_fails_on_a_different_model(exported):
     """The check can fail: the same file against torch weights changed by 1e-2 of their scale."""
     exp, path = exported('classifier')
@@ -216,6 +217,7 @@ def test_segmentor_forward_is_mmseg_whole_inference(tmp_path):
     assert torch.equal(pred.pred_sem_seg.data[0], logits[0].argmax(0))
 
 
+@pytest.mark.slow
 def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
     """The tool end to end: UperNet-atto from a checkpoint (an MMEngine-style file), folded, label map out,
     static; --check compares the labels through torch's logit margins; the static file then refuses another
@@ -357,6 +359,7 @@ def _labels_agree(labels, logits, tol=1e-4):
     return (logits.max(0) - picked)[diff].max(initial=0) <= tol * np.abs(logits).max()
 
 
+@pytest.mark.slow
 def test_readme_snippet_segments_an_image_without_torch(exported, tmp_path):
     """The label map of the snippet (PIL, RGB) equals torch on mmseg's own preprocessing of the file (cv2 BGR,
     SegDataPreProcessor with bgr_to_rgb); feeding BGR would not."""
@@ -382,6 +385,7 @@ def test_readme_snippet_segments_an_image_without_torch(exported, tmp_path):
         assert _labels_agree(labels, logits) == agree
 
 
+@pytest.mark.slow
 def test_readme_snippet_classifies_an_image_without_torch(exported, tmp_path):
     """The classifier branch: the snippet's resize + crop + normalisation is the config's eval pipeline
     (TimmTransform, crop_pct 0.875) + ClsDataPreprocessor."""
@@ -407,6 +411,7 @@ def test_readme_snippet_classifies_an_image_without_torch(exported, tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Benchmark rows
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_benchmark_times_onnx_runtime_rows(tmp_path):
     import csv
     tool('tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ort:ours_atto_deploy', '--measure', 'infer',
