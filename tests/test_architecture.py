@@ -116,6 +116,7 @@ def test_the_checks_find_what_they_look_for():
     assert _wing('backbones.engine.hooks') == 'engine' and LAYER['engine'] > LAYER['models']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('fast_path', [False, True])
 def test_triton_kernels_load_only_on_the_cuda_fast_path(fast_path):
     """Building and running a model on CPU (plain or fast form) imports none of our Triton kernels and

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from backbones.datasets.synthetic import CLASSES, wnid, write_imagenet
 from train_cls import DatasetError, ImageNet, UnreadableImageError, UnreadableImageWarning
 
-from .conftest import REPO
+from .conftest import REPO, tool
 
 PIPE_TRAIN = [dict(type='LoadImagePIL'),
               dict(type='TimmTransform', input_size=48, is_training=True, auto_augment='rand-m9-mstd0.5-inc1'),
@@ -142,6 +142,7 @@ def test_bad_ann_file_and_missing_folder(root):
 # -------------------------------------------------------------------------------------------------
 # The scope
 # -------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # a fresh interpreter
 def test_default_scope_imports_train_cls_registry(root):
     """A fresh interpreter: with default scope train_cls, MMEngine's root registries import and find our
     classes (no explicit `import train_cls`), and the child registries still find MMEngine's own."""
@@ -170,9 +171,8 @@ print(type(HOOKS.build(dict(type='EMAHook'))).__name__, OPTIMIZERS.get('AdamW').
 
 
 def test_synthetic_imagenet_cli(tmp_path):
-    r = subprocess.run([sys.executable, 'tools/misc/synthetic_data.py', 'imagenet', str(tmp_path / 'd'), '--classes', '3',
-                        '--train', '2', '--val', '1', '--size', '32'], cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    tool('tools/misc/synthetic_data.py', 'imagenet', tmp_path / 'd', '--classes', '3', '--train', '2', '--val', '1',
+         '--size', '32')
     assert sorted(os.listdir(tmp_path / 'd' / 'train')) == [wnid(0), wnid(1), wnid(2)]
     assert len(os.listdir(tmp_path / 'd' / 'val' / wnid(2))) == 1
     assert (tmp_path / 'd' / 'meta' / 'train.txt').read_text().split('\n')[0] == f'{wnid(0)}/{wnid(0)}_0.JPEG 0'

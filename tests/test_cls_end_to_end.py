@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -26,7 +25,7 @@ import torch
 from backbones import InceptionNeXt
 from backbones.datasets.synthetic import write_imagenet
 
-from .conftest import REPO
+from .conftest import REPO, tool
 
 CONFIG = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
 EPOCHS = 16
@@ -36,6 +35,7 @@ TOP1_MIN = 60.0  # percent; chance is 10, an untrained (lr 0) run scores ~24
 # Subprocesses run single-threaded: on a busy 2-core machine OpenMP's barriers make 2 threads much slower
 # (torchrun already gives each training process OMP_NUM_THREADS=1).
 ENV = dict(os.environ, OMP_NUM_THREADS='1')
+ONE = {'OMP_NUM_THREADS': '1'}  # the same for the tools run in this process (conftest.tool)
 
 
 def free_port() -> int:
@@ -103,12 +103,9 @@ def test_two_process_training_learns(trained):
 
 @pytest.mark.slow
 def test_test_py_reproduces_the_val_top1(trained, data, tmp_path):
-    r = subprocess.run([sys.executable, 'tools/test.py', CONFIG, trained['ckpt'], '--work-dir', str(tmp_path),
-                        '--cfg-options',
-                        *data_options(data, ('test',)), 'test_dataloader.batch_size=50'],
-                       cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    m = metrics_line(r.stdout)
+    out = tool('tools/test.py', CONFIG, trained['ckpt'], '--work-dir', str(tmp_path), '--cfg-options',
+               *data_options(data, ('test',)), 'test_dataloader.batch_size=50', env=ONE)
+    m = metrics_line(out.stdout)
     # the same weights on the same held-out images (printed to 4 places)
     assert abs(m['accuracy/top1'] - trained['val']['accuracy/top1']) < 1e-4, (m, trained['val'])
     assert abs(m['accuracy/top5'] - trained['val']['accuracy/top5']) < 1e-4
@@ -118,9 +115,8 @@ def test_test_py_reproduces_the_val_top1(trained, data, tmp_path):
 def test_extract_backbone_from_the_trained_checkpoint(trained, tmp_path):
     ckpt = torch.load(trained['ckpt'], map_location='cpu', weights_only=False)
     for flag, out in (('', tmp_path / 'bb.pth'), ('--with-head', tmp_path / 'cls.pth')):
-        cmd = [sys.executable, 'tools/model_converters/extract_backbone.py', trained['ckpt'], str(out), '--arch', 'atto']
-        r = subprocess.run(cmd + ([flag] if flag else []), cwd=REPO, env=ENV, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+        tool('tools/model_converters/extract_backbone.py', trained['ckpt'], out, '--arch', 'atto', *([flag] if flag else []),
+             env=ONE)
     # the bare backbone loads strictly through init_cfg, as the dense configs load it ...
     bb = InceptionNeXt('atto', out_norm=True,
                        init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'bb.pth')))
@@ -134,34 +130,24 @@ def test_extract_backbone_from_the_trained_checkpoint(trained, tmp_path):
     assert torch.equal(bb2.stages[2].blocks[5].token_mixer.dwconv_h.weight,
                        ckpt['state_dict']['backbone.stages.2.blocks.5.token_mixer.dwconv_h.weight'])
     # no EMA in this run: --ema says so
-    r = subprocess.run([sys.executable, 'tools/model_converters/extract_backbone.py', trained['ckpt'], str(tmp_path / 'e.pth'),
-                        '--ema'], cwd=REPO, env=ENV, capture_output=True, text=True)
-    assert r.returncode == 2 and 'has no EMA weights' in r.stderr
+    out = tool('tools/model_converters/extract_backbone.py', trained['ckpt'], tmp_path / 'e.pth', '--ema', expect=2)
+    assert 'has no EMA weights' in out.stderr
 
 
+@pytest.mark.slow
 def test_converted_timm_weights_evaluate_with_test_py(data, tmp_path):
     """timm weights -> tools/model_converters/convert_weights.py -> tools/test.py: every key loads, the metric runs."""
     torch.manual_seed(0)
     torch.save(timm.create_model('inception_next_atto', num_classes=10).state_dict(), tmp_path / 'timm.pth')
-    r = subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(tmp_path / 'timm.pth'),
-                        str(tmp_path / 'ours.pth'), '--arch', 'atto'],
-                       cwd=REPO, env=ENV, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, 'tools/test.py', CONFIG, str(tmp_path / 'ours.pth'),
-                        '--work-dir', str(tmp_path / 'w'), '--cfg-options',
-                        *data_options(data, ('test',)), 'test_dataloader.batch_size=100'],
-                       cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    assert 'missing keys' not in r.stdout + r.stderr and 'unexpected key' not in r.stdout + r.stderr
-    m = metrics_line(r.stdout)
+    tool('tools/model_converters/convert_weights.py', tmp_path / 'timm.pth', tmp_path / 'ours.pth', '--arch', 'atto', env=ONE)
+    out = tool('tools/test.py', CONFIG, tmp_path / 'ours.pth', '--work-dir', tmp_path / 'w', '--cfg-options',
+               *data_options(data, ('test',)), 'test_dataloader.batch_size=100', env=ONE)
+    assert 'missing keys' not in out and 'unexpected key' not in out
+    m = metrics_line(out.stdout)
     assert 0 <= m['accuracy/top1'] <= m['accuracy/top5'] <= 100
     # a converted checkpoint of another variant is refused with the names of the problem
     torch.save(timm.create_model('inception_next_atto', num_classes=7).state_dict(), tmp_path / 'timm7.pth')
-    subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(tmp_path / 'timm7.pth'),
-                    str(tmp_path / 'o7.pth')], cwd=REPO, env=ENV, check=True, capture_output=True)
-    r = subprocess.run([sys.executable, 'tools/test.py', CONFIG, str(tmp_path / 'o7.pth'),
-                        '--work-dir', str(tmp_path / 'w7'), '--cfg-options',
-                        *data_options(data, ('test',))],
-                       cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert 'head.fc2.weight: checkpoint (7, 960) vs model (10, 960)' in r.stderr, r.stderr[-2000:]
+    tool('tools/model_converters/convert_weights.py', tmp_path / 'timm7.pth', tmp_path / 'o7.pth', env=ONE)
+    out = tool('tools/test.py', CONFIG, tmp_path / 'o7.pth', '--work-dir', tmp_path / 'w7', '--cfg-options',
+               *data_options(data, ('test',)), expect=2, env=ONE)
+    assert 'head.fc2.weight: checkpoint (7, 960) vs model (10, 960)' in out.stderr, out.stderr[-2000:]

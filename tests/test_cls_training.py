@@ -1,9 +1,6 @@
 """Mixup/CutMix, random erasing, gradient accumulation and EMA are really active in training."""
 import copy
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ from backbones.datasets.synthetic import write_imagenet
 from backbones.engine.runner import RobustRunner
 from train_cls.registry import MODELS
 
-from .conftest import REPO, single_torch_thread
+from .conftest import REPO, single_torch_thread, tool
 
 # module scope: set before the module-scoped runs
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
@@ -277,6 +274,7 @@ def ema_run(tmp_path_factory):
     return dict(runner=runner, rec=rec, ema=ema, momentum=momentum, work=tmp / 'work', start=start, tmp=tmp)
 
 
+@pytest.mark.slow
 def test_runner_lr_scaling_counts_accumulation_and_steps_every_second_iteration(ema_run):
     runner, hist = ema_run['runner'], ema_run['rec'].history
     assert type(runner).__name__ == 'RobustRunner'
@@ -287,6 +285,7 @@ def test_runner_lr_scaling_counts_accumulation_and_steps_every_second_iteration(
     assert changed == [True, False, True, False, True, False, True]  # an update after every 2nd iteration
 
 
+@pytest.mark.slow
 def test_ema_is_the_expected_average(ema_run):
     hist, m = ema_run['rec'].history, ema_run['momentum']
     assert len(hist) == 8  # 16 images / batch 4 x 2 epochs
@@ -312,6 +311,7 @@ def test_ema_is_the_expected_average(ema_run):
     assert any('running_mean' in k for k in floats)  # BN statistics are averaged too (update_buffers)
 
 
+@pytest.mark.slow
 def test_ema_checkpoint_and_extract_backbone(ema_run):
     ckpt_path = ema_run['work'] / 'epoch_2.pth'
     from backbones import read_checkpoint
@@ -324,10 +324,8 @@ def test_ema_checkpoint_and_extract_backbone(ema_run):
     outs = {}
     for flag in ('', '--ema'):
         out = ema_run['tmp'] / f'backbone{flag}.pth'
-        cmd = [sys.executable, 'tools/model_converters/extract_backbone.py', str(ckpt_path), str(out), '--arch', 'atto']
-        r = subprocess.run(cmd + ([flag] if flag else []), cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS='1'),
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+        tool('tools/model_converters/extract_backbone.py', ckpt_path, out, '--arch', 'atto', *([flag] if flag else []),
+             env={'OMP_NUM_THREADS': '1'})
         outs[flag] = torch.load(out, weights_only=True)
         # loads strictly into the backbone the dense configs build
         bb = InceptionNeXt('atto', out_norm=True, init_cfg=dict(type='Pretrained', checkpoint=str(out)))

@@ -8,7 +8,6 @@ logits are compared relative to their scale: max |ours - ref| / max |ref| <= 1e-
 import copy
 import importlib.util
 import os
-import sys
 
 import pytest
 import timm
@@ -28,7 +27,7 @@ from backbones.models.weights import (
     state_dict_mismatch,
 )
 
-from .conftest import REPO, run, single_torch_thread
+from .conftest import REPO, single_torch_thread, tool
 
 RATIOS = {'par1_2': 1 / 2, 'par3_8': 3 / 8, 'par1_4': 1 / 4, 'par1_8': 1 / 8, 'par1_16': 1 / 16}
 DEPTHS, DIMS = (3, 3, 9, 3), (96, 192, 384, 768)
@@ -273,8 +272,8 @@ def test_converter_cli_on_released_layouts(tmp_path, official_files, capsys):
     sd = torch.load(out, weights_only=True)
     assert sd['backbone.stages.2.blocks.8.token_mixer.dwconv.weight'].shape == (48, 1, 3, 3)
     # the command: the old name gets an error that says what the file is and which arch fits it
-    err = run([sys.executable, 'tools/model_converters/convert_weights.py', str(official_files['convnext_tiny_k3_par1_8']),
-               str(tmp_path / 'x.pth'), '--arch', 'tiny_k3_par1_8'], expect=2)
+    err = tool('tools/model_converters/convert_weights.py', str(official_files['convnext_tiny_k3_par1_8']),
+               str(tmp_path / 'x.pth'), '--arch', 'tiny_k3_par1_8', expect=2)
     assert 'Traceback' not in err and len([line for line in err.splitlines() if line.startswith('error: ')]) == 1
     for part in ('official ConvNeXt', 'depths (3, 3, 9, 3)', 'dims (96, 192, 384, 768)', '3x3 depthwise conv',
                  'partial ratio 1/8', 'arches that fit it: convnext_tiny_k3_par1_8', 'metanext_bn_tiny_k3_par1_8'):

@@ -22,7 +22,7 @@ from backbones.datasets.checks.segmentation import check_seg_datasets
 from backbones.datasets.synthetic import write_ade
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
 
-from .conftest import REPO, LogCapture, run
+from .conftest import REPO, LogCapture, tool
 
 PY = sys.executable
 SYNTH = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
@@ -269,9 +269,9 @@ def test_dataset_class_metainfo_is_the_default(ade):
 
 def test_train_tool_stops_with_one_line(ade, tmp_path):
     open(ade['imgs'][3], 'wb').close()
-    out = run([PY, 'tools/train.py', SYNTH, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+    out = tool('tools/train.py', SYNTH, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                f'train_dataloader.dataset.data_root={ade["root"]}', f'val_dataloader.dataset.data_root={ade["root"]}',
-               'model.backbone.init_cfg=None', 'train_cfg.max_iters=2'], expect=2)
+               'model.backbone.init_cfg=None', 'train_cfg.max_iters=2', expect=2)
     assert 'Traceback' not in out
     errors = [line for line in out.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and errors[0].startswith('error: 1 of 6 images cannot be loaded: ')
@@ -281,8 +281,8 @@ def test_train_tool_stops_with_one_line(ade, tmp_path):
 def test_standalone_command(ade):
     opts = ['--cfg-options', f'train_dataloader.dataset.data_root={ade["root"]}',
             f'val_dataloader.dataset.data_root={ade["root"]}', f'test_dataloader.dataset.data_root={ade["root"]}']
-    out = run([PY, 'tools/misc/check_data.py', SYNTH, '--labels', 'all'] + opts)
+    out = tool('tools/misc/check_data.py', SYNTH, '--labels', 'all', *opts)
     assert 'train_dataloader.dataset: images 6, annotations 6, labels_checked 6, sixteen_bit 0' in out
     os.remove(ade['anns'][2])
-    out = run([PY, 'tools/misc/check_data.py', SYNTH] + opts, expect=2)
+    out = tool('tools/misc/check_data.py', SYNTH, *opts, expect=2)
     assert 'Traceback' not in out and out.strip().splitlines()[-1].startswith('error: 1 of 6 files not found: ')

@@ -10,7 +10,7 @@ import torch
 
 from backbones import InceptionNeXt, MetaNeXtBlock
 
-from .conftest import REPO, randomise_norms
+from .conftest import REPO, randomise_norms, tool
 
 # float32 comparisons of two orders of the same operations: bounds relative to the map's largest value,
 # 1e-5 (~170 float32 ulps; measured 2e-7..1.4e-6 with oneDNN's kernels and with torch's own, which stand in
@@ -105,6 +105,7 @@ def test_tools_reexec_with_malloc_settings():
     assert off.stdout.count('pid') == 1 and 'glibc malloc defaults' in off.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_tool_reports(tmp_path):
     out = subprocess.run(
         [sys.executable, 'tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ours_atto_deploy', 'timm:inception_next_atto',
@@ -133,13 +134,11 @@ def test_benchmark_tool_reports(tmp_path):
     assert (tmp_path / 't.png').stat().st_size > 10000
 
 
+@pytest.mark.slow
 def test_benchmark_seg_mode_times_both_upernets(tmp_path):
     """--mode seg: mmseg UperNet on ours and on timm's ConvNeXt-T features, each also in inference form."""
-    out = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/benchmark.py', '--mode', 'seg', '--size', '64', '--batch', '1', '--reps', '1',
-         '--iters', '1', '--warmup', '1', '--out-csv', str(tmp_path / 's.csv')],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    tool('tools/analysis_tools/benchmark.py', '--mode', 'seg', '--size', '64', '--batch', '1', '--reps', '1',
+         '--iters', '1', '--warmup', '1', '--out-csv', tmp_path / 's.csv')
     rows = {r['model']: r for r in csv.DictReader(open(tmp_path / 's.csv'))}
     assert set(rows) == {'upernet_ours_tiny', 'upernet_ours_tiny_deploy', 'upernet_timm_convnext_tiny',
                          'upernet_timm_convnext_tiny_fused'}

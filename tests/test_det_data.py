@@ -395,14 +395,12 @@ def test_head_classes_differ_from_the_data_set(root, heads, message):
 
 def test_train_tool_stops_with_one_line(root, tmp_path):
     """tools/train.py runs the check before the Runner: one ``error:`` line, exit 2, no traceback."""
-    import sys
-
-    from .conftest import run
+    from .conftest import tool
     name = exif_rotated_copy(root, 'rotated_cli.jpg', orientation=8)
     rel = bad_file(root, 'exif_cli', lambda d: d['images'][2].update(file_name=name))
-    out = run([sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+    out = tool('tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                f'train_dataloader.dataset.data_root={root}/', f'val_dataloader.dataset.data_root={root}/',
-               f'train_dataloader.dataset.ann_file={rel}', 'model.backbone.init_cfg=None'], expect=2)
+               f'train_dataloader.dataset.ann_file={rel}', 'model.backbone.init_cfg=None', expect=2)
     assert 'Traceback' not in out
     errors = [line for line in out.splitlines() if line.startswith('error:')]
     assert len(errors) == 1, out[-3000:]

@@ -5,17 +5,16 @@ B 100.84M / 475.0G (1000 proposals, mask head on 100). ConvNeXt-T's Mask R-CNN r
 T is 4M smaller because InceptionNeXt-T's 28M include a 4.1M MLP classifier head that detection drops
 (ConvNeXt's linear head is 0.8M), and the neck and heads here are the same ~20.3M.
 """
-import os
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import pytest
 
 from backbones.analysis.flops_det import build_detector
 
-from .conftest import REPO
+from .conftest import REPO, tool
+
+pytestmark = pytest.mark.slow  # the FLOP count of Mask R-CNN T at 1280x800
 
 CFG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-{}_fpn_1x_coco.py')
 
@@ -23,16 +22,11 @@ CFG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-{}_fpn_1x_coco.py')
 @pytest.fixture(scope='module')
 def tiny():
     """The FLOPs command's table row for Mask R-CNN T (S and B are default rows too: ~1 min each here)."""
-    # sleeping OpenMP waits: see test_det_train.run
-    env = {**os.environ, 'OMP_WAIT_POLICY': os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}
-    r = subprocess.run([sys.executable, 'tools/analysis_tools/flops_det.py', CFG.format('t'), '--shape', '1280', '800'],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    print(r.stdout)
-    assert 'at 1280x800, 1000 proposals' in r.stdout
-    row = re.search(r'^mask-rcnn_inceptionnext-t_fpn_1x_coco +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)$',
-                    r.stdout, re.M)
-    assert row, r.stdout
+    out = tool('tools/analysis_tools/flops_det.py', CFG.format('t'), '--shape', '1280', '800').stdout
+    print(out)
+    assert 'at 1280x800, 1000 proposals' in out
+    row = re.search(r'^mask-rcnn_inceptionnext-t_fpn_1x_coco +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)$', out, re.M)
+    assert row, out
     params, flops, bb_params, bb_flops = map(float, row.groups())
     return dict(params=params * 1e6, flops=flops * 1e9, backbone_params=bb_params * 1e6,
                 backbone_flops=bb_flops * 1e9)

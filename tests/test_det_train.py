@@ -1,4 +1,4 @@
-"""Mask R-CNN-atto learns the generated COCO-layout task through the real tools (subprocesses, CPU).
+"""Mask R-CNN-atto learns the generated COCO-layout task through the real tools (run in-process, CPU).
 
 tools/train.py trains configs/mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py with its heads scaled down
 through --cfg-options (the DESIGN calibration: FPN/RPN/RoI/mask channels 64, 64 sampled RoIs, anchor scale 4,
@@ -9,7 +9,6 @@ checkpoint, the same model untrained must score far lower, and tools/misc/demo_d
 """
 import os.path as osp
 import re
-import sys
 import time
 
 import pytest
@@ -17,8 +16,7 @@ import torch
 
 from backbones.datasets.synthetic import write_coco
 
-from .conftest import REPO
-from .conftest import run as run_cmd
+from .conftest import REPO, tool
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +46,8 @@ def data_options(root):
 
 
 def run(args, expect=0):
-    return run_cmd([sys.executable, *args], expect)  # (conftest sets OMP_WAIT_POLICY=PASSIVE for these)
+    """The tool ``args[0]`` with ``args[1:]``, in this process (conftest.tool: as ``python`` runs it)."""
+    return tool(*args, expect=expect)
 
 
 def logged_metrics(out):

@@ -13,6 +13,7 @@ from backbones.utils.config import merge_cfg_options
 from backbones.utils.errors import UserInputError
 
 
+@pytest.mark.slow
 def test_importing_backbones_patches_nothing():
     """A fresh process that imports backbones (as every config does) still has MMEngine's own loader and
     file backend; install_mmengine_fixes() (what building a RobustRunner calls) swaps both in."""
@@ -175,6 +176,7 @@ def test_config_name_scheme_refuses_other_orders(name):
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(__file__)), '.venv', '.stack')),
                     reason='needs a checkout set up by tools/setup_env.sh')
+@pytest.mark.slow
 def test_each_checkout_imports_its_own_backbones(tmp_path):
     """A second clone set up with tools/setup_env.sh (reusing the cached stack) gets its own .venv: each
     checkout's python imports its own backbones, from any folder, and deleting the clone breaks nothing."""

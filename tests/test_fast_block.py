@@ -250,6 +250,7 @@ def test_switch_and_state_dict(monkeypatch, fast_calls):
     assert 'batch_norm' in graph and 'addmv' not in graph
 
 
+@pytest.mark.slow
 def test_torch_compile_and_tracing(monkeypatch):
     """torch.compile (dynamo, whole graph, AOT autograd) of the fast form equals the plain block, running
     statistics included; the Triton path traces without a graph break (strict export: dynamo with fake
@@ -316,6 +317,7 @@ def _ddp_worker(rank, world, port, path, x, state):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_syncbn_two_processes_equal_one(tmp_path):
     import socket
 
@@ -404,6 +406,7 @@ def _interpreter_main():
     print('opcheck ok', flush=True)
 
 
+@pytest.mark.slow
 def test_triton_kernels_in_interpreter():
     pytest.importorskip('triton')
     out = run([sys.executable, '-c', 'from tests.test_fast_block import _interpreter_main; _interpreter_main()'],
@@ -431,6 +434,7 @@ def test_triton_op_fake_kernel():
     assert grads[0].dtype == x.dtype and grads[0].is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_gpu_bench_script(tmp_path):
     """tools/analysis_tools/gpu_bench.sh refuses to run without CUDA in one line; its --dry-run (the same code on CPU, tiny
     sizes, torch.compile with the eager backend) writes the tables, csv and charts with no error row."""

@@ -3,7 +3,6 @@ atto classifier, the atto backbone, UperNet and Semantic FPN at the export size 
 files, sizes that are not multiples of 32 too), in deploy form too; the swaps that make sizes symbolic are
 needed (controls) and exact; errors are one line; the ONNX Runtime snippet of docs/export.md runs without
 torch."""
-import os
 import os.path as osp
 import re
 import subprocess
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from backbones.deploy import onnx as ex
 from backbones.deploy.onnx import SegmentorForward
 
-from .conftest import REPO, randomise_norms, run, single_torch_thread
+from .conftest import REPO, randomise_norms, single_torch_thread, tool
 
 PY = sys.executable
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
@@ -164,6 +163,7 @@ def test_control_mmseg_upsample_pins_the_size(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # ONNX Runtime equals torch
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['classifier', 'backbone_deploy', 'upernet', 'fpn_deploy'])
 def test_dynamic_export_matches_torch_at_three_sizes(name, exported):
     exp, path = exported(name)
@@ -185,6 +185,7 @@ def test_dynamic_export_matches_torch_at_three_sizes(name, exported):
     assert meta['mean'] == '123.675,116.28,103.53' and meta['channel_order'] == 'RGB'
 
 
+@pytest.mark.slow
 def test_check_fails_on_a_different_model(exported):
     """The check can fail: the same file against torch weights changed by 1e-2 of their scale."""
     exp, path = exported('classifier')
@@ -218,6 +219,7 @@ def test_segmentor_forward_is_mmseg_whole_inference(tmp_path):
     assert torch.equal(pred.pred_sem_seg.data[0], logits[0].argmax(0))
 
 
+@pytest.mark.slow
 def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
     """The tool end to end: UperNet-atto from a checkpoint (an MMEngine-style file), folded, label map out,
     static; --check compares the labels through torch's logit margins; the static file then refuses another
@@ -226,8 +228,8 @@ def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
     seg = trained_checkpoint(UPERNET, UPERNET_SMALL, ckpt)
     out = str(tmp_path / 'up.onnx')
     opts = ['--cfg-options'] + [f'{k}={v}' for k, v in UPERNET_SMALL.items()]
-    log = run([PY, 'tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--shape', '64', '96', '--deploy',
-               '--argmax', '--check'] + opts)
+    log = tool('tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--shape', '64', '96', '--deploy',
+               '--argmax', '--check', *opts)
     assert 'wrote ' + out in log and '(deploy), input (1, 3, 64, 96) -> label' in log
     assert 'check (1, 3, 64, 96): label: ' in log and 'ONNX Runtime matches torch' in log
     import onnxruntime as ort
@@ -237,8 +239,8 @@ def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
     with torch.no_grad():  # the checkpoint's weights are in the file (not the seeded random init)
         logits = SegmentorForward(seg.eval())(x)[0].numpy()
     assert _labels_agree(sess.run(None, {'input': x.numpy()})[0][0], logits)
-    bad = run([PY, 'tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--check-only', '--shape', '96', '64',
-               '--deploy', '--argmax'] + opts, expect=2)
+    bad = tool('tools/deployment/export_onnx.py', UPERNET, ckpt, '--out', out, '--check-only', '--shape', '96', '64',
+               '--deploy', '--argmax', *opts, expect=2)
     assert bad.strip().splitlines()[-1] == (
         'error: up.onnx takes input of shape (1, 3, 64, 96) only, got (1, 3, 96, 64): it was exported with a '
         'static shape (export with --dynamic for other sizes)')
@@ -249,7 +251,6 @@ def test_upernet_checkpoint_deploy_argmax_static_through_the_cli(tmp_path):
 # Errors
 # --------------------------------------------------------------------------------------------------
 def test_cli_errors_are_one_line(tmp_path):
-    tool = [PY, 'tools/deployment/export_onnx.py']
     out = str(tmp_path / 'x.onnx')
     tiny = str(tmp_path / 'tiny_backbone.pth')
     from backbones import InceptionNeXt
@@ -261,7 +262,7 @@ def test_cli_errors_are_one_line(tmp_path):
          'shape mismatches: stem.conv.weight: checkpoint (96, 3, 4, 4) vs model (40, 3, 4, 4); '),
     ]
     for args, msg, *part in cases:
-        log = run(tool + args, expect=2)
+        log = tool('tools/deployment/export_onnx.py', *args, expect=2)
         last = log.strip().splitlines()[-1]
         assert last.startswith(msg) and all(p in last for p in part), f'{args}: {last}'
         assert 'Traceback' not in log and not osp.exists(out)
@@ -340,6 +341,7 @@ def _labels_agree(labels, logits, tol=1e-4):
     return (logits.max(0) - picked)[diff].max(initial=0) <= tol * np.abs(logits).max()
 
 
+@pytest.mark.slow
 def test_export_doc_snippet_segments_an_image_without_torch(exported, tmp_path):
     """The label map of the snippet (PIL, RGB) equals torch on mmseg's own preprocessing of the file (cv2 BGR,
     SegDataPreProcessor with bgr_to_rgb); feeding BGR would not."""
@@ -365,6 +367,7 @@ def test_export_doc_snippet_segments_an_image_without_torch(exported, tmp_path):
         assert _labels_agree(labels, logits) == agree
 
 
+@pytest.mark.slow
 def test_export_doc_snippet_classifies_an_image_without_torch(exported, tmp_path):
     """The classifier branch: the snippet's resize + crop + normalisation is the config's eval pipeline
     (TimmTransform, crop_pct 0.875) + ClsDataPreprocessor."""
@@ -390,15 +393,12 @@ def test_export_doc_snippet_classifies_an_image_without_torch(exported, tmp_path
 # --------------------------------------------------------------------------------------------------
 # Benchmark rows
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_benchmark_times_onnx_runtime_rows(tmp_path):
     import csv
-    out = subprocess.run(
-        [PY, 'tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ort:ours_atto_deploy', '--measure', 'infer',
+    tool('tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ort:ours_atto_deploy', '--measure', 'infer',
          'train', '--batch', '2', '--train-batch', '2', '--size', '64', '--reps', '1', '--iters', '1',
-         '--warmup', '1', '--out-csv', str(tmp_path / 't.csv')],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={**os.environ, 'OMP_WAIT_POLICY': 'PASSIVE'})
-    assert out.returncode == 0, out.stderr[-3000:]
+         '--warmup', '1', '--out-csv', tmp_path / 't.csv')
     rows = list(csv.DictReader(open(tmp_path / 't.csv')))
     assert {(r['model'], r['mode']) for r in rows} == {
         ('ours_atto', 'infer'), ('ort:ours_atto_deploy', 'infer'), ('ours_atto', 'train')}  # ORT: no train

@@ -17,7 +17,7 @@ from mmengine.registry import DefaultScope
 from backbones.datasets.synthetic import write_ade
 from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
 
-from .conftest import REPO, run
+from .conftest import REPO, run, tool
 
 PY = sys.executable
 SEG_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'upernet_*.py')) +
@@ -80,8 +80,8 @@ def test_pretrained_backbone_really_loads(tmp_path):
     torch.manual_seed(0)
     ref = timm.create_model('inception_next_atto', pretrained=False).state_dict()
     torch.save({'state_dict': ref}, tmp_path / 'official.pth')
-    run([PY, 'tools/model_converters/convert_weights.py', str(tmp_path / 'official.pth'), str(tmp_path / 'atto_backbone.pth'),
-         '--backbone-only', '--arch', 'atto'])
+    tool('tools/model_converters/convert_weights.py', str(tmp_path / 'official.pth'), str(tmp_path / 'atto_backbone.pth'),
+         '--backbone-only', '--arch', 'atto')
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_8xb2-160k_ade20k-512x512.py'))
     assert cfg.model.backbone.init_cfg.checkpoint == 'checkpoints/inceptionnext_atto_backbone.pth'
     cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'atto_backbone.pth')
@@ -93,7 +93,8 @@ def test_pretrained_backbone_really_loads(tmp_path):
 
 @pytest.fixture(scope='module')
 def learned(tmp_path_factory):
-    """A short CPU training on the generated dataset through tools/train.py (the calibration of DESIGN.md)."""
+    """A short CPU training on the generated dataset through tools/train.py (the calibration of DESIGN.md);
+    its work dir serves the TTA, test and demo tests."""
     d = tmp_path_factory.mktemp('seg')
     root = str(d / 'ade')
     write_ade(root, num_train=120, num_val=30, size=(160, 128), seed=3)
@@ -105,10 +106,10 @@ def learned(tmp_path_factory):
 
     def train(work, iters, lr):
         warm = min(20, iters // 2)
-        out = run([PY, 'tools/train.py', SYNTH, '--work-dir', str(d / work)] + common + [
-            f'optim_wrapper.optimizer.lr={lr}', f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-            f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={warm}',
-            f'param_scheduler.1.begin={warm}', f'param_scheduler.1.end={iters}'])
+        out = tool('tools/train.py', SYNTH, '--work-dir', str(d / work), *common,
+                   f'optim_wrapper.optimizer.lr={lr}', f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+                   f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={warm}',
+                   f'param_scheduler.1.begin={warm}', f'param_scheduler.1.end={iters}')
         return float(re.findall(r'Iter\(val\).*mIoU: ([0-9.]+)', out)[-1]), str(d / work / f'iter_{iters}.pth')
 
     miou, ckpt = train('trained', 300, 2e-3)
@@ -116,6 +117,7 @@ def learned(tmp_path_factory):
     return dict(root=root, miou=miou, untrained=untrained, ckpt=ckpt, config=str(d / 'trained' / osp.basename(SYNTH)))
 
 
+@pytest.mark.slow
 def test_short_training_learns(learned):
     # 300 iterations at batch 8 (one process): 55-65 mIoU here (6 classes, 120 training images);
     # an untrained model (2 iterations at lr 0) scores < 20. Breaking learning (lr 0) fails this test.
@@ -124,29 +126,31 @@ def test_short_training_learns(learned):
     assert learned['miou'] > learned['untrained'] + 30
 
 
+@pytest.mark.slow
 def test_tta_and_demo_on_the_learned_model(learned, tmp_path):
-    out = run([PY, 'tools/test.py', learned['config'], learned['ckpt'], '--tta', '--work-dir', str(tmp_path / 'w')])
+    out = tool('tools/test.py', learned['config'], learned['ckpt'], '--tta', '--work-dir', str(tmp_path / 'w'))
     tta = float(re.search(r'metrics: .*mIoU=([0-9.]+)', out).group(1))
     assert tta > learned['miou'] - 10  # multi-scale + flip of a learned model stays a learned model
     assert '30/30' in out and '31/30' not in out  # the progress bar counts test batches
     img = sorted(glob.glob(osp.join(learned['root'], 'images', 'validation', '*.jpg')))[0]
     png = str(tmp_path / 'overlay.png')
-    out = run([PY, 'tools/misc/demo_seg.py', img, learned['config'], learned['ckpt'], '--out', png])
+    out = tool('tools/misc/demo_seg.py', img, learned['config'], learned['ckpt'], '--out', png)
     assert 'wrote' in out
     overlay = cv2.imread(png)
     assert overlay.shape[:2] == (384, 480)  # 160x128 drawn at 3x
     ann = cv2.imread(img.replace('images', 'annotations').replace('.jpg', '.png'), 0)
     assert 'classes present: [0' in out and len(np.unique(ann)) > 1
-    bad = run([PY, 'tools/misc/demo_seg.py', str(tmp_path / 'nope.jpg'), learned['config'], learned['ckpt']], expect=2)
+    bad = tool('tools/misc/demo_seg.py', str(tmp_path / 'nope.jpg'), learned['config'], learned['ckpt'], expect=2)
     assert 'image file not found' in bad and 'Traceback' not in bad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('arch', ['t', 'b'])
 def test_flops_tool_on_upernet_matches_the_paper(arch):
     """UperNet at 2048x512 (backbone + both heads, as mmseg's get_flops counts): the paper prints
     T 56M / 933G, S 78M / 1020G, B 115M / 1159G (S is the same count path; left out for time)."""
     cfg = osp.join(REPO, 'configs', f'upernet_inceptionnext-{arch}_8xb2-160k_ade20k-512x512.py')
-    out = run([PY, 'tools/analysis_tools/flops.py', cfg, '--shape', '2048', '512'])
+    out = tool('tools/analysis_tools/flops.py', cfg, '--shape', '2048', '512')
     m = re.search(r'params ([0-9.]+)M\s+FLOPs\(MACs\) ([0-9.]+)G\s+\(paper: ([0-9]+)M / ([0-9]+)G\)', out)
     params, flops, paper_params, paper_flops = map(float, m.groups())
     assert round(params) == paper_params
@@ -194,6 +198,7 @@ def test_labels_outside_the_classes_are_named(tmp_path):
         _dataset(root)[0]
 
 
+@pytest.mark.slow
 def test_bad_dataset_folders_stop_the_tool_with_one_line(tmp_path):
     root = str(tmp_path / 'ade')
     write_ade(root, num_train=4, num_val=2, size=(64, 48))
@@ -203,10 +208,11 @@ def test_bad_dataset_folders_stop_the_tool_with_one_line(tmp_path):
             f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
             'model.backbone.init_cfg=None', 'train_dataloader.num_workers=1', 'train_dataloader.batch_size=4',
             'train_dataloader.persistent_workers=False', 'train_cfg.max_iters=3']
-    out = run(args, expect=2)  # raised in a dataloader worker, reported as one line
+    # raised in a dataloader worker, reported as one line: a real process, whose workers' stderr is seen too
+    out = run(args, expect=2)
     assert re.search(r'error: .*ADE_train_000002.png: annotation size 10x10 \(WxH\) differs', out)
     assert 'Traceback' not in out
     os.rename(osp.join(root, 'annotations'), osp.join(root, 'labels'))
-    out = run(args, expect=2)
+    out = tool(*args[1:], expect=2)  # (the pre-flight check, before any worker)
     assert re.search(r'error: data path not found: .*/annotations/training '
                      r'\(train_dataloader.dataset.data_prefix.seg_map_path\)', out)

@@ -1,6 +1,10 @@
 """tools/train.py, test.py, dist_train.sh, plot_logs.py on a tiny UperNet-atto / generated ADE config.
 
-Every run is a real subprocess through the real tools (torchrun + gloo for 2 processes), as a user runs it.
+Every run goes through the real tools. Where the process is the point, a real subprocess: a SIGKILLed run,
+torchrun + gloo for 2 processes, a second process on a locked work dir, mmseg's own tools in a fresh
+interpreter (nothing of ours installed beforehand), one bad-input case as a user's shell sees it. The rest
+run in this process through conftest.tool (the tool's ``__main__`` and ``run_cli``; a fresh process's
+torch threads), which saves each run the imports of torch and mmseg.
 """
 import glob
 import json
@@ -14,7 +18,9 @@ import torch
 
 from backbones.datasets.synthetic import write_ade
 
-from .conftest import REPO, run, subprocess_env
+from .conftest import REPO, run, subprocess_env, tool
+
+pytestmark = pytest.mark.slow
 
 BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
 PY = sys.executable
@@ -83,7 +89,7 @@ def straight_run(tmp_path_factory, ade_root):
     """8 iterations straight with drop path, dropout and random augmentation; validation at the end."""
     d = str(tmp_path_factory.mktemp('straight'))
     cfg = make_config(d, ade_root)
-    out = run([PY, 'tools/train.py', cfg, '--work-dir', osp.join(d, 'work')])
+    out = tool('tools/train.py', cfg, '--work-dir', osp.join(d, 'work'))
     return cfg, osp.join(d, 'work'), out
 
 
@@ -93,7 +99,7 @@ def test_train_logs_progress_tensorboard_and_plot(straight_run, tmp_path):
     assert glob.glob(osp.join(work, '*', 'vis_data', 'events.out.tfevents.*'))  # TensorBoard scalars
     assert sorted(os.listdir(work)).count('iter_8.pth') == 1
     png = str(tmp_path / 'curves.png')
-    assert 'wrote' in run([PY, 'tools/analysis_tools/plot_logs.py', work, '--out', png])
+    assert 'wrote' in tool('tools/analysis_tools/plot_logs.py', work, '--out', png)
     import matplotlib.image as mpimg
     img = mpimg.imread(png)
     assert img.shape[0] > 300 and img.shape[1] > 800 and img[..., :3].std() > 0.05  # a drawn figure
@@ -110,7 +116,7 @@ def test_killed_run_resumes_exactly(straight_run, tmp_path, ade_root):
     run([PY, 'tools/train.py', killed, '--work-dir', work_b], expect=-9)
     assert open(osp.join(work_b, 'last_checkpoint')).read().strip().endswith('iter_4.pth')
     assert not glob.glob(osp.join(work_b, '.*.part'))  # no half-written file left behind
-    out = run([PY, 'tools/train.py', cfg, '--work-dir', work_b, '--resume'])
+    out = tool('tools/train.py', cfg, '--work-dir', work_b, '--resume')
     assert 'resumed epoch: 0, iter: 4' in out
     a, b = weights(osp.join(work_a, 'iter_8.pth')), weights(osp.join(work_b, 'iter_8.pth'))
     assert a.keys() == b.keys()
@@ -130,7 +136,7 @@ def test_resume_without_rng_states_is_not_exact(straight_run, tmp_path):
     with open(killed, 'w') as f:
         f.write(open(cfg).read() + "\ncustom_hooks = [dict(type='KillAfterIterHook', at_iter=4)]\n")
     run([PY, 'tools/train.py', killed, '--work-dir', work_c], expect=-9)
-    run([PY, 'tools/train.py', plain, '--work-dir', work_c, '--resume'])
+    tool('tools/train.py', plain, '--work-dir', work_c, '--resume')
     a, c = weights(osp.join(work_a, 'iter_8.pth')), weights(osp.join(work_c, 'iter_8.pth'))
     assert any(not torch.equal(a[k], c[k]) for k in a)
 
@@ -144,7 +150,7 @@ EVERY_ITER = ['--cfg-options', 'default_hooks.checkpoint.interval=1', 'default_h
 def one_process_batch4(tmp_path_factory, ade_root):
     d = tmp_path_factory.mktemp('one')
     one = make_config(str(d), ade_root, 'one.py', batch=4, **DDP_KW)
-    run([PY, 'tools/train.py', one, '--work-dir', str(d / 'work')] + EVERY_ITER)
+    tool('tools/train.py', one, '--work-dir', str(d / 'work'), *EVERY_ITER)
     return weights(str(d / 'work' / 'iter_4.pth')), weights(str(d / 'work' / 'iter_1.pth'))
 
 
@@ -191,8 +197,8 @@ def test_ddp_equals_one_process_with_the_total_batch(layout, one_process_batch4,
 def test_test_tool_reproduces_logged_metric(straight_run, tmp_path):
     cfg, work, _ = straight_run
     logged = scalars(work)['val'][8]['mIoU']
-    out = run([PY, 'tools/test.py', cfg, osp.join(work, 'iter_8.pth'), '--work-dir', str(tmp_path / 't'),
-               '--out', str(tmp_path / 'preds.pkl'), '--show-dir', str(tmp_path / 'show')])
+    out = tool('tools/test.py', cfg, osp.join(work, 'iter_8.pth'), '--work-dir', str(tmp_path / 't'),
+               '--out', str(tmp_path / 'preds.pkl'), '--show-dir', str(tmp_path / 'show'))
     assert '4/4' in out  # the progress bar over the 4 validation images
     measured = float(re.search(r'metrics: .*mIoU=([0-9.]+)', out).group(1))
     assert measured == pytest.approx(logged, abs=1e-4)
@@ -245,7 +251,8 @@ def test_bad_input_gives_one_clear_error(case, straight_run, tmp_path, ade_root)
             out = run(['bash', 'tools/dist_train.sh', cfg, gpus], expect=2)
             assert f"GPUS must be a positive number of processes per node, got '{gpus}'" in out
         return
-    out = run(args, expect=2)
+    # 'config' as a user's shell sees it (a process, its exit status, all it prints); the rest in-process
+    out = run(args, expect=2) if case == 'config' else tool(*args[1:], expect=2)
     assert re.search('error: .*' + msg, out), out[-2000:]
     assert 'Traceback' not in out
     if case != 'arch':  # (that one needs the built model)
@@ -267,15 +274,15 @@ def test_second_run_on_a_busy_work_dir_stops(straight_run, tmp_path):
             if list(work.glob('*/vis_data/scalars.json')):
                 break
             time.sleep(0.2)
-        out = run([PY, 'tools/train.py', cfg, '--work-dir', str(work)], expect=2)
+        out = tool('tools/train.py', cfg, '--work-dir', str(work), expect=2)  # (flock: another process holds it)
         assert re.search(rf'error: work dir {work} is in use by another training run \(pid {first.pid} on ', out), out
         assert 'Traceback' not in out and len(list(work.glob('2*'))) == 1  # no second log folder
     finally:
         first.kill()
         first.wait()
     # the killed run's lock is gone (--restart: it may have saved a checkpoint, which would need --resume)
-    out = run([PY, 'tools/train.py', cfg, '--work-dir', str(work), '--restart', '--cfg-options',
-               'train_cfg.max_iters=1', 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1'])
+    out = tool('tools/train.py', cfg, '--work-dir', str(work), '--restart', '--cfg-options', 'train_cfg.max_iters=1',
+               'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1')
     assert (work / 'iter_1.pth').exists()
 
 
@@ -317,7 +324,7 @@ def test_full_disk_and_read_only_work_dir_give_one_line_and_keep_the_last_checkp
     disk = tmp_path / 'disk'
     _mount_tmpfs(disk, f'size={int(size * 1.6)}')
     try:
-        out = run([PY, 'tools/train.py', cfg, '--work-dir', str(disk / 'w')], expect=2)
+        out = tool('tools/train.py', cfg, '--work-dir', str(disk / 'w'), expect=2)
         assert re.search(r'error: cannot write .*iter_8\.pth.*: No space left on device \(the last complete '
                          r'checkpoint, if any, is intact\)', out), out[-3000:]
         assert 'Traceback' not in out
@@ -328,7 +335,7 @@ def test_full_disk_and_read_only_work_dir_give_one_line_and_keep_the_last_checkp
     ro = tmp_path / 'ro'
     _mount_tmpfs(ro, 'ro,size=1m')
     try:
-        out = run([PY, 'tools/train.py', cfg, '--work-dir', str(ro / 'w')], expect=2)
+        out = tool('tools/train.py', cfg, '--work-dir', str(ro / 'w'), expect=2)
         assert re.search(rf'error: cannot write to the work dir {ro}/w: Read-only file system', out), out[-3000:]
         assert 'Traceback' not in out
     finally:

@@ -1,7 +1,5 @@
 """Weight conversion and loading, registration in mmdet's and mmseg's scopes, and clear errors on bad input."""
 import os
-import subprocess
-import sys
 
 import pytest
 import timm
@@ -10,7 +8,7 @@ from mmengine.registry import DefaultScope
 
 from backbones import CheckpointError, InceptionNeXt, load_backbone_weights
 
-from .conftest import REPO, LogCapture
+from .conftest import LogCapture, tool
 
 
 @pytest.fixture(scope='module')
@@ -36,9 +34,7 @@ def test_init_cfg_pretrained_loads_timm_file(timm_atto_file):
 def test_converter_cli_roundtrip_and_prefix(tmp_path, timm_atto_file):
     path, sd = timm_atto_file
     out = tmp_path / 'cls.pth'
-    r = subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(path), str(out), '--arch', 'atto'],
-                       cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    tool('tools/model_converters/convert_weights.py', path, out, '--arch', 'atto')
     conv = torch.load(out, weights_only=True)
     assert torch.equal(conv['head.fc2.weight'], sd['head.fc2.weight'])
     # A classifier checkpoint loads into the backbone through prefix='backbone.' (as mmdet/mmseg configs do)
@@ -81,9 +77,8 @@ def test_truncated_and_missing_files(tmp_path, timm_atto_file):
         load_backbone_weights(InceptionNeXt('atto'), str(cut))
     with pytest.raises(CheckpointError, match='not found'):
         load_backbone_weights(InceptionNeXt('atto'), str(tmp_path / 'nope.pth'))
-    r = subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(cut), str(tmp_path / 'o.pth')],
-                       cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 2 and 'truncated or corrupt' in r.stderr and 'Traceback' not in r.stderr
+    err = tool('tools/model_converters/convert_weights.py', cut, tmp_path / 'o.pth', expect=2).stderr
+    assert 'truncated or corrupt' in err and 'Traceback' not in err
     assert not (tmp_path / 'o.pth').exists()
 
 
@@ -126,17 +121,14 @@ def test_empty_checkpoint_and_folder_output_are_one_line(tmp_path, timm_atto_fil
     empty.write_bytes(b'')
     with pytest.raises(CheckpointError, match=f'cannot read checkpoint {empty}: the file is empty'):
         load_backbone_weights(InceptionNeXt('atto'), str(empty))
-    for tool in ('tools/model_converters/convert_weights.py', 'tools/model_converters/extract_backbone.py'):
-        r = subprocess.run([sys.executable, tool, str(empty), str(tmp_path / 'o.pth')], cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 2 and r.stderr.strip() == (
-            f'error: cannot read checkpoint {empty}: the file is empty (0 bytes)'), r.stderr[-2000:]
+    for script in ('tools/model_converters/convert_weights.py', 'tools/model_converters/extract_backbone.py'):
+        err = tool(script, empty, tmp_path / 'o.pth', expect=2).stderr
+        assert err.strip() == f'error: cannot read checkpoint {empty}: the file is empty (0 bytes)', err[-2000:]
     folder = tmp_path / 'out'
     folder.mkdir()
-    r = subprocess.run([sys.executable, 'tools/model_converters/convert_weights.py', str(timm_atto_file[0]), str(folder)], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and 'Traceback' not in r.stderr
-    assert r.stderr.strip().splitlines()[-1] == (
+    err = tool('tools/model_converters/convert_weights.py', timm_atto_file[0], folder, expect=2).stderr
+    assert 'Traceback' not in err
+    assert err.strip().splitlines()[-1] == (
         f'error: output {folder} is a folder: give a file name, e.g. {folder}/weights.pth')
     assert os.listdir(folder) == []  # no temp file left
 
@@ -157,7 +149,5 @@ def test_the_log_names_the_entry_the_weights_came_from(tmp_path, timm_atto_file)
     timm_style = tmp_path / 'timm_style.pth'
     torch.save({'state_dict': sd, 'state_dict_ema': ema}, timm_style)
     out = tmp_path / 'ema_backbone.pth'
-    r = subprocess.run([sys.executable, 'tools/model_converters/extract_backbone.py', str(timm_style), str(out), '--ema'], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
+    tool('tools/model_converters/extract_backbone.py', timm_style, out, '--ema')
     assert torch.equal(torch.load(out, weights_only=True)['stem.conv.weight'], ema['stem.0.weight'])
