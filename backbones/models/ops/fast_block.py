@@ -57,6 +57,7 @@ Modes: ``'auto'`` (default of ``InceptionNeXt(fast_path=...)``; the environment 
 ``False`` / ``'off'``.
 """
 import os
+import warnings
 from typing import Optional, Union
 
 import torch
@@ -71,9 +72,16 @@ TRITON_DEVICES = {'cuda'}
 # Where mode 'auto' takes the fast form: 'all' (training and eval-mode BN) or 'eval' (only where BN uses its
 # running statistics). CPU: eval only -- in training torch's CPU var_mean is 3-10x slower than BN's own
 # statistics kernel and BN is ~3% of the CPU train step (the 1x1-conv GEMMs ~75%), so the fold does not pay
-# there; without batch statistics it drops BN's pass (measured on 2 cores). CUDA: the design above, not
-# measured yet (tools/analysis_tools/gpu_bench.sh times both forms).
-AUTO = {'cuda': 'all', 'cpu': 'eval'}
+# there; without batch statistics it drops BN's pass (measured on 2 cores). CUDA: see MEASURED_GPUS.
+AUTO = {'cpu': 'eval'}
+# CUDA: mode 'auto' takes the fast form only on the GPU classes (``torch.cuda.get_device_name``) where
+# tools/analysis_tools/gpu_bench.sh has shown it faster than the plain block, with what it takes there
+# ('all' / 'eval'). Empty: no GPU has measured it yet, so 'auto' is the plain block on every GPU and
+# ``fast_path=True`` (or INCEPTIONNEXT_FAST=1) opts in. docs/gpu.md keeps the measurements.
+MEASURED_GPUS = {}
+# The Triton kernels need an NVIDIA GPU of compute capability 8.0 or newer (Triton's supported hardware; bf16
+# loads and stores need sm_80); ROCm builds of torch (torch.version.hip) are not taken (not tested there).
+MIN_CAPABILITY = (8, 0)
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ALIASES = {'1': 'on', 'true': 'on', 'yes': 'on', 'on': 'on', '0': 'off', 'false': 'off', 'no': 'off',
             'off': 'off', 'auto': 'auto', '': 'auto'}
@@ -159,24 +167,154 @@ def _sync_group(bn: _BatchNorm, bn_training: bool):
     return group if dist.get_world_size(group) > 1 else None
 
 
+@torch.compiler.assume_constant_result  # torch.compile calls it while tracing and keeps the result
+def _auto_cuda(device: torch.device) -> str:
+    """What mode 'auto' takes on this GPU: ``MEASURED_GPUS`` for its name ('' where not measured)."""
+    if not MEASURED_GPUS:
+        return ''
+    try:
+        return MEASURED_GPUS.get(torch.cuda.get_device_name(device), '')
+    except Exception:  # noqa: BLE001  (no driver: not a measured GPU)
+        return ''
+
+
+def triton_unusable(device: torch.device) -> Optional[str]:
+    """Why the Triton kernels cannot be tried on ``device`` (None: they can): not a Triton device, Triton
+    missing, a ROCm build of torch, compute capability below ``MIN_CAPABILITY``."""
+    if device.type not in TRITON_DEVICES:
+        return f'{device.type} is not a Triton device'
+    if not _triton().AVAILABLE:
+        return 'Triton is not installed (or this torch has no torch.library.triton_op)'
+    if device.type == 'cuda':
+        if getattr(torch.version, 'hip', None):
+            return 'a ROCm / HIP build of torch (the Triton kernels are built and tested for CUDA only)'
+        try:
+            cap = tuple(torch.cuda.get_device_capability(device))
+        except Exception as e:  # noqa: BLE001
+            return f'no compute capability for {device}: {type(e).__name__}: {e}'
+        if cap < MIN_CAPABILITY:
+            return f'compute capability {cap[0]}.{cap[1]} < {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]}'
+    return None
+
+
+# Self-test results per (device, x dtype, weight dtype, out dtype, channels, group, square, band): None if
+# passed, else the failure; and the devices already warned about.
+SELF_TESTS = {}
+_WARNED = set()
+SELF_TEST_SHAPE = (2, 13, 11)  # (N, H, W): more rows than one forward program takes (its statistics merged)
+_SELF_TEST_TOL = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+def _warn_once(device: torch.device, text: str) -> None:
+    if str(device) not in _WARNED:
+        _WARNED.add(str(device))
+        warnings.warn(f'InceptionNeXt fast path on {device}: {text}', RuntimeWarning, stacklevel=3)
+
+
+def _self_test(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g: int, ks: int, kb: int) -> Optional[str]:
+    """Runs the Triton op (forward with and without statistics, backward) on a small input on ``device``
+    and compares it with the torch computation (``triton_dwconv.reference``, fp32, TF32 off); returns None
+    when it matches, else what failed (a compile or launch error, or the largest mismatch)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+    td = _triton()
+    tol = max(_SELF_TEST_TOL.get(d, 1e-4) for d in (x_dtype, out_dtype))
+    gen = torch.Generator().manual_seed(0)
+    n, h, w = SELF_TEST_SHAPE
+
+    def rnd(*shape, scale=1.0, dtype=torch.float32):
+        return (torch.randn(*shape, generator=gen) * scale).to(device=device, dtype=dtype)
+
+    try:  # real tensors also while torch.compile / make_fx trace the caller
+        with _disable_current_modes(), torch.enable_grad(), torch.autocast(device.type, enabled=False), \
+                torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            x = rnd(n, c, h, w, dtype=x_dtype).contiguous(memory_format=torch.channels_last)
+            ws = [rnd(g, 1, ks, ks, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype),
+                  rnd(g, 1, 1, kb, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype),
+                  rnd(g, 1, kb, 1, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype)]
+            center = rnd(c, scale=0.3)
+            dout = (rnd(n, c, h, w, dtype=out_dtype).contiguous(memory_format=torch.channels_last), rnd(c), rnd(c))
+            for stats in (True, False):
+                res = []
+                for fn in (td.inception_dw, td.reference):
+                    leaves = [x.detach().clone().requires_grad_()] + [p.detach().clone().requires_grad_() for p in ws]
+                    outs = fn(leaves[0], *leaves[1:], center, out_dtype, stats)
+                    grads = torch.autograd.grad(outs[0] if not stats else outs, leaves,
+                                                dout[0] if not stats else dout, allow_unused=True)
+                    res.append(list(outs if stats else outs[:1]) + list(grads))
+                if res[0][0].dtype != out_dtype or not res[0][0].is_contiguous(memory_format=torch.channels_last):
+                    return f'output {res[0][0].dtype}, {res[0][0].stride()} (expected {out_dtype}, channels-last)'
+                for i, (a, b) in enumerate(zip(*res)):
+                    if a is None or b is None or a.shape != b.shape:
+                        return f'output {i} (stats={stats}): missing or of shape {getattr(a, "shape", None)}'
+                    err = (a.float() - b.float()).abs().max().item()
+                    if not err <= tol * b.float().abs().max().item() + 1e-5:  # (also NaN)
+                        return f'mismatch of output {i} (stats={stats}): {err:.3g} vs scale {b.abs().max().item():.3g}'
+    except Exception as e:  # noqa: BLE001  (compile errors, launch errors: reported, the plain block runs)
+        if isinstance(e, torch.OutOfMemoryError):
+            raise
+        return f'{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ""}'
+    return None
+
+
+@torch.compiler.assume_constant_result
+def _triton_route(device: torch.device, on: bool) -> Optional[str]:
+    """'triton' where the kernels can be tried on ``device``; otherwise (one warning) torch's mixer ('torch')
+    in mode 'on', the plain forward (None) in mode 'auto'."""
+    why = triton_unusable(device)
+    if why is None:
+        return 'triton'
+    _warn_once(device, f'the Triton token-mixer kernel cannot run here: {why}. '
+                       + ("Blocks with fast_path=True use torch's mixer." if on else 'The blocks run the plain forward.'))
+    return 'torch' if on else 'plain'
+
+
+@torch.compiler.assume_constant_result
+def triton_verified(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g: int, ks: int, kb: int) -> bool:
+    """Whether the Triton op passed its first-use self-test for this configuration (run once per process;
+    a failure warns once per device and the blocks run their plain forward)."""
+    key = (str(device), x_dtype, w_dtype, out_dtype, c, g, ks, kb)
+    if key not in SELF_TESTS:
+        SELF_TESTS[key] = _self_test(device, x_dtype, w_dtype, out_dtype, c, g, ks, kb)
+        if SELF_TESTS[key] is not None:
+            _warn_once(device, f'the Triton token-mixer kernel failed its self-test ({x_dtype} input, {out_dtype} '
+                               f'output, {c} channels, groups of {g}, {ks}x{ks} / 1x{kb}): {SELF_TESTS[key]}. '
+                               'These blocks run the plain forward (fast_path=False silences this).')
+    return SELF_TESTS[key] is None
+
+
 def plan(block: nn.Module, x: torch.Tensor) -> Optional[str]:
-    """'triton' (the mixer kernel), 'torch' (torch's mixer) or None (the plain forward) for input ``x``."""
+    """'triton' (the mixer kernel), 'torch' (torch's mixer) or None (the plain forward) for input ``x``.
+
+    Mode 'auto' takes the fast form where ``AUTO`` (CPU) or ``MEASURED_GPUS`` (CUDA) says; mode 'on'
+    everywhere. The Triton mixer where it applies (device, mixer, dtype, sizes), can run (``triton_unusable``)
+    and passed its self-test (``triton_verified``); a failed self-test gives the plain forward, a device
+    where Triton cannot run gives torch's mixer in mode 'on' (one warning) and the plain forward in 'auto'."""
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return None
     bn = block.norm
     if not isinstance(bn, _BatchNorm) or x.dim() != 4 or x.dtype not in _FLOATS:
         return None
     dev, bn_training = x.device.type, _bn_training(bn)
-    if block.fast_mode != 'on' and AUTO.get(dev) != 'all' and not (AUTO.get(dev) == 'eval' and not bn_training):
-        return None
+    if block.fast_mode != 'on':
+        auto = _auto_cuda(x.device) if dev == 'cuda' else AUTO.get(dev)
+        if not (auto == 'all' or (auto == 'eval' and not bn_training)):
+            return None
     if bn_training and x.shape[0] * x.shape[2] * x.shape[3] <= 1 and _sync_group(bn, True) is None:
         return None  # the plain BN raises its error (one value per channel)
     mixer = block.token_mixer
     if (dev in TRITON_DEVICES and _is_inception_mixer(mixer) and x.dtype != torch.float64
             and all(c.bias is not None for c in (mixer.dwconv_hw, mixer.dwconv_w, mixer.dwconv_h))
-            and mixer.dwconv_hw.kernel_size[0] == mixer.dwconv_hw.kernel_size[1]
-            and _triton().supported(x, mixer.dwconv_hw.kernel_size[0], mixer.dwconv_w.kernel_size[1])):
-        return 'triton'
+            and mixer.dwconv_hw.kernel_size[0] == mixer.dwconv_hw.kernel_size[1]):
+        ks, kb = mixer.dwconv_hw.kernel_size[0], mixer.dwconv_w.kernel_size[1]
+        route = _triton_route(x.device, block.fast_mode == 'on')
+        if route != 'triton':
+            return None if route == 'plain' else route
+        if _triton().supported(x, ks, kb):
+            out_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+            if not triton_verified(x.device, x.dtype, mixer.dwconv_hw.weight.dtype, out_dtype, bn.num_features,
+                                   mixer.dwconv_hw.weight.shape[0], ks, kb):
+                return None
+            return 'triton'
     return 'torch'
 
 
@@ -219,12 +357,22 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     center = bn.running_mean.detach().to(acc).clone() if bn.running_mean is not None else None
     # ---- token mixer and batch statistics
     if how == 'triton':
-        x = x.contiguous(memory_format=torch.channels_last)
+        x_in, x = x, x.contiguous(memory_format=torch.channels_last)
         if center is None:
             center = x.new_zeros(x.shape[1], dtype=torch.float32)
-        t, mean, var = _triton().inception_dw(
-            x, mixer.dwconv_hw.weight, mixer.dwconv_hw.bias, mixer.dwconv_w.weight, mixer.dwconv_w.bias,
-            mixer.dwconv_h.weight, mixer.dwconv_h.bias, center, lowp or x.dtype, bn_training)
+        try:
+            t, mean, var = _triton().inception_dw(
+                x, mixer.dwconv_hw.weight, mixer.dwconv_hw.bias, mixer.dwconv_w.weight, mixer.dwconv_w.bias,
+                mixer.dwconv_h.weight, mixer.dwconv_h.bias, center, lowp or x.dtype, bn_training)
+        except Exception as e:  # noqa: BLE001  (eager: a shape the self-test did not cover failed to compile / launch)
+            if torch.compiler.is_compiling() or isinstance(e, torch.OutOfMemoryError):
+                raise
+            key = (str(x.device), x.dtype, mixer.dwconv_hw.weight.dtype, lowp or x.dtype, x.shape[1],
+                   mixer.dwconv_hw.weight.shape[0], mixer.dwconv_hw.kernel_size[0], mixer.dwconv_w.kernel_size[1])
+            SELF_TESTS[key] = f'{type(e).__name__}: {str(e).strip()[:300]}'
+            _warn_once(x.device, f'the Triton token-mixer kernel failed ({SELF_TESTS[key]}); these blocks run the '
+                                 'plain forward from now on (fast_path=False silences this).')
+            return block.forward_plain(x_in)
     else:
         t = mixer(x)
         if bn_training:
