@@ -18,9 +18,10 @@ state dict) and the same BN running-statistics updates:
   autocast: the cast is done there), and returns the batch statistics from the same pass (fp32, from the
   unrounded values). Subtracting the running mean keeps the low-precision GEMM input accurate for channels
   whose mean is large against their spread (folding shifts the input of fc1 by the mean otherwise). fc1 and
-  fc2 stay the plain block's 1x1 convs (on channels-last maps cuDNN runs them as GEMMs with the bias in the
-  epilogue and no layout transform; TF32 in fp32 as ``torch.backends.cudnn.allow_tf32`` says, as for the
-  plain block). The backward kernel computes the input, weight and bias gradients of the three branches and
+  fc2 run as ``F.linear`` on the (N, H, W, C) view of that channels-last map (GEMMs with the bias in their
+  epilogue, no layout transform) where that keeps the plain block's precision (autocast or half maps; in
+  fp32 where TF32 is set alike for matmuls and cuDNN), else as the plain block's 1x1 convs. The backward
+  kernel computes the input, weight and bias gradients of the three branches and
   the statistics' gradient terms in one pass.
 - **Shortcut:** added to fc2's output in one pass (``addcmul`` with the drop-path mask when it drops), in
   fp32 under autocast without the plain block's separate cast pass.
@@ -47,7 +48,17 @@ it: same parameters, buffers and state dict); ``uninstall(model)`` clears it (``
 deploy form has its own kernels: ``onednn``). The block runs the fast form where ``plan(x)`` says it
 applies and otherwise the plain forward: not under ``torch.jit`` tracing / scripting (FLOP counters
 and exports see the plain ops); floating inputs of 4 dims; a BN norm (folded deploy blocks keep the plain
-form); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` says (CUDA; CPU in eval mode). It works
+form); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` (CPU: eval mode) or ``MEASURED_GPUS`` (CUDA:
+the GPU classes where tools/analysis_tools/gpu_bench.sh measured it faster; none yet) says.
+
+Safety on CUDA (docs/gpu.md): the Triton kernels are taken only on CUDA builds of torch (not ROCm) with a
+GPU of compute capability >= ``MIN_CAPABILITY`` and Triton installed (else, with one warning, torch's mixer
+in mode 'on', the plain block in 'auto'); their launches run under the map's device guard; the first use of
+each configuration (device, dtypes, channels, kernel sizes) runs a self-test against torch's computation on
+a small input (forward with and without statistics, backward), once per process, also while torch.compile
+traces (``torch.compiler.assume_constant_result``). A compile or launch error or a mismatch gives the plain
+block with one warning per device; so does an eager launch error later (a shape the self-test did not
+cover). It works
 eagerly, under ``torch.compile`` (the Triton kernels are ``torch.library.triton_op`` custom ops with
 autograd), under autocast, with ``with_cp`` (as the plain block, a recomputed forward updates the running
 statistics again) and in DDP.
@@ -346,6 +357,14 @@ def _update_running_stats(bn: _BatchNorm, mean: torch.Tensor, var: torch.Tensor,
         rv.copy_((var * (count / (count - 1))).to(rv.dtype) * factor + rv * (1 - factor))
 
 
+def _tf32_alike() -> bool:
+    """Whether fp32 matmuls (F.linear) and cuDNN convolutions run in the same precision (TF32 or not)."""
+    try:
+        return bool(torch.backends.cuda.matmul.allow_tf32) == bool(torch.backends.cudnn.allow_tf32)
+    except Exception:  # noqa: BLE001  (a torch that refuses the legacy flags next to its newer precision API)
+        return False
+
+
 def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     """The block's function (see the module docstring); ``how``: 'triton' or 'torch' (``plan``)."""
     bn, mlp, mixer = block.norm, block.mlp, block.token_mixer
@@ -405,9 +424,16 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
         w2f, b2f = fc2.weight.flatten(1), fc2.bias
         if gamma is not None:
             w2f, b2f = w2f * gamma.view(-1, 1), b2f * gamma
-    # ---- the MLP: the plain block's 1x1 convs (channels-last: GEMMs without layout transforms; TF32 as there)
-    h = mlp.act(F.conv2d(t, w1f.view(*w1f.shape, 1, 1), b1f))
-    y = F.conv2d(h, w2f.view(*w2f.shape, 1, 1), b2f)
+    # ---- the MLP. The kernel's channels-last output viewed as (N, H, W, C) rows: fc1 / fc2 as F.linear,
+    # GEMMs with the bias in their epilogue, where that computes in the plain block's precision (autocast or
+    # half maps, CPU, or TF32 set alike for matmuls and cuDNN); else the plain block's 1x1 convs (on
+    # channels-last maps cuDNN runs them as GEMMs too; TF32 as there).
+    if how == 'triton' and (lowp is not None or t.dtype != torch.float32 or dev != 'cuda' or _tf32_alike()):
+        h = mlp.act(F.linear(t.permute(0, 2, 3, 1), w1f, b1f))
+        y = F.linear(h, w2f, b2f).permute(0, 3, 1, 2)
+    else:
+        h = mlp.act(F.conv2d(t, w1f.view(*w1f.shape, 1, 1), b1f))
+        y = F.conv2d(h, w2f.view(*w2f.shape, 1, 1), b2f)
     n = x.shape[0]
     # ---- drop path and shortcut; dtypes as the plain block's (ConvMlp promotes to the layer scale's dtype)
     ref_dtype = torch.promote_types(y.dtype, gamma.dtype) if gamma is not None else y.dtype

@@ -14,7 +14,17 @@ channels with a large mean.
 Backward: one kernel computes, for the gradients ``dt``, ``dmean``, ``dvar`` of the three outputs,
 ``g = dt + dmean / M + 2 dvar (t - mean) / M`` (``t`` from the saved output) and from it the input gradient
 (identity channels: ``g``; conv channels: the transposed depthwise conv of ``g``) and per-tile partial
-weight and bias gradients, summed in torch (deterministic).
+weight and bias gradients, summed in torch (deterministic). ``device_guard``: launches run with the map's device current.
+
+Memory layout of the launches: a 1-D grid whose program index runs over the channel blocks fastest (the
+identity block(s), then the square, 1xb and bx1 groups' blocks of one row block are neighbours in launch
+order, so they run together and read the same rows of the map: it is read ~once, not once per channel
+block). Each program takes BLOCK_C channels (a power of 2 near the group width) of BLOCK_P rows; when the
+identity and group widths are multiples of ALIGN (<= 8; InceptionNeXt's are multiples of 4) the kernels know
+the blocks' first channels and masks are ALIGN-aligned and load / store ALIGN channels per instruction
+(vector loads, 64 / 128 bit). The taps are unrolled (``tl.static_range``). The backward's per-tile weight
+gradients are stored (tiles, taps, G): one contiguous run of the block's channels per tap. Registers and
+spills per kernel, dtype and arch: tests/test_triton_compile.py (sm_80 / sm_90 with Triton's compiler).
 
 Registered with ``torch.library.triton_op`` (``inceptionnext::inception_dw`` and its backward
 ``inceptionnext::inception_dw_backward``) with ``register_autograd``, so torch.compile keeps the kernels
