@@ -605,17 +605,65 @@ def test_triton_op_fake_kernel():
     assert grads[0].dtype == x.dtype and grads[0].is_contiguous(memory_format=torch.channels_last)
 
 
+def test_gpu_bench_plan(tmp_path):
+    """The bench's plan fits 8 minutes on one GPU with train rows first (fp16 autocast before fp32), has ours
+    fast and plain beside the three peers in train / inference, fp16 / fp32, eager, and compiled train rows;
+    controls: a plan with inference first, fp32 first or beyond the budget is flagged. The report lists the
+    rows planned but not measured (a section stopped at its time limit)."""
+    from backbones.analysis import gpu_bench as gb
+    sections = gb.plan()
+    assert gb.check_plan(sections) == []
+    assert gb.BUDGET_S == 480 and gb.OVERHEAD_S + sum(s.limit_s for s in sections) <= 480
+    assert [s.name for s in sections][:2] == ['train-eager', 'train-compiled'] and 'seg' not in [s.name for s in sections]
+    rows = [(s.kind, g.mode, g.amp, m) for s in sections for g in s.groups for m in g.models]
+    assert rows[0] == ('eager', 'train', True, 'ours_tiny_fast')  # the headline row first
+    for m in ('ours_tiny_fast', 'ours_tiny_nofast', 'timm:inception_next_tiny', 'timm:convnext_tiny', 'timm:resnet50'):
+        for mode in ('train', 'infer'):
+            for amp in (True, False):
+                assert ('eager', mode, amp, m) in rows, (mode, amp, m)
+    for m in ('ours_tiny_fast+compile', 'ours_tiny_nofast+compile', 'timm:convnext_tiny+compile'):
+        assert ('compiled', 'train', True, m) in rows
+    # controls
+    eager_train, compiled_train, eager_infer = sections[0], sections[1], sections[2]
+    assert any('after inference' in b for b in gb.check_plan((eager_infer, eager_train)))
+    assert any('fp32 before' in b for b in gb.check_plan((eager_train._replace(groups=eager_train.groups[::-1]),)))
+    assert any('budget' in b for b in gb.check_plan(sections + (compiled_train,)))
+    assert any('limit' in b for b in gb.check_plan((compiled_train._replace(limit_s=60),)))
+    # the report: rows planned but not measured
+    with open(tmp_path / 'rows.csv', 'w') as f:
+        f.write(','.join(gb.FIELDS) + '\n'
+                'train-eager,timm:convnext_tiny,train,amp-fp16,128,224,1000.0,5000,\n'
+                'train-eager,ours_tiny_fast,train,amp-fp16,128,224,1100.0,4000,\n')
+    text = gb.report(str(tmp_path))
+    assert '## planned, not measured' in text and '- train-compiled train ours_tiny_fast+compile' in text
+    assert '- train-eager train ours_tiny_fast' not in text and '| train | amp-fp16 | 1.10 |' in text
+
+
 def test_gpu_bench_script(tmp_path):
-    """tools/analysis_tools/gpu_bench.sh refuses to run without CUDA in one line; its --dry-run (the same code on CPU, tiny
-    sizes, torch.compile with the eager backend) writes the tables, csv and charts with no error row."""
+    """tools/analysis_tools/gpu_bench.sh refuses to run without CUDA in one line; --dry-run prints the plan and
+    its budget (train rows first); --models with an unknown row: one error line, exit 2; --smoke (the same code
+    on CPU, tiny sizes) for a few rows writes rows.csv row by row (train first), the tables, csv and charts with
+    no error row."""
     env = {'PYTHON': sys.executable, 'CUDA_VISIBLE_DEVICES': ''}
     if not torch.cuda.is_available():
         out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--out', str(tmp_path / 'no')], expect=2, env=env)
         assert out.strip().count('\n') == 0 and 'no CUDA GPU' in out
-    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--dry-run', '--out', str(tmp_path / 'smoke')], env=env, timeout=600)
+    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--dry-run'], env=env)
+    lines = out.strip().splitlines()
+    assert lines[0].startswith('train-eager') and 'train amp-fp16' in lines[1] and 'ours_tiny_fast' in lines[1]
+    assert 'total: 435 s' in lines[-1] and 'budget 480 s' in lines[-1] and 'PROBLEM' not in out
+    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--dry-run', '--models', 'ours_tiny_fast,bogus'],
+              expect=2, env=env)
+    assert out.strip().count('\n') == 0 and 'bogus' in out
+    rows = 'ours_tiny_fast,ours_tiny_nofast,timm:resnet50'
+    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--smoke', '--models', rows, '--out', str(tmp_path / 'smoke')],
+              env=env, timeout=900)
     md = (tmp_path / 'smoke' / 'gpu_bench.md').read_text()
-    for part in ('## cls-eager', '## cls-compiled', '## seg', 'ours_tiny_fast+compile', 'upernet_ours_tiny_nofast',
-                 'timm:resnet50', '| train |', '| infer |'):
+    for part in ('## train-eager', '## infer-eager', 'ours_tiny_fast', 'ours_tiny_nofast', 'timm:resnet50',
+                 '| train |', '| infer |', 'SMOKE RUN'):
         assert part in md, part
-    assert '## errors' not in md and 'failed' not in out
-    assert all((tmp_path / 'smoke' / f).stat().st_size > 0 for f in ('gpu_bench.csv', 'gpu_bench.png', 'seg.png'))
+    assert '## errors' not in md and 'failed' not in out and '## planned, not measured' not in md
+    with open(tmp_path / 'smoke' / 'rows.csv') as f:
+        measured = [line.split(',')[2] for line in f.read().splitlines()[1:]]
+    assert measured == ['train'] * 6 + ['infer'] * 6, measured
+    assert all((tmp_path / 'smoke' / f).stat().st_size > 0 for f in ('gpu_bench.csv', 'gpu_bench.png'))

@@ -92,18 +92,49 @@ SEG = Section('seg', 60, 'seg', (
                           'upernet_timm_convnext_tiny', 'upernet_timm_convnext_tiny_fused'), 16)), size=512)
 
 
-def plan(seg: bool = False) -> tuple:
-    return PLAN + ((SEG,) if seg else ())
+def plan(seg: bool = False, models=None) -> tuple:
+    """The sections to run; ``models``: keep only these rows (names as in the plan), drop emptied sections."""
+    sections = PLAN + ((SEG,) if seg else ())
+    if models is None:
+        return sections
+    out = []
+    for s in sections:
+        groups = tuple(g._replace(models=tuple(m for m in g.models if m in models)) for g in s.groups)
+        groups = tuple(g for g in groups if g.models)
+        if groups:
+            out.append(s._replace(groups=groups))
+    return tuple(out)
 
 
 def section_estimate(s: Section) -> int:
     return STARTUP_S + sum(EST_S[(s.kind, g.mode)] * len(g.models) for g in s.groups)
 
 
-def plan_text(seg: bool = False) -> str:
+def check_plan(sections) -> list:
+    """What is wrong with a plan: a train row after an inference row, fp32 before fp16 autocast within a
+    section, a section whose estimate exceeds its limit, limits beyond the budget (seg excepted: opt-in)."""
+    bad, seen_infer = [], False
+    for s in sections:
+        for g in s.groups:
+            if g.mode == 'infer':
+                seen_infer = True
+            elif seen_infer and s.kind != 'seg':
+                bad.append(f'{s.name}: train rows after inference rows')
+        amps = [g.amp for g in s.groups]
+        if any(not a and b for a, b in zip(amps, amps[1:])) and len({g.mode for g in s.groups}) == 1:
+            bad.append(f'{s.name}: fp32 before fp16 autocast')
+        if section_estimate(s) > s.limit_s:
+            bad.append(f'{s.name}: estimated {section_estimate(s)} s > its limit {s.limit_s} s')
+    total = OVERHEAD_S + sum(s.limit_s for s in sections if s.kind != 'seg')
+    if total > BUDGET_S:
+        bad.append(f'total {total} s > budget {BUDGET_S} s')
+    return bad
+
+
+def plan_text(seg: bool = False, models=None) -> str:
     """The plan, row by row, with each section's estimate against its limit and the total against BUDGET_S."""
     lines, total = [], OVERHEAD_S
-    for s in plan(seg):
+    for s in plan(seg, models):
         total += s.limit_s
         lines.append(f'{s.name}: limit {s.limit_s} s, estimated {section_estimate(s)} s (start-up {STARTUP_S} s)')
         for g in s.groups:
@@ -113,6 +144,7 @@ def plan_text(seg: bool = False) -> str:
                              f'(~{EST_S[(s.kind, g.mode)]} s)')
     lines.append(f'total: {total} s of section limits and overhead ({OVERHEAD_S} s), budget {BUDGET_S} s'
                  + (' (--seg: beyond the 8-minute budget)' if seg else ''))
+    lines += [f'PLAN PROBLEM: {b}' for b in check_plan(plan(seg, models))]
     return '\n'.join(lines)
 
 
@@ -122,26 +154,29 @@ def _smoke(s: Section) -> Section:
 
 
 def _build(name: str, s: Section, smoke: bool, cache: dict):
-    if s.kind == 'seg':
-        if not cache:
+    """The model of a row, built once per section (the fp16 and fp32 groups time the same model; a compiled
+    model keeps its compiled graphs)."""
+    if name not in cache:
+        if s.kind == 'seg':
             from backbones.analysis.benchmark import seg_models
             built = seg_models(s.size)
             plain = copy.deepcopy(built['upernet_ours_tiny'])
             plain.model.backbone.set_fast_path(False)
             built['upernet_ours_tiny'].model.backbone.set_fast_path(True)
             cache.update(built, upernet_ours_tiny_nofast=plain)
-        return cache[name]
-    return build_model(name, compile_backend='eager' if smoke else 'inductor')
+        else:
+            cache[name] = build_model(name, compile_backend='eager' if smoke else 'inductor')
+    return cache[name]
 
 
-def run_section(name: str, out: str, smoke: bool, tf32: bool) -> int:
+def run_section(name: str, out: str, smoke: bool, tf32: bool, models=None) -> int:
     device = torch.device('cpu' if smoke else 'cuda')
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
         set_tf32(tf32)
-    s = next((x for x in plan(seg=True) if x.name == name), None)
+    s = next((x for x in plan(True, models) if x.name == name), None)
     if s is None:
-        raise SystemExit(f'unknown section {name!r}: use one of {", ".join(x.name for x in plan(True))}')
+        raise SystemExit(f'section {name!r} has no rows to run (unknown, or none of --models in it)')
     s = _smoke(s) if smoke else s
     warmup, iters, reps = (1, 1, 1) if smoke else ((2, 3, 3) if s.kind != 'eager' else (3, 5, 5))
 
@@ -177,14 +212,14 @@ def run_section(name: str, out: str, smoke: bool, tf32: bool) -> int:
                 os.fsync(f.fileno())
                 log(f'{g.mode} {precision} {model_name}: {row["best"] or row["error"]} '
                     f'({time.perf_counter() - t0:.0f} s)')
-                runner = model = None
+                runner = None
                 if device.type == 'cuda':
                     torch.cuda.empty_cache()
     log(f'done ({failures} failures)')
     return 1 if failures else 0
 
 
-def report(out: str, seg: bool = False) -> str:
+def report(out: str, seg: bool = False, models=None) -> str:
     """DIR/gpu_bench.md (header, one table per section, the headline ratios, rows planned but not measured,
     errors), gpu_bench.csv, one png per section and gpu_bench.png (classification)."""
     path = os.path.join(out, 'rows.csv')
@@ -227,7 +262,7 @@ def report(out: str, seg: bool = False) -> str:
             lines.append(f'| {mode} | {prec} | ' + ' | '.join(cells) + ' |')
     parts += lines + ['']
     done = {(r['section'], r['model'], r['mode']) for r in rows}
-    missing = [f'- {s.name} {g.mode} {m}' for s in plan(seg) for g in s.groups for m in g.models
+    missing = [f'- {s.name} {g.mode} {m}' for s in plan(seg, models) for g in s.groups for m in g.models
                if (s.name, m, g.mode) not in done]
     if missing:
         parts += ['## planned, not measured (time limit or crash: see the section logs)', ''] + missing + ['']
@@ -260,12 +295,22 @@ def main(argv=None) -> int:
     p.add_argument('--tf32', choices=['on', 'off'], default='on',
                    help='TF32 for matmuls and cuDNN alike in the fp32 rows (default on)')
     p.add_argument('--smoke', action='store_true', help='CPU, tiny sizes, torch.compile with the eager backend')
+    p.add_argument('--models', help='comma-separated: run only these rows of the plan (names as --dry-run prints)')
     args = p.parse_args(argv)
+    models = None
+    if args.models:
+        models = [m.strip() for m in args.models.split(',') if m.strip()]
+        known = {m for s in plan(True) for g in s.groups for m in g.models}
+        unknown = [m for m in models if m not in known]
+        if unknown:
+            print(f'gpu_bench: error: --models {",".join(unknown)}: not in the plan (see --dry-run)', file=sys.stderr)
+            return 2
     if args.dry_run:
-        print(plan_text(args.seg))
-        return 0
+        text = plan_text(args.seg, models)
+        print(text)
+        return 1 if 'PLAN PROBLEM' in text else 0
     if args.sections:
-        print('\n'.join(f'{s.name} {s.limit_s}' for s in plan(args.seg)))
+        print('\n'.join(f'{s.name} {s.limit_s}' for s in plan(args.seg, models)))
         return 0
     if not args.out:
         p.error('--out is required')
@@ -282,14 +327,14 @@ def main(argv=None) -> int:
         print(text)
         return 0
     if args.report:
-        print(report(args.out, args.seg))
+        print(report(args.out, args.seg, models))
         return 0
     if not args.smoke and not torch.cuda.is_available():
         print('gpu_bench: no CUDA device (use --smoke for the CPU run)', file=sys.stderr)
         return 2
     if not args.section:
         p.error('--section, --report, --header, --sections or --dry-run')
-    return run_section(args.section, args.out, args.smoke, args.tf32 == 'on')
+    return run_section(args.section, args.out, args.smoke, args.tf32 == 'on', models)
 
 
 if __name__ == '__main__':
