@@ -178,7 +178,15 @@ def _sync_group(bn: _BatchNorm, bn_training: bool):
     return group if dist.get_world_size(group) > 1 else None
 
 
-@torch.compiler.assume_constant_result  # torch.compile calls it while tracing and keeps the result
+def _constant_at_trace(fn):
+    """``torch.compiler.assume_constant_result`` without importing dynamo (and with it Triton) at import time:
+    dynamo calls the function while tracing and keeps its result as a constant of the graph (tested:
+    tests/test_fast_block.py, test_triton_self_test_under_compile)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_constant_at_trace
 def _auto_cuda(device: torch.device) -> str:
     """What mode 'auto' takes on this GPU: ``MEASURED_GPUS`` for its name ('' where not measured)."""
     if not MEASURED_GPUS:
@@ -267,7 +275,7 @@ def _self_test(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g: int
     return None
 
 
-@torch.compiler.assume_constant_result
+@_constant_at_trace
 def _triton_route(device: torch.device, on: bool) -> Optional[str]:
     """'triton' where the kernels can be tried on ``device``; otherwise (one warning) torch's mixer ('torch')
     in mode 'on', the plain forward (None) in mode 'auto'."""
@@ -279,7 +287,7 @@ def _triton_route(device: torch.device, on: bool) -> Optional[str]:
     return 'torch' if on else 'plain'
 
 
-@torch.compiler.assume_constant_result
+@_constant_at_trace
 def triton_verified(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g: int, ks: int, kb: int) -> bool:
     """Whether the Triton op passed its first-use self-test for this configuration (run once per process;
     a failure warns once per device and the blocks run their plain forward)."""
