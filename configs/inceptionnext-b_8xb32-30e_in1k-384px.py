@@ -13,17 +13,10 @@ model = dict(
     data_preprocessor=dict(mixup=None),
     init_cfg=dict(_delete_=True, type='Pretrained', checkpoint='checkpoints/inceptionnext_base_cls.pth'))
 randomness = dict(diff_rank_seed=True)
-train_pipeline = [
-    dict(type='LoadImagePIL'),
-    dict(type='TimmTransform', input_size=384, is_training=True, scale=(0.08, 1.0), ratio=(3. / 4., 4. / 3.),
-         hflip=0.5, vflip=0.0, color_jitter=0.4, auto_augment='rand-m9-mstd0.5-inc1', interpolation='bicubic'),
-    dict(type='PackClsInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImagePIL'),
-    dict(type='TimmTransform', input_size=384, is_training=False, crop_pct=1.0, interpolation='bicubic'),
-    dict(type='PackClsInputs'),
-]
+# the base's pipelines at 384 (eval crop_pct 1.0)
+train_pipeline = [dict(t, input_size=384) if t.type == 'TimmTransform' else t for t in _base_.train_pipeline]
+test_pipeline = [dict(t, input_size=384, crop_pct=1.0) if t.type == 'TimmTransform' else t
+                 for t in _base_.test_pipeline]
 train_dataloader = dict(batch_size=32, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(batch_size=32, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
@@ -31,8 +24,6 @@ optim_wrapper = dict(optimizer=dict(lr=5e-5), accumulative_counts=4)
 param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True, begin=0, end=30)]
 train_cfg = dict(max_epochs=30)
 auto_scale_lr = dict(base_batch_size=1024)
-custom_hooks = [
-    dict(type='RNGStateHook'),
-    dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
-    dict(type='MMEngineFixesHook'),
-]
+# the base's hooks (exact resume, the MMEngine fixes) and the EMA of the weights
+custom_hooks = _base_.custom_hooks + [
+    dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL')]

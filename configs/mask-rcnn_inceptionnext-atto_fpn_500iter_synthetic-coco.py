@@ -1,6 +1,7 @@
-# Mask R-CNN on InceptionNeXt-atto + FPN for the generated COCO-layout dataset (tools/synthetic_coco.py,
-# 3 shape classes, 160x128): the real Mask R-CNN heads and AdamW + layer-decay optimizer, iteration-based
-# (500 iterations at batch 4, lr 1e-3 as for training from scratch on such a small task; steps at 400).
+# Mask R-CNN on InceptionNeXt-atto + FPN for the generated COCO-layout dataset (tools/misc/synthetic_data.py
+# coco, 3 shape classes, 160x128): the real Mask R-CNN heads and AdamW + layer-decay optimizer,
+# iteration-based (500 iterations at batch 4, lr 1e-3 as for training from scratch on such a small task; steps
+# at 400).
 # CPU runs shrink the heads through --cfg-options (tests/test_det_train.py: channels 64, 64 sampled RoIs,
 # anchor scale 4), and the backbone starts from checkpoints/inceptionnext_atto_backbone.pth
 # (tools/model_converters/convert_weights.py) or any file given as model.backbone.init_cfg.checkpoint=...

@@ -20,3 +20,28 @@ class KillAfterIterHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if runner.iter + 1 == self.at_iter:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register_module()
+class NaNLossHook(Hook):
+    """Makes the loss of iteration ``at_iter`` (1-based) non-finite in process ``rank`` only (None: every
+    process): a divergence that one rank sees first. Its priority is the highest, so it wraps the model's
+    ``parse_losses`` before the NonFiniteLossHook wraps it in turn."""
+    priority = 'HIGHEST'
+
+    def __init__(self, at_iter: int, rank=None):
+        self.at_iter, self.rank = at_iter, rank
+
+    def before_train(self, runner):
+        from mmengine.model import is_model_wrapper
+        module = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        parse = module.parse_losses
+
+        def parse_losses(losses):
+            loss, log_vars = parse(losses)
+            if runner.iter + 1 == self.at_iter and self.rank in (None, runner.rank):
+                loss = loss * float('nan')
+                log_vars['loss'] = loss
+            return loss, log_vars
+
+        module.parse_losses = parse_losses

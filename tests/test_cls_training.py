@@ -250,10 +250,11 @@ def ema_run(tmp_path_factory):
     torch.save(convert_timm_state_dict(start), tmp / 'start.pth')
     cfg = load('inceptionnext-b_8xb32-30e_in1k-384px')
     momentum = 0.3  # the recipe's 1e-4 made visible in 8 iterations
+    ema_index = next(i for i, h in enumerate(cfg.custom_hooks) if h.type == 'EMAHook')
     opts = {
         'model.backbone.arch': 'atto', 'model.head.num_classes': 4,
         'model.init_cfg.checkpoint': str(tmp / 'start.pth'),
-        'custom_hooks.1.momentum': momentum,
+        f'custom_hooks.{ema_index}.momentum': momentum,
         # lr 1e-2 at the effective batch 8 = 1 process x 4 images x 2 accumulation steps: RobustRunner keeps
         # 1e-2 (MMEngine's own scale_lr, blind to accumulation, would halve it)
         'optim_wrapper.optimizer.lr': 1e-2, 'optim_wrapper.accumulative_counts': 2,

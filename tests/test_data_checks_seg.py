@@ -1,7 +1,7 @@
 """Bad segmentation data (ADE layout): what mmseg does on its own, and what the suite reports.
 
 For each case the test shows mmseg 1.2's own behaviour (a dataloader-worker traceback whenever the file is
-reached, or silent wrong labels) and what ``backbones.seg_checks`` reports: the pre-flight
+reached, or silent wrong labels) and what ``backbones.datasets.checks`` report: the pre-flight
 ``check_seg_datasets`` (run by tools/train.py and tools/test.py before the Runner) and, at load time, the
 configs' ``LoadImageFromFileChecked`` and ``CheckSegMap``.
 """
@@ -16,10 +16,10 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from PIL import Image
-from tools.synthetic_data import write_ade
 
-from backbones import seg_checks
+from backbones.datasets.checks import common as checks_common
 from backbones.datasets.checks.segmentation import check_seg_datasets
+from backbones.datasets.synthetic import write_ade
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
 
 from .conftest import REPO, LogCapture, run
@@ -31,9 +31,9 @@ WHERE = r' \(train_dataloader.dataset\)'
 
 @pytest.fixture(autouse=True)
 def fresh_warnings():
-    seg_checks._warned.clear()  # "warn once" is per process; each test starts afresh
+    checks_common._warned.clear()  # "warn once" is per process; each test starts afresh
     yield
-    seg_checks._warned.clear()
+    checks_common._warned.clear()
 
 
 @pytest.fixture
@@ -286,6 +286,3 @@ def test_standalone_command(ade):
     os.remove(ade['anns'][2])
     out = run([PY, 'tools/misc/check_data.py', SYNTH] + opts, expect=2)
     assert 'Traceback' not in out and out.strip().splitlines()[-1].startswith('error: 1 of 6 files not found: ')
-    # python -m on the module (as an earlier version documented) says where the command line is, no traceback
-    out = run([PY, '-m', 'backbones.seg_checks', SYNTH], expect=1)
-    assert 'Traceback' not in out and 'python tools/misc/check_data.py CONFIG' in out

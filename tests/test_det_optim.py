@@ -1,6 +1,6 @@
 """InceptionNeXtLayerDecayConstructor on the detectors: the lr and weight decay each parameter gets.
 
-layer_wise ids (backbones/optim.py): stem 0; stage 0 -> 1; stage 1 (and its downsample) -> 2; stage 2
+layer_wise ids (backbones/engine/optimizers.py): stem 0; stage 0 -> 1; stage 1 (and its downsample) -> 2; stage 2
 block j -> 3 + j // 3 (its downsample 3); stage 3 (and its downsample) -> num_layers; everything else
 (out norms, neck, heads) -> num_layers + 1. lr = base_lr * decay_rate ** (num_layers + 1 - id); no weight
 decay on 1-D parameters (norms, layer scales) and biases.

@@ -1,9 +1,11 @@
-"""ONNX export (tools/deployment/export_onnx.py, backbones/export_onnx.py): ONNX Runtime equals torch for the atto
-classifier, the atto backbone, UperNet and Semantic FPN at the export size and at other sizes (dynamic files,
-sizes that are not multiples of 32 too), in deploy form too; the swaps that make sizes symbolic are needed
-(controls) and exact; errors are one line; the README's ONNX Runtime snippet runs without torch."""
+"""ONNX export (tools/deployment/export_onnx.py, backbones/deploy/onnx.py): ONNX Runtime equals torch for the
+atto classifier, the atto backbone, UperNet and Semantic FPN at the export size and at other sizes (dynamic
+files, sizes that are not multiples of 32 too), in deploy form too; the swaps that make sizes symbolic are
+needed (controls) and exact; errors are one line; the ONNX Runtime snippet of docs/export.md runs without
+torch."""
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -307,44 +309,24 @@ def test_checkpoints_load_strictly(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# The README snippet: ONNX Runtime alone
+# The snippet of docs/export.md: ONNX Runtime alone
 # --------------------------------------------------------------------------------------------------
-README_SNIPPET = '''
-import sys
-
-import numpy as np
-import onnxruntime as ort
-from PIL import Image
+DOC = osp.join(REPO, 'docs', 'export.md')
 
 
-def predict(onnx_file, image_file):
-    """Class index (classifier) or (H, W) label map (segmentor) of one image, with ONNX Runtime only."""
-    sess = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
-    meta = sess.get_modelmeta().custom_metadata_map  # written by tools/deployment/export_onnx.py
-    img = Image.open(image_file).convert('RGB')  # RGB, 0..255
-    if meta['inceptionnext.kind'] == 'classifier':  # timm's eval transform: shorter side 256, centre 224
-        w, h = img.size
-        img = img.resize((256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256), Image.BICUBIC)
-        left, top = round((img.width - 224) / 2), round((img.height - 224) / 2)
-        img = img.crop((left, top, left + 224, top + 224))
-    mean = np.array(meta['mean'].split(','), np.float32)
-    std = np.array(meta['std'].split(','), np.float32)
-    x = np.asarray(img, np.float32)
-    if meta['channel_order'] == 'BGR':  # a config without bgr_to_rgb: the model saw cv2's BGR
-        x = x[..., ::-1]
-    x = ((x - mean) / std).transpose(2, 0, 1)[None]  # (1, 3, H, W)
-    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    return out[0] if meta['output'] == 'label' else out[0].argmax(0)
-
-
-print(predict(sys.argv[1], sys.argv[2]).tolist())
-'''
+def doc_snippet():
+    """The python block of docs/export.md that runs an exported file with ONNX Runtime alone."""
+    with open(DOC) as f:
+        blocks = re.findall(r'^```python\n(.*?)^```$', f.read(), flags=re.S | re.M)
+    found = [b for b in blocks if 'import onnxruntime' in b]
+    assert len(found) == 1, f'{DOC}: expected one python block with onnxruntime, found {len(found)}'
+    return found[0]
 
 
 def _snippet(onnx_file, image_file):
     """Runs the snippet in a python where ``import torch`` fails."""
     code = "import sys; sys.modules['torch'] = None; exec(compile(sys.argv.pop(1), 'snippet', 'exec'))"
-    r = subprocess.run([PY, '-c', code, README_SNIPPET, onnx_file, image_file], capture_output=True,
+    r = subprocess.run([PY, '-c', code, doc_snippet(), onnx_file, image_file], capture_output=True,
                        text=True, timeout=120, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     return np.array(eval(r.stdout))
@@ -358,7 +340,7 @@ def _labels_agree(labels, logits, tol=1e-4):
     return (logits.max(0) - picked)[diff].max(initial=0) <= tol * np.abs(logits).max()
 
 
-def test_readme_snippet_segments_an_image_without_torch(exported, tmp_path):
+def test_export_doc_snippet_segments_an_image_without_torch(exported, tmp_path):
     """The label map of the snippet (PIL, RGB) equals torch on mmseg's own preprocessing of the file (cv2 BGR,
     SegDataPreProcessor with bgr_to_rgb); feeding BGR would not."""
     blocked = subprocess.run([PY, '-c', "import sys; sys.modules['torch'] = None; import torch"],
@@ -383,7 +365,7 @@ def test_readme_snippet_segments_an_image_without_torch(exported, tmp_path):
         assert _labels_agree(labels, logits) == agree
 
 
-def test_readme_snippet_classifies_an_image_without_torch(exported, tmp_path):
+def test_export_doc_snippet_classifies_an_image_without_torch(exported, tmp_path):
     """The classifier branch: the snippet's resize + crop + normalisation is the config's eval pipeline
     (TimmTransform, crop_pct 0.875) + ClsDataPreprocessor."""
     from PIL import Image

@@ -273,8 +273,9 @@ def test_second_run_on_a_busy_work_dir_stops(straight_run, tmp_path):
     finally:
         first.kill()
         first.wait()
-    out = run([PY, 'tools/train.py', cfg, '--work-dir', str(work), '--cfg-options', 'train_cfg.max_iters=1',
-               'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1'])  # the killed run's lock is gone
+    # the killed run's lock is gone (--restart: it may have saved a checkpoint, which would need --resume)
+    out = run([PY, 'tools/train.py', cfg, '--work-dir', str(work), '--restart', '--cfg-options',
+               'train_cfg.max_iters=1', 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1'])
     assert (work / 'iter_1.pth').exists()
 
 

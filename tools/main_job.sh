@@ -5,6 +5,10 @@
 # The model is the real atto UperNet config; --cfg-options shrink the head and schedule for CPU minutes.
 #   env: ITERS (default 400), WORK_DIR (default work_dirs/main_job), DATA (default data/synthetic_ade)
 set -euo pipefail
+if [ $# -gt 0 ]; then
+    echo "error: $0 takes no arguments (got $1); its settings are ITERS, WORK_DIR and DATA in the environment" >&2
+    exit 2
+fi
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 ITERS=${ITERS:-400}

@@ -1,11 +1,11 @@
 """glibc malloc settings that keep freed memory in the heap, for the tools' processes (CPU speed).
 
-By default glibc gives every freed block over 32 MiB back to the kernel (mmap threshold) and trims
-the heap top, so each forward pass page-faults its large activation maps in again. On our 2-core CPU
-that was half the inference time of InceptionNeXt-T, and of timm's models alike, at batch 32 (README
-"Speed"). glibc reads these settings only at start-up, so ``ensure()`` re-executes the command once
-with them set (same pid, before anything heavy is imported). ``INCEPTIONNEXT_MALLOC=default`` keeps
-glibc's behaviour. The cost: a process keeps its peak memory until it exits.
+By default glibc gives every freed block over 32 MiB back to the kernel (mmap threshold) and trims the heap
+top, so each forward pass page-faults its large activation maps in again. On a 2-core CPU that was half the
+inference time of InceptionNeXt-T, and of timm's models alike, at batch 32 (docs/benchmarks.md). glibc reads
+these settings only at start-up, so ``ensure()`` re-executes the command once with them set (same pid, before
+anything heavy is imported). ``INCEPTIONNEXT_MALLOC=default`` keeps glibc's behaviour. The cost: a process
+keeps its peak memory until it exits.
 """
 import os
 import sys

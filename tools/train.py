@@ -5,7 +5,9 @@
 
 The config's ``default_scope`` decides which registries build it; this tool has no per-task code.
 ``--resume`` alone resumes from the work dir's last checkpoint; with the RNGStateHook of
-configs/_base_/default_runtime.py the resumed run is bitwise the uninterrupted one on CPU.
+configs/_base_/default_runtime.py the resumed run is bitwise the uninterrupted one on CPU. A work dir that
+holds an earlier run is refused without ``--resume`` (``--restart`` trains from scratch there).
+A non-finite loss stops the run (exit 2); SIGTERM saves a checkpoint and exits 143 (docs/reliability.md).
 """
 import argparse
 import os.path as osp
@@ -16,9 +18,10 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
     malloc_env.ensure()
 
 
-from backbones.apis.run import build_runner, preflight, run_config  # noqa: E402
+from backbones.apis.run import build_runner, preflight, raise_if_out_of_memory, run_config  # noqa: E402
 from backbones.engine.checks import check_checkpoint_fits, check_resume_checkpoint  # noqa: E402
 from backbones.engine.mmengine_fixes import lock_work_dir  # noqa: E402
+from backbones.engine.runner import check_work_dir_is_new  # noqa: E402
 from backbones.utils.cli import add_common_args, run_cli  # noqa: E402
 from backbones.utils.errors import UserInputError  # noqa: E402
 
@@ -30,6 +33,9 @@ def parse_args(argv=None):
                    help='resume from CKPT, or (no value) from the last checkpoint in the work dir')
     p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper; needs a GPU)')
     p.add_argument('--compile', action='store_true', help="torch.compile the train step (MMEngine's cfg.compile)")
+    p.add_argument('--restart', action='store_true',
+                   help='train from scratch in a work dir that holds an earlier run (without it, such a work dir '
+                        'is refused unless --resume continues the run)')
     add_common_args(p)
     return p.parse_args(argv)
 
@@ -52,8 +58,12 @@ def main(argv=None) -> int:
     if path:
         ckpt = check_resume_checkpoint(path)
         cfg.resume, cfg.load_from = True, path
+    if args.resume and args.restart:
+        raise UserInputError('--resume continues the work dir\'s run, --restart trains from scratch: pass one')
+    cfg.restart = args.restart
     preflight(cfg, splits=('train_dataloader', 'val_dataloader'))
     lock_work_dir(cfg.work_dir)  # before the Runner writes its config and logs there
+    check_work_dir_is_new(cfg.work_dir, args.resume, args.restart)  # (a run in progress: the lock's error)
     runner = build_runner(cfg)
     if cfg.get('compile'):  # dynamo (torch 2.14) cannot trace an optimizer whose param groups are ConfigDicts
         runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)  # (MMEngine's): plain dicts
@@ -62,7 +72,11 @@ def main(argv=None) -> int:
             opt.param_groups[:] = [dict(g) for g in opt.param_groups]
     if ckpt is not None:
         check_checkpoint_fits(runner.model, ckpt, path)
-    runner.train()
+    try:
+        runner.train()
+    except Exception as e:  # noqa: BLE001 -- only running out of memory is re-worded; the rest goes on
+        raise_if_out_of_memory(e, cfg, 'train_dataloader')
+        raise
     return 0
 
 

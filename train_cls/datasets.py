@@ -21,6 +21,7 @@ from mmengine.dataset import BaseDataset, Compose
 from mmengine.logging import print_log
 
 from backbones.utils.errors import DatasetError
+from backbones.utils.io import names
 
 from .registry import DATASETS, TRANSFORMS
 
@@ -130,14 +131,15 @@ class ImageNet(BaseDataset):
         if unknown:
             raise DatasetError(
                 f'the {self.split_name} split has class folders that the class list '
-                f'({self._classes_arg or folder}, {len(classes)} classes) does not: {_names(unknown)}; the '
+                f'({self._classes_arg or folder}, {len(classes)} classes) does not: {names(unknown, 5)}; the '
                 'splits must share their class folders (a class index is the position of its folder name in '
                 'the sorted train list)')
         present = set(own)
         missing = [c for c in classes if c not in present]
         if missing:
             print_log(f'the {self.split_name} split has no folder for {len(missing)} of {len(classes)} classes '
-                      f'({_names(missing)}); the others keep their train indices', logger='current', level=30)
+                      f'({names(missing, 5)}); the others keep their train indices', logger='current',
+                      level=30)
         data_list, empty = [], []
         for wnid in own:
             files = sorted(e.name for e in os.scandir(osp.join(folder, wnid))
@@ -192,8 +194,3 @@ class ImageNet(BaseDataset):
             warnings.warn(msg, UnreadableImageWarning)
             print_log(msg, logger='current', level=30)
             return None
-
-
-def _names(items, n: int = 5) -> str:
-    items = list(items)
-    return ', '.join(items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')

@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 
+from backbones.utils.errors import BadValueError, DatasetError
+
 from .registry import METRICS
 
 
@@ -22,15 +24,15 @@ class Accuracy(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.topk = tuple(int(k) for k in topk)
         if not self.topk or min(self.topk) < 1:
-            raise ValueError(f'topk must be positive integers, got {topk}')
+            raise BadValueError(f'topk must be positive integers, got {topk}')
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
             score, gt = s['pred_score'], int(s['gt_label'])
             score = torch.as_tensor(score).float().flatten()
             if not 0 <= gt < score.numel():
-                raise ValueError(f'label {gt} outside the {score.numel()} classes of the model '
-                                 f'({s.get("img_path")})')
+                raise DatasetError(f'label {gt} outside the {score.numel()} classes of the model '
+                                   f'({s.get("img_path")})')
             ref = score[gt]
             if not torch.isfinite(ref):
                 rank = score.numel()

@@ -16,6 +16,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 
 import backbones  # noqa: F401  (registers InceptionNeXt in the root MODELS registry)
 from backbones.models.inceptionnext import MlpHead, load_classifier_weights  # noqa: F401 (re-exported)
+from backbones.utils.errors import BadValueError
 
 from .registry import MODELS
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -51,7 +52,8 @@ class ClsDataPreprocessor(BaseDataPreprocessor):
         self.random_erasing_cfg = dict(random_erasing) if random_erasing else None
         self.mixup_cfg = dict(mixup) if mixup else None
         if self.mixup_cfg and 'num_classes' in self.mixup_cfg:
-            raise ValueError('ClsDataPreprocessor.mixup: leave num_classes out, the classifier head sets it')
+            raise BadValueError('ClsDataPreprocessor.mixup: leave num_classes out, the classifier head sets '
+                                'it')
         self._mixup = None
         self.num_classes = num_classes
 
@@ -75,8 +77,8 @@ class ClsDataPreprocessor(BaseDataPreprocessor):
         if isinstance(inputs, (list, tuple)):
             shapes = {tuple(t.shape) for t in inputs}
             if len(shapes) > 1:
-                raise ValueError(f'images of one batch differ in size {sorted(shapes)}: the pipeline must crop '
-                                 'to a fixed input_size')
+                raise BadValueError(f'images of one batch differ in size {sorted(shapes)}: the pipeline '
+                                    'must crop to a fixed input_size')
             inputs = torch.stack(list(inputs))
         x = inputs.to(self.device, non_blocking=self._non_blocking).float()
         x = (x - self.mean) / self.std
@@ -92,8 +94,8 @@ class ClsDataPreprocessor(BaseDataPreprocessor):
                 if self._mixup is None:
                     raise RuntimeError('mixup is configured but num_classes is unknown')
                 if len(x) % 2:
-                    raise ValueError(f'mixup/cutmix need an even batch per process, got {len(x)}: set an even '
-                                     'train_dataloader.batch_size and keep drop_last=True')
+                    raise BadValueError(f'mixup/cutmix need an even batch per process, got {len(x)}: set an '
+                                        'even train_dataloader.batch_size and keep drop_last=True')
                 x, scores = self._mixup(x, labels)
         return dict(inputs=x, data_samples=dict(gt_label=labels, gt_score=scores, metas=metas))
 

@@ -11,6 +11,8 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from PIL import Image
 
+from backbones.utils.errors import BadValueError
+
 from .datasets import UnreadableImageError
 from .registry import TRANSFORMS
 
@@ -52,8 +54,8 @@ class TimmTransform:
                  mean: Sequence[float] = IMAGENET_MEAN, **kwargs):
         from timm.data import create_transform
         if kwargs.get('re_prob'):
-            raise ValueError('TimmTransform: random erasing runs batch-wise after normalisation; set it in '
-                             'model.data_preprocessor.random_erasing, not re_prob')
+            raise BadValueError('TimmTransform: random erasing runs batch-wise after normalisation; set it '
+                                'in model.data_preprocessor.random_erasing, not re_prob')
         for k in ('scale', 'ratio'):
             if kwargs.get(k) is not None:
                 kwargs[k] = tuple(kwargs[k])

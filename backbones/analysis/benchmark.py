@@ -14,7 +14,7 @@ plain ``ours_<arch>`` is the default, 'auto'), ``timm:<name>`` (built by timm, r
 with ``+compile`` appended (torch.compile,
 inductor, with ``freezing``: inference graphs get constant weights and convs fused with the pointwise ops
 after them; the compile time falls in the warm-up), any of ours with ``ort:`` in front (ONNX Runtime on CPU,
-inference only: the model exported by backbones/export_onnx.py at the timed shape, in the warm-up; ``--ort``
+inference only: the model exported by backbones/deploy/onnx.py at the timed shape, in the warm-up; ``--ort``
 adds these rows for our models, in seg mode ``ort:upernet_ours_tiny``). Arches include the paper's ablation
 rows as released (``convnext_tiny``, ``convnext_tiny_k5``, ``convnext_tiny_k3``, ``convnext_tiny_k3_par1_8``
 ...) and the BN variants of the same sizes (``metanext_bn_tiny_k7`` ...).
@@ -44,27 +44,51 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # --------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------
+# The spelling of a model name, outermost first: ``ort:`` in front, ``+compile`` behind, then ``timm:<name>``
+# or ``ours_<arch>`` with at most one suffix of each table below, in this order:
+# ``ours_<arch>[_fast][_deploy]``.
+COMPILE_SUFFIX = '+compile'
+FAST_SUFFIXES = {'_fast': True, '_nofast': False}  # set_fast_path (none: 'auto')
+# switch_to_deploy: (oneDNN fused CPU kernels, cache-sized sub-batches)
+DEPLOY_SUFFIXES = {'_deploy': (True, True), '_deploy-fold': (False, True), '_deploy-nochunk': (True, False)}
+
+
+def _split_suffix(name: str, table: dict):
+    """``name`` without the suffix of ``table`` it ends with, and that suffix's value (None: none)."""
+    for suffix in sorted(table, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[:-len(suffix)], table[suffix]
+    return name, None
+
+
 def build_model(name: str, num_classes: int = 1000, compile_backend: str = 'inductor') -> torch.nn.Module:
+    """The model a benchmark name spells (the module doc and the suffix tables above), in eval mode."""
     if name.startswith('ort:'):
         from backbones.deploy.onnx import OrtModule
-        return OrtModule(build_model(name[4:], num_classes))
-    base, compiled = (name[:-len('+compile')], True) if name.endswith('+compile') else (name, False)
+        return OrtModule(build_model(name[len('ort:'):], num_classes))
+    base, compiled = _split_suffix(name, {COMPILE_SUFFIX: True})
     if base.startswith('timm:'):
         import timm
-        model = timm.create_model(base[5:], pretrained=False, num_classes=num_classes)
+        timm_name = base[len('timm:'):]
+        if not timm.is_model(timm_name):
+            raise UserInputError(f'unknown model {name!r}: timm has no {timm_name!r}')
+        model = timm.create_model(timm_name, pretrained=False, num_classes=num_classes)
     elif base.startswith('ours_'):
         from backbones.apis.build import classifier
         from backbones.models.ops.onednn import CPU_CHUNK_BYTES
-        arch, deploy, variant = base[5:].partition('_deploy')
-        if variant not in ('', '-fold', '-nochunk'):
-            raise UserInputError(f'unknown deploy variant in {name!r}: use _deploy, _deploy-fold or _deploy-nochunk')
-        fast = {'_fast': True, '_nofast': False}.get(arch[arch.rfind('_'):], 'auto')
-        arch = arch[:arch.rfind('_')] if fast != 'auto' else arch
-        model = classifier(arch, num_classes)
-        model.backbone.set_fast_path(fast)
-        if deploy:
-            model.backbone.switch_to_deploy(cpu_kernels=variant != '-fold',
-                                            chunk_bytes=0 if variant == '-nochunk' else CPU_CHUNK_BYTES)
+        arch, deploy = _split_suffix(base[len('ours_'):], DEPLOY_SUFFIXES)
+        if '_deploy' in arch:
+            raise UserInputError(f'unknown deploy variant in {name!r}: use {", ".join(DEPLOY_SUFFIXES)}')
+        arch, fast = _split_suffix(arch, FAST_SUFFIXES)
+        try:
+            model = classifier(arch, num_classes)
+        except ValueError as e:
+            raise UserInputError(f'model {name!r}: {e}') from None
+        model.backbone.set_fast_path('auto' if fast is None else fast)
+        if deploy is not None:
+            cpu_kernels, chunked = deploy
+            model.backbone.switch_to_deploy(cpu_kernels=cpu_kernels,
+                                            chunk_bytes=CPU_CHUNK_BYTES if chunked else 0)
     else:
         raise UserInputError(f'unknown model {name!r}: use ours_<arch>[_deploy] or timm:<name>')
     model.eval()

@@ -23,10 +23,18 @@ def read_scalars(work_dir: str):
     train, evals = {}, {}
     for path in files:  # later runs (a resume) overwrite the steps they repeat
         with open(path) as f:
-            for line in f:
+            lines = f.read().splitlines()
+        for i, line in enumerate(lines):
+            try:
                 rec = json.loads(line)
-                target = train if any('loss' in k for k in rec) else evals
-                target[rec['step']] = rec
+            except json.JSONDecodeError as e:
+                if i == len(lines) - 1:  # a run still writing (or killed mid-write): a partial last line
+                    continue
+                raise UserInputError(f'{path}:{i + 1}: not a JSON record ({e.msg})') from None
+            if not isinstance(rec, dict) or 'step' not in rec:
+                raise UserInputError(f'{path}:{i + 1}: not a scalars record of MMEngine (no "step")')
+            target = train if any('loss' in k for k in rec) else evals
+            target[rec['step']] = rec
     return [train[s] for s in sorted(train)], [evals[s] for s in sorted(evals)]
 
 

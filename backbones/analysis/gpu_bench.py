@@ -46,6 +46,8 @@ from backbones.analysis.benchmark import (
     measure,
     set_tf32,
 )
+from backbones.utils.cli import run_cli
+from backbones.utils.errors import UserInputError
 
 OURS = ['ours_tiny_fast', 'ours_tiny_nofast']
 PEERS = ['timm:inception_next_tiny', 'timm:convnext_tiny', 'timm:resnet50']
@@ -176,7 +178,7 @@ def run_section(name: str, out: str, smoke: bool, tf32: bool, models=None) -> in
         set_tf32(tf32)
     s = next((x for x in plan(True, models) if x.name == name), None)
     if s is None:
-        raise SystemExit(f'section {name!r} has no rows to run (unknown, or none of --models in it)')
+        raise UserInputError(f'section {name!r} has no rows to run (unknown, or none of --models in it)')
     s = _smoke(s) if smoke else s
     warmup, iters, reps = (1, 1, 1) if smoke else ((2, 3, 3) if s.kind != 'eager' else (3, 5, 5))
 
@@ -224,7 +226,7 @@ def report(out: str, seg: bool = False, models=None) -> str:
     errors), gpu_bench.csv, one png per section and gpu_bench.png (classification)."""
     path = os.path.join(out, 'rows.csv')
     if not os.path.exists(path):
-        raise SystemExit(f'no results in {out} (no section finished a row)')
+        raise UserInputError(f'no results in {out} (no section finished a row)')
     with open(path) as f:
         rows = list(csv.DictReader(f))
     ok = [r for r in rows if not r['error']]
@@ -303,8 +305,7 @@ def main(argv=None) -> int:
         known = {m for s in plan(True) for g in s.groups for m in g.models}
         unknown = [m for m in models if m not in known]
         if unknown:
-            print(f'gpu_bench: error: --models {",".join(unknown)}: not in the plan (see --dry-run)', file=sys.stderr)
-            return 2
+            raise UserInputError(f'gpu_bench: --models {",".join(unknown)}: not in the plan (see --dry-run)')
     if args.dry_run:
         text = plan_text(args.seg, models)
         print(text)
@@ -330,7 +331,7 @@ def main(argv=None) -> int:
         print(report(args.out, args.seg, models))
         return 0
     if not args.smoke and not torch.cuda.is_available():
-        print('gpu_bench: no CUDA device (use --smoke for the CPU run)', file=sys.stderr)
+        print('error: gpu_bench: no CUDA device (use --smoke for the CPU run)', file=sys.stderr)
         return 2
     if not args.section:
         p.error('--section, --report, --header, --sections or --dry-run')
@@ -338,4 +339,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

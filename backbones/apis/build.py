@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from backbones.utils.errors import UserInputError
+from backbones.utils.errors import CheckpointError, UserInputError
 
 
 def build_model(config, options: Optional[dict] = None, pretrained: bool = False,
@@ -67,3 +67,24 @@ class ImageClassifier(torch.nn.Module):
 def classifier(arch: str, num_classes: int = 1000) -> torch.nn.Module:
     """``ImageClassifier(arch)`` in eval mode."""
     return ImageClassifier(arch, num_classes).eval()
+
+
+def check_weights_fit(arch: str, weights) -> None:
+    """``weights`` (any layout ``weights.identify`` knows) load strictly into ``arch``'s backbone, and into
+    its classifier head when they have one; the errors name the layout, what the file holds and the arches
+    that fit it."""
+    from backbones.models.inceptionnext import InceptionNeXt, MlpHead, explain, load_backbone_weights
+    from backbones.models.weights import identify, state_dict_mismatch
+    layout, sd = identify(weights)
+    try:
+        model = InceptionNeXt(arch)
+    except ValueError as e:
+        raise UserInputError(f'--arch: {e}. {explain(layout, sd)}') from None
+    load_backbone_weights(model, weights)
+    head = {k[len('head.'):]: v for k, v in sd.items() if k.startswith('head.')}
+    if 'fc2.weight' in head:  # our MlpHead (other heads: the backbone is what the configs load)
+        own = MlpHead(model.dims[-1], sd['head.fc2.weight'].shape[0], model.head_mlp_ratio).state_dict()
+        problems = state_dict_mismatch(own, head)
+        if problems:
+            raise CheckpointError(f'the classifier head does not fit arch {arch}: {problems}. '
+                                  f'{explain(layout, sd)}')

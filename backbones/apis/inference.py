@@ -16,8 +16,8 @@ from backbones.utils.errors import UserInputError
 
 
 def _read_inputs(image: str, config: str, checkpoint: str):
-    """The image (BGR) after checking that the three files exist; lets MMEngine's loader read the named
-    checkpoint (a training checkpoint of the user's own run) in full."""
+    """The image (BGR) and the checkpoint, after checking that the three files exist and can be read; lets
+    MMEngine's loader read the named checkpoint (a training checkpoint of the user's own run) in full."""
     import mmcv
     for path, what in ((image, 'image'), (config, 'config'), (checkpoint, 'checkpoint')):
         if not osp.isfile(path):
@@ -25,9 +25,22 @@ def _read_inputs(image: str, config: str, checkpoint: str):
     img = mmcv.imread(image)  # None for a file that is not an image
     if img is None:
         raise UserInputError(f'cannot read image {image}')
+    ckpt = read_checkpoint(checkpoint, trusted=True)  # the user named it (as for tools/test.py)
     install_mmengine_fixes()
     trust_run_checkpoints(None, checkpoint)
-    return img
+    return img, ckpt
+
+
+def _dataset_meta(ckpt, cfg, scope: str) -> dict:
+    """Class names (and palette) of the model: the checkpoint's ``meta.dataset_meta`` (training saves it),
+    else the config's test dataset's."""
+    import importlib
+    meta = (ckpt.get('meta') or {}).get('dataset_meta') if isinstance(ckpt, dict) else None
+    if meta:
+        return dict(meta)
+    datasets = importlib.import_module(f'{scope}.registry').DATASETS
+    test_set = dict(cfg.test_dataloader.dataset, lazy_init=True)
+    return {k.lower(): v for k, v in datasets.build(test_set).metainfo.items()}
 
 
 def segment(image: str, config: str, checkpoint: str, out: str, opacity: float = 0.5, device: str = 'cpu',
@@ -40,8 +53,16 @@ def segment(image: str, config: str, checkpoint: str, out: str, opacity: float =
     from mmseg.apis import inference_model, init_model
     from mmseg.structures import SegDataSample
     from mmseg.visualization import SegLocalVisualizer
-    img = _read_inputs(image, config, checkpoint)
-    model = init_model(config, checkpoint, device=device)  # also turns SyncBN into BN off-GPU
+    img, ckpt = _read_inputs(image, config, checkpoint)
+    cfg = load_config(config)
+    if cfg.get('default_scope') != 'mmseg':
+        raise UserInputError(f'{config} is not a segmentation config '
+                             f'(default_scope={cfg.get("default_scope")!r})')
+    model = init_model(cfg, None, device=device)  # also turns SyncBN into BN off-GPU
+    state = unwrap_state_dict(ckpt)
+    check_checkpoint_fits(model, {'state_dict': state}, checkpoint)  # mmseg's loader only warns
+    model.load_state_dict(state)
+    model.dataset_meta = _dataset_meta(ckpt, cfg, 'mmseg')
     result = inference_model(model, img)
     labels = result.pred_sem_seg.data[0].cpu().numpy()
     # Small images are drawn enlarged (nearest for the labels) so that the class names stay legible.
@@ -64,10 +85,10 @@ def detect(image: str, config: str, checkpoint: str, out: Optional[str] = None, 
     ``out``, ``total`` (detections before the threshold) and ``masks`` (whether it segments)."""
     import mmcv
     import torch
-    img = _read_inputs(image, config, checkpoint)
+    img, ckpt = _read_inputs(image, config, checkpoint)
 
     from mmdet.apis import inference_detector, init_detector
-    from mmdet.registry import DATASETS, VISUALIZERS
+    from mmdet.registry import VISUALIZERS
     cfg = load_config(config, options)
     if cfg.get('default_scope') != 'mmdet':
         raise UserInputError(f'{config} is not a detection config '
@@ -76,13 +97,9 @@ def detect(image: str, config: str, checkpoint: str, out: Optional[str] = None, 
     if device == 'cpu':
         fallback_syncbn_on_cpu(cfg)
     cfg.model.backbone.init_cfg = None  # the checkpoint holds the backbone too
-    ckpt = read_checkpoint(checkpoint, trusted=True)  # the user named it (as for tools/test.py)
-    state = unwrap_state_dict(ckpt)
     model = init_detector(cfg, checkpoint, palette='none', device=device)
-    check_checkpoint_fits(model, {'state_dict': state}, checkpoint)  # init_detector only warns
-    if not (isinstance(ckpt, dict) and (ckpt.get('meta') or {}).get('dataset_meta')):
-        test_set = dict(cfg.test_dataloader.dataset, lazy_init=True)
-        model.dataset_meta = {k.lower(): v for k, v in DATASETS.build(test_set).metainfo.items()}
+    check_checkpoint_fits(model, {'state_dict': unwrap_state_dict(ckpt)}, checkpoint)  # mmdet's only warns
+    model.dataset_meta = _dataset_meta(ckpt, cfg, 'mmdet')
     model.dataset_meta.setdefault('palette', 'random')
 
     result = inference_detector(model, image)

@@ -4,7 +4,7 @@ import os
 import os.path as osp
 
 from backbones.datasets.checks.coco import check_coco_datasets
-from backbones.datasets.checks.common import check_data_folders
+from backbones.datasets.checks.common import check_data_folders, check_dataloaders
 from backbones.datasets.checks.segmentation import check_seg_datasets
 from backbones.engine.checks import check_backbone
 from backbones.utils.config import load_config
@@ -13,8 +13,8 @@ from backbones.utils.config import load_config
 def run_config(args):
     """The config of a train / test run: file + --cfg-options + work dir + launcher + our runner."""
     cfg = load_config(args.config, args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.work_dir = osp.expanduser(args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0]))  # (a quoted '~/w' reaches us unexpanded)
     cfg.launcher = args.launcher
     cfg.setdefault('runner_type', 'RobustRunner')  # installs backbones.engine.mmengine_fixes
     if 'LOCAL_RANK' not in os.environ:
@@ -29,8 +29,56 @@ def build_runner(cfg):
 
 def preflight(cfg, splits) -> None:
     """Every check that can fail before the Runner is built, for the dataloaders ``splits``: the backbone's
-    arguments, the data folders, the COCO files and the segmentation sets."""
+    arguments, the dataloader settings, the data folders, the COCO files (and the evaluators' COCO files)
+    and the segmentation sets."""
     check_backbone(cfg)
+    check_dataloaders(cfg, splits=splits)
     check_data_folders(cfg, splits=splits)
     check_coco_datasets(cfg, splits=splits)
     check_seg_datasets(cfg, splits=splits)
+
+
+# --------------------------------------------------------------------------------------------------
+# Running out of memory: one line naming the batch size and what to lower
+# --------------------------------------------------------------------------------------------------
+_OOM_TEXT = ('out of memory', "can't allocate memory", 'cannot allocate memory', 'could not create a primitive',
+             'std::bad_alloc', 'failed to map segment from shared object', 'is killed by signal: killed')
+
+
+def out_of_memory(e: BaseException) -> str:
+    """'' or what says that ``e`` is the machine running out of memory: ``MemoryError``, torch's
+    ``OutOfMemoryError`` (CUDA), oneDNN's "could not create a primitive" and the allocators' messages, a shared
+    library that cannot be mapped (``ulimit -v``), a dataloader worker SIGKILLed (the kernel's OOM killer)."""
+    import errno
+
+    import torch
+    if isinstance(e, MemoryError):
+        return 'MemoryError'
+    if isinstance(e, getattr(torch, 'OutOfMemoryError', ())) or isinstance(e, getattr(torch.cuda, 'OutOfMemoryError', ())):
+        return 'CUDA out of memory'
+    if isinstance(e, OSError) and e.errno == errno.ENOMEM:
+        return 'cannot allocate memory'
+    text = str(e).lower()
+    hit = next((t for t in _OOM_TEXT if t in text), None)
+    if hit and isinstance(e, (RuntimeError, OSError, ImportError)):
+        first = str(e).strip().splitlines()[0][:160]
+        return first if hit != 'is killed by signal: killed' else f'{first} (the out-of-memory killer?)'
+    return ''
+
+
+def raise_if_out_of_memory(e: BaseException, cfg, split: str) -> None:
+    """Turns an out-of-memory failure of a run of ``cfg`` into a ``UserInputError`` naming ``split``'s batch
+    size and what to lower; returns (the caller re-raises) for anything else."""
+    what = out_of_memory(e)
+    if not what:
+        return
+    from backbones.utils.errors import UserInputError
+    loader = cfg.get(split) or {}
+    batch, workers = loader.get('batch_size'), loader.get('num_workers')
+    import torch
+    device = 'GPU' if torch.cuda.is_available() and 'cuda' in what.lower() else 'host'
+    lr = (' (and the lr with it, or set auto_scale_lr.enable=True)' if split == 'train_dataloader' else '')
+    amp = ', or train with --amp on a GPU' if split == 'train_dataloader' else ''
+    raise UserInputError(f'out of {device} memory ({what}) at {split}.batch_size={batch} per process: lower '
+                         f'{split}.batch_size{lr}, the input size or {split}.num_workers (now {workers}){amp}'
+                         ) from None

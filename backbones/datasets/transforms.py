@@ -6,7 +6,6 @@ import numpy as np
 from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmengine.registry import TRANSFORMS
 
-from backbones.datasets.checks.common import _last_line
 from backbones.datasets.checks.images import (
     PNG_SIGNATURE,
     TAIL_BYTES,
@@ -16,6 +15,7 @@ from backbones.datasets.checks.images import (
     warn_sixteen_bit,
 )
 from backbones.utils.errors import AnnotationError, DatasetError
+from backbones.utils.io import error_line
 
 
 @TRANSFORMS.register_module()
@@ -47,7 +47,7 @@ class LoadImageFromFileChecked(LoadImageFromFile):
             try:
                 img = mmcv.imfrombytes(img_bytes, flag=self.color_type, backend=self.imdecode_backend)
             except Exception as e:  # noqa: BLE001 (a decoder's failure, whatever its type)
-                why = f'{type(e).__name__}: {_last_line(e)}'
+                why = f'{type(e).__name__}: {error_line(e)}'
             if img is None:
                 end = img_bytes[-TAIL_BYTES:]
                 truncated = (img_bytes[:2] == b'\xff\xd8' and b'\xff\xd9' not in end) or (

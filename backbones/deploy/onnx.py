@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from backbones.utils.config import load_config
 from backbones.utils.errors import CheckpointError, UserInputError
+from backbones.utils.io import error_line
 
 OPSET = 18
 MIN_SIZE = 32  # the backbone's total stride: smaller inputs leave no stage-3 map
@@ -221,7 +222,7 @@ class Exportable:
         return bool(getattr(self.module, 'argmax', False))
 
     def metadata(self) -> Dict[str, str]:
-        """ONNX metadata: enough to preprocess an image without the config (see README): the input is
+        """ONNX metadata: enough to preprocess an image without the config (see docs/export.md): the input is
         (image[channel_order] - mean) / std, on 0..255 values."""
         return {'inceptionnext.kind': self.kind, 'inceptionnext.source': self.source,
                 'mean': ','.join(map(str, self.mean)), 'std': ','.join(map(str, self.std)),
@@ -377,17 +378,38 @@ def export(module: nn.Module, path: str, shape: Tuple[int, int] = (224, 224), ba
                                               strict=False)
         except Exception as e:  # noqa: BLE001 -- torch.export raises many types
             sizes = ' with dynamic sizes' if dynamic else ''
-            raise ExportError(f'torch.export cannot capture the model{sizes}: {_first_lines(e, 3)}') from e
+            raise ExportError(f'torch.export cannot capture the model{sizes}: '
+                              f'{error_line(e, first=3, limit=600)}') from e
         names = ({0: 'batch', 2: 'height', 3: 'width'},) if dynamic else None  # the file's dim names
         onnx_program = torch.onnx.export(program, (x,), dynamo=True, opset_version=opset,
                                          input_names=['input'], output_names=output_names,
                                          dynamic_shapes=names, external_data=False, verbose=verbose)
     if metadata:
         onnx_program.model.metadata_props.update(metadata)
+    # the smallest H and W the file takes: ONNX Runtime's own error below it names no size
+    onnx_program.model.metadata_props['min_size'] = str(MIN_SIZE if dynamic else min(h, w))
+    save_atomically(onnx_program, path)
+    return path
+
+
+def save_atomically(onnx_program, path: str) -> None:
+    """Writes the ONNX file to a temporary file in the same folder, fsyncs it and renames it over ``path``: an
+    interrupted or failed write leaves the earlier file (or none), never a partial one."""
+    from backbones.utils.io import _umask
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    onnx_program.save(path, external_data=False)
-    return path
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.part', dir=folder)
+    os.close(fd)
+    try:
+        onnx_program.save(tmp, external_data=False)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -408,13 +430,7 @@ def ort_session(path: str, threads: Optional[int] = None):
     try:
         return ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
     except Exception as e:  # noqa: BLE001 -- ORT raises its own pybind types
-        raise UserInputError(f'ONNX Runtime cannot load {path}: {_first_lines(e)}') from None
-
-
-def _first_lines(e: Exception, n: int = 1) -> str:
-    """The exception's first ``n`` non-empty lines as one line (``run_cli`` prints one line)."""
-    lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
-    return ' '.join(lines[:n])[:600] if lines else type(e).__name__
+        raise UserInputError(f'ONNX Runtime cannot load {path}: {error_line(e, 1, 600)}') from None
 
 
 def ort_run(session, x, name: str = 'the ONNX model') -> list:
@@ -426,6 +442,14 @@ def ort_run(session, x, name: str = 'the ONNX model') -> list:
     import numpy as np
     x = np.ascontiguousarray(x, dtype=np.float32)
     inp = session.get_inputs()[0]
+    if not all(isinstance(d, int) for d in inp.shape) and x.ndim == 4:
+        try:
+            low = int(session.get_modelmeta().custom_metadata_map.get('min_size', MIN_SIZE))
+        except (ValueError, AttributeError):
+            low = MIN_SIZE
+        if min(x.shape[2:]) < low:
+            raise UserInputError(f'{name} needs H and W of at least {low} px (min_size in its metadata), got '
+                                 f'{tuple(x.shape)}: resize the image up')
     try:
         return session.run(None, {inp.name: x})
     except Exception as e:  # noqa: BLE001 -- onnxruntime's InvalidArgument / Fail / RuntimeException
@@ -435,7 +459,7 @@ def ort_run(session, x, name: str = 'the ONNX model') -> list:
                                  '--dynamic for other sizes)') from None
         expected = '(' + ', '.join(str(d) for d in inp.shape) + f'), H, W >= {MIN_SIZE}'
         raise UserInputError(f'ONNX Runtime cannot run {name} on input {tuple(x.shape)} (it takes '
-                             f'{expected}): {_first_lines(e)}') from None
+                             f'{expected}): {error_line(e, first=1, limit=600)}') from None
 
 
 def other_sizes(shape: Tuple[int, int]) -> List[Tuple[int, int]]:

@@ -8,6 +8,7 @@ import torch
 
 from backbones.models.weights import read_checkpoint, state_dict_mismatch
 from backbones.utils.errors import CheckpointError, UserInputError
+from backbones.utils.io import error_line
 
 
 def check_resume_checkpoint(path: str) -> dict:
@@ -48,6 +49,6 @@ def check_backbone(cfg) -> None:
         with torch.device('meta'):
             InceptionNeXt(**args)
     except (ValueError, TypeError) as e:
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        msg = error_line(e)
         key = next((k for k in args if k in msg), None)
         raise UserInputError(f'model.backbone{"." + key if key else ""}: {msg}') from None

@@ -17,7 +17,8 @@ that builds its own Runner calls ``install_mmengine_fixes()`` (process-wide, ide
 | ``Runner.scale_lr`` takes the real batch as world size x batch size and ignores ``accumulative_counts``: the classification recipe's 4096 (8 x 128 x 4 accumulation steps) counted as 1024, lr scaled down 4x | ``RobustRunner.scale_lr`` counts the accumulation steps |
 
 The other fixes are hooks (``backbones.engine.hooks.RNGStateHook``: exact resume) and the checks of
-``backbones.checks`` that the tools run.
+``backbones.engine.checks`` and ``backbones.datasets.checks`` that the tools run. The catalogue for users:
+docs/mmengine_fixes.md.
 """
 import fcntl
 import os

@@ -18,6 +18,8 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+from backbones.utils.errors import BadValueError
+
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class InceptionNeXtLayerDecayConstructor(DefaultOptimWrapperConstructor):
@@ -25,12 +27,20 @@ class InceptionNeXtLayerDecayConstructor(DefaultOptimWrapperConstructor):
 
     def add_params(self, params, module, **kwargs):
         cfg = self.paramwise_cfg
+        missing = [k for k in ('num_layers', 'decay_rate') if k not in cfg]
+        if missing:
+            raise BadValueError(f'InceptionNeXtLayerDecayConstructor: optim_wrapper.paramwise_cfg has no '
+                                f'{" and no ".join(missing)} (e.g. paramwise_cfg=dict(decay_rate=0.9, '
+                                "decay_type='stage_wise', num_layers=6))")
         num_layers, rate = cfg['num_layers'], cfg['decay_rate']
         decay_type = cfg.get('decay_type', 'layer_wise')
+        if decay_type not in ('layer_wise', 'stage_wise'):
+            raise BadValueError(f'optim_wrapper.paramwise_cfg.decay_type={decay_type!r}: use '
+                                "'layer_wise' or 'stage_wise'")
         backbone = getattr(module, 'backbone', None)
         if not hasattr(backbone, 'get_layer_depth'):
-            raise ValueError('InceptionNeXtLayerDecayConstructor needs a model with an InceptionNeXt '
-                             f'`backbone` (this {type(module).__name__} has none with get_layer_depth)')
+            raise BadValueError('InceptionNeXtLayerDecayConstructor needs a model with an InceptionNeXt '
+                                f'`backbone` (this {type(module).__name__} has none with get_layer_depth)')
         groups = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:

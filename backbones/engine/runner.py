@@ -1,9 +1,18 @@
 """``RobustRunner``: MMEngine's Runner with the fixes of ``mmengine_fixes`` installed and the config
-prepared (``prepare_config``) before it is built, and lr scaling that counts gradient accumulation."""
+prepared (``prepare_config``) before it is built, lr scaling that counts gradient accumulation, a strict
+``load_from`` (``load_from_partial=True`` loads what fits, with a summary), a work dir holding a run that
+is neither resumed nor explicitly restarted refused, and the guards of ``hooks`` (non-finite loss,
+SIGTERM) in every training run."""
 import copy
+import glob
+import os.path as osp
+import signal
+from functools import partial
 
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint
 
 from backbones.engine.mmengine_fixes import (
     fallback_syncbn_on_cpu,
@@ -12,6 +21,14 @@ from backbones.engine.mmengine_fixes import (
     setup_cpu_distributed,
     trust_run_checkpoints,
 )
+from backbones.engine.hooks import SaveOnSignalHook
+from backbones.models.weights import state_dict_mismatch, unwrap_state_dict
+from backbones.utils.errors import CheckpointError, UserInputError
+from backbones.utils.io import names
+
+# Hooks every training run gets, whatever the config's custom_hooks list (a config that replaces the list
+# would otherwise lose them): hooks.NonFiniteLossHook, hooks.SaveOnSignalHook.
+GUARD_HOOKS = ('NonFiniteLossHook', 'SaveOnSignalHook')
 
 
 def prepare_config(cfg) -> None:
@@ -21,6 +38,37 @@ def prepare_config(cfg) -> None:
     trust_run_checkpoints(cfg.get('work_dir'), cfg.get('load_from'))
     setup_cpu_distributed(cfg)
     fallback_syncbn_on_cpu(cfg)
+    hooks = list(cfg.get('custom_hooks') or [])
+    present = {str(h.get('type', '')).split('.')[-1] for h in hooks if isinstance(h, dict)}
+    cfg.custom_hooks = hooks + [dict(type=t) for t in GUARD_HOOKS if t not in present]
+
+
+def work_dir_run(work_dir: str) -> str:
+    """The checkpoint a work dir's earlier training run left (``last_checkpoint``, else the newest
+    ``iter_*`` / ``epoch_*`` file), or ''."""
+    last = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(last):
+        with open(last) as f:
+            return f.read().strip() or last
+    ckpts = sorted(glob.glob(osp.join(work_dir, 'iter_*.pth')) + glob.glob(osp.join(work_dir, 'epoch_*.pth')),
+                   key=osp.getmtime)
+    return ckpts[-1] if ckpts else ''
+
+
+def check_work_dir_is_new(work_dir: str, resume, restart: bool) -> str:
+    """A work dir that holds an earlier run (a checkpoint) is continued with ``--resume`` or, on request
+    (``--restart``), trained afresh; otherwise a ``UserInputError`` says so. Returns the earlier run's
+    checkpoint when restarting over it (the caller logs it), else ''."""
+    if resume or not osp.isdir(work_dir):
+        return ''
+    found = work_dir_run(work_dir)
+    if not found:
+        return ''
+    if restart:
+        return found
+    raise UserInputError(f'work dir {work_dir} holds an earlier training run (last checkpoint: {found}); '
+                         'add --resume to continue it, or --work-dir DIR to start afresh elsewhere '
+                         '(--restart trains from scratch in this work dir, replacing last_checkpoint)')
 
 
 @RUNNERS.register_module()
@@ -36,7 +84,64 @@ class RobustRunner(Runner):
 
     def train(self):
         lock_work_dir(self.work_dir)  # tools/train.py took it before the Runner wrote anything
+        earlier = check_work_dir_is_new(self.work_dir, self._resume, bool(self.cfg.get('restart', False)))
+        if earlier:
+            self.logger.warning(f'restart: training from scratch in {self.work_dir}, which holds an earlier run '
+                                f'(last checkpoint: {earlier}); last_checkpoint points at this run once it saves')
+        for hook in self.hooks:  # before the dataloader workers start, so that they inherit the handler
+            if isinstance(hook, SaveOnSignalHook):
+                hook.install()
         return super().train()
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """MMEngine's, but the worker processes ignore SIGTERM: torch's workers die of it, and the main process
+        then fails at once ("DataLoader worker is killed by signal: Terminated") instead of saving a checkpoint
+        (``hooks.SaveOnSignalHook``); Slurm signals every process of a job step. A worker still ends with the
+        main process."""
+        loader = Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+        if getattr(loader, 'num_workers', 0) > 0:
+            loader.worker_init_fn = partial(_worker_ignores_sigterm, loader.worker_init_fn)
+            _stop_workers_at_exit()
+        return loader
+
+    def load_or_resume(self) -> None:
+        """MMEngine's, but ``load_from`` (not resuming) loads strictly, or with ``load_from_partial=True``
+        only the tensors that fit, and says in one paragraph what was loaded."""
+        if self._has_loaded or self._load_from is None or self._resume:
+            return super().load_or_resume()
+        filename = self._load_from
+        checkpoint = _load_checkpoint(filename, map_location='cpu')
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        try:
+            src = unwrap_state_dict(checkpoint)
+        except CheckpointError as e:
+            raise CheckpointError(f'load_from={filename}: {e}') from None
+        own = model.state_dict()
+        partial = bool(self.cfg.get('load_from_partial', False))
+        problems = state_dict_mismatch(own, src, n=4)
+        if problems and not partial:
+            raise CheckpointError(f'load_from={filename} does not fit the model (another arch or config?): '
+                                  f'{problems}; to load only the tensors that fit, set load_from_partial=True '
+                                  '(docs/reliability.md)')
+        if partial:
+            fits = {k: v for k, v in src.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+            model.load_state_dict(fits, strict=False)
+            missing = [k for k in own if k not in src]
+            shapes = [k for k in src if k in own and k not in fits]
+            extra = [k for k in src if k not in own]
+            self.logger.warning(
+                f'load_from={filename} loaded partially (load_from_partial=True): {len(fits)} of the model\'s '
+                f'{len(own)} tensors loaded; {len(missing)} not in the checkpoint (left as initialised'
+                + (f', e.g. {names(missing, 3)}' if missing else '') + f'); {len(shapes)} of another shape '
+                + (f'(e.g. {names(shapes, 3)}) ' if shapes else '') + f'left as initialised; {len(extra)} '
+                'checkpoint tensors not in the model, ignored'
+                + (f' (e.g. {names(extra, 3)})' if extra else ''))
+        else:
+            model.load_state_dict(src, strict=True)
+            self.logger.info(f'Load checkpoint from {filename}')
+        self._has_loaded = True
 
     def scale_lr(self, optim_wrapper, auto_scale_lr=None) -> None:
         """Linear scaling by ``world_size x batch_size x accumulative_counts / base_batch_size``."""
@@ -48,6 +153,36 @@ class RobustRunner(Runner):
                              f'base_batch_size / {accum} = {base / accum:g}')
             auto_scale_lr = dict(auto_scale_lr, base_batch_size=base / accum)
         return Runner.scale_lr(self, optim_wrapper, auto_scale_lr)
+
+
+def _worker_ignores_sigterm(init_fn, worker_id: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if init_fn is not None:
+        init_fn(worker_id)
+
+
+_AT_EXIT = []
+
+
+def _stop_workers_at_exit() -> None:
+    """At exit, multiprocessing stops the daemonic children still alive (dataloader workers) with SIGTERM,
+    which these workers ignore: stop them with SIGKILL first (registered after multiprocessing's own exit
+    handler, so run before it). They hold no state; a worker would otherwise end with the main process too."""
+    if _AT_EXIT:
+        return
+    import atexit
+    import multiprocessing
+
+    def stop():
+        children = [c for c in multiprocessing.active_children() if c.daemon]
+        if children:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would raise for each of them
+        for child in children:
+            child.kill()
+            child.join(timeout=5)
+
+    atexit.register(stop)
+    _AT_EXIT.append(stop)
 
 
 def accumulative_counts(optim_wrapper) -> int:

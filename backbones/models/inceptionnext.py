@@ -37,7 +37,7 @@ from backbones.models.weights import (
     identify,
     state_dict_mismatch,
 )
-from backbones.utils.errors import CheckpointError
+from backbones.utils.errors import BadValueError, CheckpointError
 
 
 # --------------------------------------------------------------------------------------------------
@@ -55,8 +55,8 @@ class InceptionDWConv2d(nn.Module):
         super().__init__()
         gc = int(dim * branch_ratio)
         if gc < 1:
-            raise ValueError(f'InceptionDWConv2d: dim={dim} x branch_ratio={branch_ratio} leaves no channel '
-                             'for the conv branches')
+            raise BadValueError(f'InceptionDWConv2d: dim={dim} x branch_ratio={branch_ratio} leaves no channel '
+                                'for the conv branches')
         self.dwconv_hw = nn.Conv2d(gc, gc, square_kernel_size, padding=square_kernel_size // 2, groups=gc)
         self.dwconv_w = nn.Conv2d(gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc)
         self.dwconv_h = nn.Conv2d(gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc)
@@ -80,9 +80,9 @@ class PartialDWConv2d(nn.Module):
         super().__init__()
         self.conv_channels = int(dim * ratio)
         if not 1 <= self.conv_channels <= dim:
-            raise ValueError(f'PartialDWConv2d: ratio={ratio} gives {self.conv_channels} of {dim} channels')
+            raise BadValueError(f'PartialDWConv2d: ratio={ratio} gives {self.conv_channels} of {dim} channels')
         if position not in ('first', 'last'):
-            raise ValueError(f"PartialDWConv2d: position must be 'first' or 'last', got {position!r}")
+            raise BadValueError(f"PartialDWConv2d: position must be 'first' or 'last', got {position!r}")
         self.position = position
         c = self.conv_channels
         self.dwconv = nn.Conv2d(c, c, kernel_size, padding=kernel_size // 2, groups=c)
@@ -105,7 +105,7 @@ def build_token_mixer(cfg: dict, dim: int) -> nn.Module:
     cfg = dict(cfg)
     name = cfg.pop('type')
     if name not in TOKEN_MIXERS:
-        raise KeyError(f'unknown token mixer {name!r}; known: {sorted(TOKEN_MIXERS)}')
+        raise BadValueError(f'unknown token mixer {name!r}; known: {sorted(TOKEN_MIXERS)}')
     return TOKEN_MIXERS[name](dim, **cfg)
 
 
@@ -192,12 +192,12 @@ class MetaNeXtBlock(nn.Module):
                  layer_scale_init_value: float = 1e-6, drop_path: float = 0., mlp_form: str = 'conv'):
         super().__init__()
         if mlp_form not in MLP_FORMS:
-            raise ValueError(f'mlp_form must be one of {sorted(MLP_FORMS)}, got {mlp_form!r}')
+            raise BadValueError(f'mlp_form must be one of {sorted(MLP_FORMS)}, got {mlp_form!r}')
         self.token_mixer = build_token_mixer(token_mixer, dim)
         self.norm = build_norm_layer(norm_cfg, dim)[1]
         if mlp_form == 'linear' and isinstance(self.norm, (_BatchNorm, TimmLayerNorm2d)):
-            raise ValueError(f"mlp_form='linear' norms channels-last features: norm_cfg must be a channels-last "
-                             f"norm such as dict(type='LN', eps=1e-6), got {norm_cfg}")
+            raise BadValueError(f"mlp_form='linear' norms channels-last features: norm_cfg must be a channels-last "
+                                f"norm such as dict(type='LN', eps=1e-6), got {norm_cfg}")
         self.mlp = MLP_FORMS[mlp_form](dim, int(mlp_ratio * dim), act_cfg)
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init_value)) if layer_scale_init_value else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -484,13 +484,17 @@ class InceptionNeXt(BaseModule):
             out_indices = (out_indices,)
         bad = [i for i in out_indices if not -self.num_stages <= i < self.num_stages]
         if bad or not out_indices:
-            raise ValueError(f'out_indices {tuple(out_indices)} out of range: use stage ids 0..3 '
-                             '(strides 4, 8, 16, 32)')
+            raise BadValueError(f'out_indices {tuple(out_indices)} out of range: use stage ids 0..3 '
+                                '(strides 4, 8, 16, 32)')
         self.out_indices = tuple(sorted(i % self.num_stages for i in out_indices))
         if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages={frozen_stages} out of range: -1 (none), 0 (stem) .. 4 (all)')
+            raise BadValueError(f'frozen_stages={frozen_stages} out of range: -1 (none), 0 (stem) .. 4 (all)')
+        if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) \
+                or not 0 <= drop_path_rate < 1:
+            raise BadValueError(f'drop_path_rate={drop_path_rate!r} out of range: a probability in [0, 1) '
+                                '(0 turns stochastic depth off; the recipes use 0.1-0.4)')
         if len(mlp_ratios) != self.num_stages:
-            raise ValueError(f'mlp_ratios needs {self.num_stages} values, got {tuple(mlp_ratios)}')
+            raise BadValueError(f'mlp_ratios needs {self.num_stages} values, got {tuple(mlp_ratios)}')
         self.in_channels = in_channels
         self.dims = tuple(dims)
         self.frozen_stages = frozen_stages
@@ -531,12 +535,12 @@ class InceptionNeXt(BaseModule):
                 if seed_row in cls.arch_settings:  # this repo's names for the ablation rows until they became exact
                     hint = (f"; the paper's ablation rows are the released ConvNeXt networks, named as released: "
                             f'{seed_row}; the former BN variant is metanext_bn_{name}')
-                raise ValueError(f'unknown InceptionNeXt arch {arch!r}; known: '
-                                 f'{", ".join(cls.arch_settings)} (or a dict with depths, dims, token_mixer){hint}')
+                raise BadValueError(f'unknown InceptionNeXt arch {arch!r}; known: '
+                                    f'{", ".join(cls.arch_settings)} (or a dict with depths, dims, token_mixer){hint}')
             return {**cls._DEFAULTS, **cls.arch_settings[name]}
         missing = {'depths', 'dims'} - set(arch)
         if missing or len(arch['depths']) != cls.num_stages or len(arch['dims']) != cls.num_stages:
-            raise ValueError(f'a custom arch needs 4 depths and 4 dims, got {arch}')
+            raise BadValueError(f'a custom arch needs 4 depths and 4 dims, got {arch}')
         return {**cls._DEFAULTS, **arch}
 
     @classmethod
@@ -549,9 +553,9 @@ class InceptionNeXt(BaseModule):
         if norm_cfg is None:
             return dict(own)
         if fixed and norm_cfg.get('type') != own['type']:
-            raise ValueError(f'arch {arch if isinstance(arch, str) else "(dict)"} is normed with {own} (as '
-                             f'released); norm_cfg={dict(norm_cfg)} would build another network: leave norm_cfg '
-                             f'unset (None) or give type {own["type"]!r}')
+            raise BadValueError(f'arch {arch if isinstance(arch, str) else "(dict)"} is normed with {own} (as '
+                                f'released); norm_cfg={dict(norm_cfg)} would build another network: leave norm_cfg '
+                                f'unset (None) or give type {own["type"]!r}')
         return dict(norm_cfg)
 
     # ----------------------------------------------------------------------------------------------
@@ -568,11 +572,11 @@ class InceptionNeXt(BaseModule):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'InceptionNeXt expects (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}')
+            raise BadValueError(f'InceptionNeXt expects (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}')
         need = 4 * 2 ** self.out_indices[-1]
         if x.shape[2] < need or x.shape[3] < need:
-            raise ValueError(f'input {tuple(x.shape[2:])} is too small: stage {self.out_indices[-1]} has '
-                             f'stride {need}, so H and W must be at least {need}')
+            raise BadValueError(f'input {tuple(x.shape[2:])} is too small: stage {self.out_indices[-1]} has '
+                                f'stride {need}, so H and W must be at least {need}')
 
     # ----------------------------------------------------------------------------------------------
     def _freeze_stages(self) -> None:
@@ -657,7 +661,7 @@ class InceptionNeXt(BaseModule):
         return {0: 1, 1: 2, 2: 3 + block // 3}.get(stage, num_layers), total
 
     def init_weights(self) -> None:
-        """Loads ``init_cfg`` Pretrained weights strictly (see ``backbones.weights``); else mmengine's init."""
+        """Loads ``init_cfg`` Pretrained weights strictly (``models.weights``); else mmengine's init."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             from backbones.models.inceptionnext import load_backbone_weights

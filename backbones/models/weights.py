@@ -26,7 +26,7 @@ import torch
 from mmengine.logging import print_log
 
 from backbones.utils.errors import CheckpointError
-from backbones.utils.io import atomic_save, names
+from backbones.utils.io import atomic_save, error_line, names
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -87,14 +87,20 @@ def read_checkpoint(path: str, trusted: bool = False) -> dict:
     try:
         return torch.load(path, map_location='cpu', weights_only=not trusted)
     except Exception as e:  # noqa: BLE001 -- torch raises several types for bad files
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        msg = error_line(e, first=1, limit=300)
         if os.path.getsize(path) == 0:
             raise CheckpointError(f'cannot read checkpoint {path}: the file is empty (0 bytes)') from None
-        if 'Weights only load failed' in str(e):
-            raise CheckpointError(
-                f'{path} holds more than tensors (an MMEngine training checkpoint?); extract its backbone with '
-                f'`python tools/model_converters/extract_backbone.py {path} OUT.pth [--ema]` first ({msg})') from None
-        raise CheckpointError(f'cannot read checkpoint {path}: truncated or corrupt file? ({msg})') from None
+        found = re.search(r'Unsupported global: GLOBAL ([\w.]+)', str(e))
+        if 'Weights only load failed' in str(e) and found:
+            what = found.group(1)
+            hint = (f'an MMEngine training checkpoint; extract its backbone with `python '
+                    f'tools/model_converters/extract_backbone.py {path} OUT.pth [--ema]` first'
+                    if what.startswith('mmengine.') else 'not a plain state dict of tensors')
+            raise CheckpointError(f'{path} holds more than tensors (it pickles {what}): {hint}') from None
+        why = re.search(r'WeightsUnpickler error:\s*(.+)', str(e))
+        why = why.group(1).strip() if why else msg  # (not torch's advice to load with weights_only=False)
+        raise CheckpointError(f'cannot read checkpoint {path}: not a PyTorch checkpoint (a torch.save file of '
+                              f'tensors), or a truncated or corrupt one ({why})') from None
 
 
 def unwrap_state_dict(obj) -> StateDict:
@@ -133,11 +139,6 @@ def detect_layout(sd: StateDict) -> str:
     if any(k.startswith('backbone.') for k in sd):
         return 'ours'
     return 'unknown'
-
-
-def is_timm_layout(sd: StateDict) -> bool:
-    """Whether ``sd`` is in one of the official / timm layouts the converter maps."""
-    return detect_layout(sd) in LAYOUTS
 
 
 def convert_state_dict(sd: StateDict, layout: str) -> StateDict:

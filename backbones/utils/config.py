@@ -6,13 +6,12 @@ import os.path as osp
 from typing import Optional
 
 from backbones.utils.errors import UserInputError
+from backbones.utils.io import error_line
 
 
 def load_config(path: str, options: Optional[dict] = None):
     """``Config.fromfile(path)`` + strict ``--cfg-options``; errors name the file (and line)."""
     from mmengine.config import Config
-
-    from backbones.utils.config import merge_cfg_options
     if not osp.isfile(path):
         raise UserInputError(f'config file not found: {path}')
     if path.endswith('.py'):  # MMEngine's own syntax error names neither the line nor, in the end, the file
@@ -24,8 +23,7 @@ def load_config(path: str, options: Optional[dict] = None):
     try:
         cfg = Config.fromfile(path)
     except Exception as e:  # noqa: BLE001 -- MMEngine raises many types for a config it cannot read
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise UserInputError(f'cannot read config {path}: {msg}') from None
+        raise UserInputError(f'cannot read config {path}: {error_line(e)}') from None
     merge_cfg_options(cfg, options)
     return cfg
 
@@ -74,3 +72,40 @@ def _check_option_type(key: str, old, new) -> None:
     if {a, b} == {'a boolean', 'a number'}:
         return  # 0 / 1 for flags, as in MMEngine's own configs
     raise UserInputError(f'--cfg-options {key}={new!r}: the config has {a} there ({old!r}), got {b}')
+
+
+def parse_option_value(text: str):
+    """One ``--cfg-options`` value, as MMEngine's ``DictAction`` reads it (numbers, True/False/None, lists
+    ``a,b`` / ``[a, b]`` / tuples ``(a, b)``, surrounding quotes dropped), except that spaces inside a value
+    are kept (``data_root=/data/my set`` stays ``/data/my set``; MMEngine removes every space) and a path
+    starting with ``~/`` is expanded to the home folder (the shell does not expand ``key=~/x``)."""
+    from mmengine.config import DictAction
+    val = text.strip().strip('\'"').strip()
+    is_tuple = val.startswith('(') and val.endswith(')')
+    if is_tuple or (val.startswith('[') and val.endswith(']')):
+        items = _split_top_level(val[1:-1])
+    elif ',' in val:
+        items = _split_top_level(val)
+    else:
+        if val == '~' or val.startswith('~/'):
+            return osp.expanduser(val)
+        return DictAction._parse_int_float_bool(val)
+    values = [parse_option_value(i) for i in items if i.strip()]
+    return tuple(values) if is_tuple else values
+
+
+def _split_top_level(text: str) -> list:
+    """``text`` split at the commas outside brackets."""
+    if text.count('(') != text.count(')') or text.count('[') != text.count(']'):
+        raise ValueError(f'unbalanced brackets in {text!r}')
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in '([':
+            depth += 1
+        elif ch in ')]':
+            depth -= 1
+        elif ch == ',' and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts

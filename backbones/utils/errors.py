@@ -10,6 +10,11 @@ class UserInputError(RuntimeError):
     """Bad input from the command line, a config, a data set or a file: the message names it."""
 
 
+class BadValueError(UserInputError, ValueError):
+    """A value out of its range or of the wrong form: a command-line argument, a config value, an
+    environment variable. Also a ``ValueError``, as library callers expect of a bad argument."""
+
+
 class CheckpointError(UserInputError):
     """A checkpoint that cannot be read or does not fit the model."""
 
@@ -23,3 +28,9 @@ class DatasetError(UserInputError, ValueError):
 
 class AnnotationError(DatasetError):
     """An annotation (segmentation map, COCO entry) that does not fit its image or the classes."""
+
+
+class TrainingDivergedError(UserInputError):
+    """The loss or the weights of a training run became non-finite (inf / nan): the run is stopped before
+    anything non-finite is saved. Almost always a setting of the config (the learning rate, no gradient
+    clipping), hence a ``UserInputError`` (one ``error:`` line, exit 2)."""

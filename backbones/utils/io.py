@@ -1,4 +1,5 @@
-"""Small helpers shared across the package: a readable list of names, an atomic file write."""
+"""Small helpers shared across the package: a readable list of names, an exception's message as one line,
+an atomic file write."""
 import os
 import os.path as osp
 import tempfile
@@ -9,6 +10,18 @@ def names(items: Iterable, n: int = 6, sep: str = ', ') -> str:
     """The first ``n`` items joined by ``sep``, then ``... (K in all)`` when there are more."""
     items = [str(i) for i in items]
     return sep.join(items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
+
+
+def error_line(e: BaseException, first: int = 0, limit: int = 0) -> str:
+    """``e``'s message as one line (``run_cli`` prints one): its last non-empty line (where a dataloader
+    worker's re-raised message puts the error), or with ``first=n`` its first ``n`` non-empty lines joined
+    by spaces (where ONNX Runtime and torch.export put it); at most ``limit`` characters (0: all); the
+    exception's type name when the message is empty."""
+    lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
+    if not lines:
+        return type(e).__name__
+    text = ' '.join(lines[:first]) if first else lines[-1]
+    return text[:limit] if limit else text
 
 
 def _umask() -> int:

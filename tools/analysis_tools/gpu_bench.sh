@@ -35,10 +35,10 @@ while [ $# -gt 0 ]; do
         --tf32) TF32="$2"; shift 2 ;;
         --models) MODELS=(--models "$2"); shift 2 ;;
         -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "gpu_bench.sh: unknown argument '$1' (use --out DIR, --dry-run, --smoke, --seg, --tf32 on|off, --models A,B)" >&2; exit 2 ;;
+        *) echo "error: gpu_bench.sh: unknown argument '$1' (use --out DIR, --dry-run, --smoke, --seg, --tf32 on|off, --models A,B)" >&2; exit 2 ;;
     esac
 done
-case "$TF32" in on|off) ;; *) echo "gpu_bench.sh: --tf32 must be on or off, got '$TF32'" >&2; exit 2 ;; esac
+case "$TF32" in on|off) ;; *) echo "error: gpu_bench.sh: --tf32 must be on or off, got '$TF32'" >&2; exit 2 ;; esac
 PY="${PYTHON:-python}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -46,7 +46,7 @@ if [ -n "$DRY" ]; then
     exec "$PY" -m backbones.analysis.gpu_bench --dry-run $SEG "${MODELS[@]}"
 fi
 if [ -z "$SMOKE" ] && ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    echo "gpu_bench.sh: no CUDA GPU available to torch (torch.cuda.is_available() is false): run it on a GPU machine, or use --smoke for the CPU run (--dry-run prints the plan)" >&2
+    echo "error: gpu_bench.sh: no CUDA GPU available to torch (torch.cuda.is_available() is false): run it on a GPU machine, or use --smoke for the CPU run (--dry-run prints the plan)" >&2
     exit 2
 fi
 SECTIONS=$("$PY" -m backbones.analysis.gpu_bench --sections $SEG "${MODELS[@]}") || exit 2

@@ -9,7 +9,7 @@
 CONFIG: a classification (train_cls) or segmentation (mmseg) config, or ``backbone:<arch>`` (InceptionNeXt,
 all four stages, no config); ``--backbone`` exports only a config's backbone (also of an mmdet config; whole
 detectors are not supported). The input is a normalised image batch (N, 3, H, W), float32; the file's
-metadata holds the channel order and mean/std (see README "Export to ONNX"). Segmentors run mmseg's
+metadata holds the channel order and mean/std (see docs/export.md). Segmentors run mmseg's
 whole-image inference (no slide inference) and return logits or labels at the input's size.
 ``--check`` runs the file in ONNX Runtime (CPU) on random inputs of the export size and, for a dynamic file,
 of two other sizes, and fails (exit 2) when it differs from torch by more than 1e-4 of the output's scale.
@@ -18,9 +18,7 @@ import argparse
 import os.path as osp
 import time
 
-from mmengine.config import DictAction
-
-from backbones.utils.cli import run_cli
+from backbones.utils.cli import add_cfg_options, run_cli
 from backbones.utils.errors import UserInputError
 
 
@@ -44,8 +42,7 @@ def parse_args(argv=None):
                    help='check at this size too (repeatable; default for a dynamic file: two other sizes)')
     p.add_argument('--tol', type=float, default=1e-4, help='check tolerance, relative to max |torch output|')
     p.add_argument('--opset', type=int, default=18)
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                   help='override config keys, e.g. model.decode_head.num_classes=19 (keys must exist)')
+    add_cfg_options(p, 'model.decode_head.num_classes=19')
     return p.parse_args(argv)
 
 

@@ -3,20 +3,19 @@
     python tools/misc/check_data.py CONFIG [--splits train val test] [--labels sample|all|none] [--cfg-options k=v ...]
     python tools/misc/check_data.py --coco ANN_FILE [--img-dir DIR] [--classes A B ...] [--train] [--masks]
 
-Segmentation sets (backbones/seg_checks.py): pairing, empty / truncated files, channels, sizes, 16-bit values,
-label range (a sample per set by default, ``--labels all`` decodes every annotation), head classes. COCO sets
-(backbones/coco_checks.py): ids, categories, boxes, polygons, RLEs, image headers and sizes, head classes.
+Segmentation sets (backbones/datasets/checks/segmentation.py): pairing, empty / truncated files, channels,
+sizes, 16-bit values, label range (a sample per set by default, ``--labels all`` decodes every annotation),
+head classes. COCO sets (backbones/datasets/checks/coco.py): ids, categories, boxes, polygons, RLEs, image
+headers and sizes, head classes. What each check catches and costs: docs/data_checks.md.
 Prints what was checked; bad data: one ``error:`` line naming the file / key / value, exit 2.
 """
 import argparse
 import time
 
-from mmengine.config import DictAction
-
 from backbones.datasets.checks.coco import check_coco_annotations, check_coco_datasets
 from backbones.datasets.checks.common import check_data_folders
 from backbones.datasets.checks.segmentation import check_seg_datasets
-from backbones.utils.cli import run_cli
+from backbones.utils.cli import add_cfg_options, run_cli
 from backbones.utils.config import load_config
 
 
@@ -27,8 +26,7 @@ def main(argv=None) -> int:
     p.add_argument('--labels', choices=['sample', 'all', 'none'], default='sample',
                    help='segmentation: which annotations to decode for the label range (default: a sample)')
     p.add_argument('--label-sample', type=int, default=500)
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                   help='override config keys, e.g. train_dataloader.dataset.data_root=DIR (keys must exist)')
+    add_cfg_options(p, 'train_dataloader.dataset.data_root=DIR')
     p.add_argument('--coco', metavar='ANN_FILE', help='check one COCO-layout annotation file instead of a config')
     p.add_argument('--img-dir', help='--coco: folder of the images (file_name is relative to it)')
     p.add_argument('--classes', nargs='+', help='--coco: class names the dataset config uses')

@@ -12,11 +12,10 @@ dataset. Prints one line per drawn detection.
 import argparse
 
 from backbones.apis.inference import detect
-from backbones.utils.cli import run_cli
+from backbones.utils.cli import add_cfg_options, run_cli
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('image', help='an image file (jpg, png, ...)')
     p.add_argument('config', help='an mmdet config, e.g. configs/mask-rcnn_inceptionnext-t_fpn_1x_coco.py')
@@ -24,8 +23,7 @@ def parse_args(argv=None):
     p.add_argument('--out', help='output PNG (default: <image name>_det.png in the current folder)')
     p.add_argument('--score-thr', type=float, default=0.3, help='draw detections scoring at least this')
     p.add_argument('--device', default=None, help='cpu, cuda:0, ... (default: cuda:0 if available, else cpu)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                   help='override config keys (keys must exist), e.g. model.test_cfg.rcnn.score_thr=0.1')
+    add_cfg_options(p, 'model.test_cfg.rcnn.score_thr=0.1')
     return p.parse_args(argv)
 
 

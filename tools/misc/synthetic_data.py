@@ -12,10 +12,31 @@ import argparse
 
 from backbones.datasets.synthetic import CLASSES, SHAPES, write_ade, write_coco, write_imagenet
 from backbones.utils.cli import run_cli
+from backbones.utils.errors import BadValueError
 
 DEFAULTS = dict(ade=dict(train=200, val=50, size=(160, 128), classes=5),
                 coco=dict(train=200, val=50, size=(160, 128), classes=3),
                 imagenet=dict(train=50, val=20, size=(64,), classes=10))
+CLASS_RANGE = dict(ade=(1, len(SHAPES)), coco=(1, len(SHAPES)), imagenet=(2, len(CLASSES)))
+MIN_SIZE = 16  # px: smaller scenes leave the shapes (12-28% of the shorter side) a few pixels
+
+
+def check_args(args) -> None:
+    """Each value in its range for the layout; the message names the option."""
+    lo, hi = CLASS_RANGE[args.layout]
+    if not lo <= args.classes <= hi:
+        raise BadValueError(f'--classes {args.classes}: {args.layout} takes {lo}..{hi}')
+    want = 1 if args.layout == 'imagenet' else 2
+    if len(args.size) != want:
+        raise BadValueError(f'--size {" ".join(map(str, args.size))}: {args.layout} takes '
+                            + ('S (square images)' if want == 1 else 'W H'))
+    if min(args.size) < MIN_SIZE:
+        raise BadValueError(f'--size {" ".join(map(str, args.size))}: at least {MIN_SIZE} px')
+    for name in ('train', 'val'):
+        if getattr(args, name) < 0:
+            raise BadValueError(f'--{name} {getattr(args, name)}: a count of images, 0 or more')
+    if args.max_objects < 1:
+        raise BadValueError(f'--max-objects {args.max_objects}: at least 1')
 
 
 def main(argv=None) -> int:
@@ -29,9 +50,11 @@ def main(argv=None) -> int:
     p.add_argument('--max-objects', type=int, default=4, help='coco: objects per image at most')
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
-    d = DEFAULTS[args.layout]
-    train, val = args.train or d['train'], args.val or d['val']
-    size, classes = tuple(args.size or d['size']), args.classes or d['classes']
+    for k, v in DEFAULTS[args.layout].items():  # (0 is a value, not "the default")
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    check_args(args)
+    train, val, size, classes = args.train, args.val, tuple(args.size), args.classes
     if args.layout == 'ade':
         meta = write_ade(args.root, train, val, size, classes, args.seed)
     elif args.layout == 'coco':

@@ -12,41 +12,17 @@
     python tools/model_converters/convert_weights.py convnext_tiny_k3_par1_8_1k_224_ema.pth k3_par1_8.pth --arch convnext_tiny_k3_par1_8
 
 Layouts: InceptionNeXt official / timm, ConvNeXt official (with or without the "model" wrapper) and timm's
-ConvNeXt (detected from the keys; see backbones/weights.py). Input wrappers (``state_dict`` / ``model`` /
-``module.``) are stripped; unknown keys, shape mismatches and unreadable files are errors that name the
-problem, the layout detected, what the file holds and which arches fit it. The output is a plain tensor
-dict, readable with torch.load(weights_only=True).
+ConvNeXt (detected from the keys; see backbones/models/weights.py). Input wrappers (``state_dict`` / ``model``
+/ ``module.``) are stripped; unknown keys, shape mismatches and unreadable files are errors that name the
+problem, the layout detected, what the file holds and which arches fit it. The output is a plain tensor dict,
+readable with torch.load(weights_only=True).
 """
 import argparse
 
-from backbones import InceptionNeXt, extract_backbone, load_backbone_weights
-from backbones.models.inceptionnext import explain
-from backbones.models.weights import (
-    identify,
-    read_checkpoint,
-    save_weights,
-    state_dict_mismatch,
-    unwrap_state_dict,
-)
+from backbones import InceptionNeXt, extract_backbone
+from backbones.apis.build import check_weights_fit
+from backbones.models.weights import identify, read_checkpoint, save_weights, unwrap_state_dict
 from backbones.utils.cli import run_cli
-from backbones.utils.errors import CheckpointError, UserInputError
-
-
-def check_arch(arch: str, raw) -> None:
-    """The weights load strictly into ``arch``'s backbone, and into its classifier head when they have one."""
-    from backbones.models.inceptionnext import MlpHead
-    layout, sd = identify(raw)
-    try:
-        model = InceptionNeXt(arch)
-    except ValueError as e:
-        raise UserInputError(f'--arch: {e}. {explain(layout, sd)}') from None
-    load_backbone_weights(model, raw)
-    head = {k[len('head.'):]: v for k, v in sd.items() if k.startswith('head.')}
-    if head:
-        own = MlpHead(model.dims[-1], sd['head.fc2.weight'].shape[0], model.head_mlp_ratio).state_dict()
-        problems = state_dict_mismatch(own, head)
-        if problems:
-            raise CheckpointError(f'the classifier head does not fit arch {arch}: {problems}. {explain(layout, sd)}')
 
 
 def main(argv=None) -> int:
@@ -60,7 +36,7 @@ def main(argv=None) -> int:
     raw = unwrap_state_dict(read_checkpoint(args.src))
     _, sd = identify(raw)
     if args.arch:  # strict fit check against the named variant
-        check_arch(args.arch, raw)
+        check_weights_fit(args.arch, raw)
     if args.backbone_only:
         sd = extract_backbone(sd)
     save_weights(sd, args.dst)

@@ -23,7 +23,8 @@ OUT is a plain tensor dict (``torch.load(OUT, weights_only=True)`` reads it), wr
 import argparse
 from collections import OrderedDict
 
-from backbones import InceptionNeXt, extract_backbone, load_backbone_weights
+from backbones import extract_backbone
+from backbones.apis.build import check_weights_fit
 from backbones.models.weights import classifier_weights, save_weights
 from backbones.utils.cli import run_cli
 
@@ -39,8 +40,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     sd = classifier_weights(args.checkpoint, args.ema)
     out = OrderedDict(sd) if args.with_head else extract_backbone(sd)
-    if args.arch:  # strict fit check against the named variant
-        load_backbone_weights(InceptionNeXt(args.arch), OrderedDict(sd))
+    if args.arch:  # strict fit check against the named variant (with --with-head: its head too)
+        check_weights_fit(args.arch, OrderedDict(sd))
     save_weights(out, args.out)
     n = sum(v.numel() for v in out.values())
     print(f'wrote {args.out}: {"EMA" if args.ema else "raw"} weights, {len(out)} tensors, {n / 1e6:.2f}M values'

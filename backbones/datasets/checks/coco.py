@@ -14,6 +14,10 @@ Runner starts and sorts these cases:
 errors (``DatasetError`` / ``AnnotationError`` / ``UserInputError``; the tools print one line and exit 2)
   - an annotation whose ``image_id`` is not in ``images``, or whose ``category_id`` is not in ``categories``
   - a box entirely outside its image (wrong coordinates: mmdet would silently drop it)
+  - a box of negative width or height (mmdet would drop it as "under 1 px"; the bbox is [x, y, w, h])
+  - for a split that is evaluated (val / test), and the evaluators' own ``ann_file``: an annotation without
+    the keys pycocotools' COCOeval reads (``id``, ``iscrowd``, ``area``; it would stop the run with a
+    KeyError at the first validation, after a whole training interval)
   - a box that is not 4 numbers, no ``area``, no ``segmentation`` where the pipeline loads masks, an image
     entry without ``width``/``height``, duplicate image or annotation ids
   - an RLE mask whose ``size`` is not its image's (where the pipeline loads masks)
@@ -34,11 +38,10 @@ mmdet's documented handling, reported in the log
   - images with an EXIF orientation that flips or turns them 180 degrees (same size): assumed annotated as
     loaded
 
-Wiring: ``tools/train.py`` and ``tools/test.py`` call ``check_coco_datasets(cfg, splits)`` next to
-``check_data_folders``. Standalone:
-    python -m backbones.datasets.checks.coco ANN_FILE [--img-dir DIR] [--classes ...] [--train] [--masks]
-Cost: one ``json.load`` per file and one image header per image; measured figures in the README (data
-checks).
+Wiring: ``backbones.apis.run.preflight`` (tools/train.py, tools/test.py) calls ``check_coco_datasets(cfg, splits)`` after
+``check_data_folders``. Standalone (``check_coco_annotations``):
+    python tools/misc/check_data.py --coco ANN_FILE [--img-dir DIR] [--classes ...] [--train] [--masks]
+Cost: one ``json.load`` per file and one image header per image; measured figures in docs/data_checks.md.
 """
 import json
 import os.path as osp
@@ -47,7 +50,7 @@ from typing import Optional, Sequence
 
 from mmengine.logging import print_log
 
-from backbones.datasets.checks.common import classes_source, head_num_classes, iter_datasets
+from backbones.datasets.checks.common import classes_source, head_num_classes, iter_datasets, standalone_use
 from backbones.datasets.checks.images import (
     honours_exif,
     image_loader_args,
@@ -56,13 +59,9 @@ from backbones.datasets.checks.images import (
     unusable,
 )
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
+from backbones.utils.io import names
 
 BOX_TOLERANCE = 1.0  # px a box may reach past the image border before it counts as "partly outside"
-
-
-def _first(items, n: int = 5) -> str:
-    items = list(items)
-    return ', '.join(str(i) for i in items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
 
 
 def _polygons_dropped(seg) -> Optional[int]:
@@ -75,17 +74,49 @@ def _polygons_dropped(seg) -> Optional[int]:
     return None if bad == len(seg) else bad
 
 
+EVAL_KEYS = ('id', 'iscrowd', 'area')  # what pycocotools' COCOeval reads of every ground-truth annotation
+
+
+def eval_key_problems(annotations: list) -> str:
+    """'' or what keeps pycocotools' COCOeval from reading these annotations (it raises KeyError on them)."""
+    lacking = {k: [a for a in annotations if isinstance(a, dict) and k not in a] for k in EVAL_KEYS}
+    parts = [f'{len(v)} of {len(annotations)} annotations have no "{k}" (e.g. annotation '
+             f'{v[0].get("id", "?")} of image {v[0].get("image_id", "?")})' for k, v in lacking.items() if v]
+    if not parts:
+        return ''
+    hint = ' (add "iscrowd": 0 to each ordinary object)' if lacking['iscrowd'] else ''
+    return ('; '.join(parts) + ': pycocotools\' evaluation (CocoMetric) would stop with a KeyError at the first '
+            f'validation{hint}')
+
+
+def check_coco_eval_file(ann_file: str) -> None:
+    """An evaluator's ``ann_file``: a COCO file whose annotations pycocotools' COCOeval can read."""
+    try:
+        with open(ann_file) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f'annotation file not found: {ann_file}') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f'{ann_file} is not a JSON file ({e})') from None
+    problems = eval_key_problems(data.get('annotations') or []) if isinstance(data, dict) else 'not a COCO file'
+    if problems:
+        raise AnnotationError(f'{ann_file}: {problems}')
+
+
 def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                            classes: Optional[Sequence[str]] = None, for_training: bool = False,
                            filter_empty_gt: bool = True, with_mask: bool = False, color_type: str = 'color',
-                           imdecode_backend: Optional[str] = 'cv2', poly2mask: bool = True) -> dict:
+                           imdecode_backend: Optional[str] = 'cv2', poly2mask: bool = True,
+                           for_evaluation: bool = False) -> dict:
     """Checks one COCO-layout annotation file; raises ``UserInputError`` or returns counts (see module doc).
 
     ``img_dir``: where the ``file_name``s are (skipped when None); ``classes``: the dataset's class names
     (None: do not check); ``for_training``: the split trains (at least one usable object is then required);
     ``with_mask``: the pipeline loads masks (every object then needs a ``segmentation``; polygons and RLEs
     are judged as mmdet's ``LoadAnnotations(poly2mask=...)`` judges them); ``color_type`` /
-    ``imdecode_backend``: the pipeline's image loader (whether it applies the EXIF orientation).
+    ``imdecode_backend``: the pipeline's image loader (whether it applies the EXIF orientation);
+    ``for_evaluation``: CocoMetric evaluates on the file (its annotations need the keys pycocotools reads,
+    ``EVAL_KEYS``).
     """
     where = f'{ann_file}'
     try:
@@ -98,7 +129,7 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     missing = [k for k in ('images', 'annotations', 'categories') if not isinstance(data.get(k), list)]
     if missing:
         raise DatasetError(f'{where} is not a COCO instances file: '
-                             f'no list {_first(repr(k) for k in missing)}')
+                             f'no list {names((repr(k) for k in missing), 5)}')
 
     images, categories = {}, {}
     for img in data['images']:
@@ -118,19 +149,20 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
         categories[cat['id']] = cat.get('name')
 
     ann_ids, unknown_img, unknown_cat, outside, bad_box, no_mask = Counter(), [], [], [], [], []
+    negative = []
     rle_size, bad_poly, bad_rle = [], [], []
     clipped, small, crowd, other_class, dropped_parts = 0, 0, 0, 0, 0
     usable = Counter()  # image id -> objects mmdet will train on
     in_classes = set()  # images with an annotation of the config's classes (what filter_empty_gt keeps)
     wanted = None
     if classes is not None:
-        names = set(categories.values())
-        absent = [c for c in classes if c not in names]
+        in_file = set(categories.values())
+        absent = [c for c in classes if c not in in_file]
         if absent:
             hint = (' (no metainfo=dict(classes=...) in the dataset config, so COCO\'s 80 names apply?)'
                     if len(absent) == len(classes) else '')
             raise DatasetError(f'{where}: class names of the config not in the file\'s categories: '
-                                 f'{_first(absent)}; the file has {_first(names)}{hint}')
+                                 f'{names(absent, 5)}; the file has {names(in_file, 5)}{hint}')
         wanted = {cid for cid, name in categories.items() if name in set(classes)}
     for ann in data['annotations']:
         if not isinstance(ann, dict):
@@ -152,6 +184,9 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
             continue
         x, y, w, h = box
         W, H = img['width'], img['height']
+        if w < 0 or h < 0:
+            negative.append(f'annotation {ann.get("id")} (image {img["file_name"]}): bbox [x, y, w, h] = {box}')
+            continue
         if min(x + w, W) <= max(x, 0) or min(y + h, H) <= max(y, 0):
             if w > 0 and h > 0:  # a real box that does not meet its image
                 outside.append(f'annotation {ann.get("id")} (image {img["file_name"]}, {W}x{H}): '
@@ -203,8 +238,10 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     dup = [i for i, n in ann_ids.items() if n > 1]
     for problems, what in ((unknown_img, 'annotations of images not in "images"'),
                            (unknown_cat, f'annotations with a category_id not in "categories" (ids: '
-                                         f'{_first(sorted(categories))})'),
+                                         f'{names(sorted(categories), 5)})'),
                            (outside, 'boxes entirely outside their image'),
+                           (negative, 'boxes of negative width or height (a COCO bbox is [x, y, width, height], '
+                                      'not two corners; mmdet would drop them as "under 1 px")'),
                            (bad_box, 'annotations without a bbox [x, y, w, h] and a numeric area'),
                            (no_mask, 'annotations without a segmentation (the pipeline loads masks)'),
                            (rle_size, 'RLE masks whose size differs from their image\'s (mmdet would fail on '
@@ -212,7 +249,10 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                                       'arrays must have the same shape")'),
                            ([f'annotation id {i}' for i in dup], 'duplicate annotation ids')):
         if problems:
-            raise AnnotationError(f'{where}: {len(problems)} {what}: {_first(problems, 3)}')
+            raise AnnotationError(f'{where}: {len(problems)} {what}: {names(problems, 3)}')
+    problems = eval_key_problems(data['annotations']) if for_evaluation else ''
+    if problems:
+        raise AnnotationError(f'{where}: {problems}')
 
     turned = []
     if img_dir is not None:
@@ -236,20 +276,20 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                 turned.append(f'{path} (EXIF orientation {header.orientation})')
         if lost:
             raise DatasetError(f'{where}: {len(lost)} of {len(images)} image files not found: '
-                               f'{_first(lost, 3)}')
+                               f'{names(lost, 3)}')
         if unreadable:
             raise DatasetError(f'{where}: {len(unreadable)} of {len(images)} images cannot be loaded: '
-                               f'{_first(unreadable, 3)}')
+                               f'{names(unreadable, 3)}')
         if sizes:
             raise AnnotationError(f'{where}: {len(sizes)} of {len(images)} images differ in size from their '
                                   f'entry in "images" (width/height; boxes and masks would not fit them): '
-                                  f'{_first(sizes, 3)}')
+                                  f'{names(sizes, 3)}')
 
     empty = [i for i in images if not usable[i]]
     bare = [i for i in empty if i not in in_classes]  # what filter_empty_gt removes
     if for_training and not usable:
         raise DatasetError(f'{where}: no object left to train on ({len(data["annotations"])} annotations, '
-                           f'none of the classes {_first(classes or [])} with a usable box)')
+                           f'none of the classes {names(classes or [], 5)} with a usable box)')
     notes = []
     if bare:
         notes.append(f'{len(bare)} images without objects' + (
@@ -261,23 +301,23 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     if clipped:
         notes.append(f'{clipped} boxes partly outside their image (clipped to it by Resize)')
     if small:
-        notes.append(f'{small} boxes under 1 px (not trained on)')
+        notes.append(f'{small} boxes of zero size or under 1 px (not trained on)')
     if other_class:
         notes.append(f'{other_class} objects of categories outside the config\'s classes (ignored)')
     if crowd:
         notes.append(f'{crowd} crowd/ignore objects (not trained on)')
     if bad_poly:
         notes.append(f'{len(bad_poly)} objects whose polygons all have fewer than 3 points (not trained on: '
-                     f'mmdet\'s LoadAnnotations ignores them): {_first(bad_poly, 3)}')
+                     f'mmdet\'s LoadAnnotations ignores them): {names(bad_poly, 3)}')
     if dropped_parts:
         notes.append(f'{dropped_parts} polygons of fewer than 3 points left out of their object\'s mask')
     if bad_rle:
         notes.append(f'{len(bad_rle)} objects whose RLE mask mmdet cannot use (not trained on): '
-                     f'{_first(bad_rle, 3)}')
+                     f'{names(bad_rle, 3)}')
     if turned:
         notes.append(f'{len(turned)} images with an EXIF orientation that flips or turns them 180 degrees '
                      f'when loaded (same size; assumed the annotations are of the loaded orientation): '
-                     f'{_first(turned, 3)}')
+                     f'{names(turned, 3)}')
     if notes:
         print_log(f'{osp.basename(ann_file)}: ' + '; '.join(notes), logger='current', level=30)
     return dict(images=len(images), annotations=len(data['annotations']), objects=sum(usable.values()),
@@ -346,9 +386,28 @@ def check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test
             out.append((where, check_coco_annotations(ann, img, classes, for_training=training,
                                                       filter_empty_gt=filter_empty, with_mask=with_mask,
                                                       color_type=color_type, imdecode_backend=backend,
-                                                      poly2mask=poly2mask)))
+                                                      poly2mask=poly2mask, for_evaluation=not training)))
         except UserInputError as e:
             raise type(e)(f'{e} ({where})') from None
         # after the file's check: class names that the file lacks are the first thing to fix
         check_coco_head_classes(cfg, len(classes), classes_source(ds, where, 'CocoDataset'))
+    checked = {osp.realpath(k[0]) for k in done if not k[3]}  # evaluated splits' files: keys checked
+    for split in splits:
+        key = split.replace('_dataloader', '_evaluator')
+        evaluators = cfg.get(key) if split != 'train_dataloader' else None
+        evaluators = evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]
+        for i, ev in enumerate(evaluators):
+            if not isinstance(ev, dict) or str(ev.get('type', '')).split('.')[-1] != 'CocoMetric':
+                continue
+            ann = ev.get('ann_file')
+            if ann and osp.isfile(ann) and not ev.get('backend_args') and osp.realpath(ann) not in checked:
+                checked.add(osp.realpath(ann))
+                try:
+                    check_coco_eval_file(ann)
+                except UserInputError as e:
+                    raise type(e)(f'{e} ({key}.ann_file)') from None
     return out
+
+
+if __name__ == '__main__':  # (an earlier layout documented python -m on the check modules)
+    standalone_use()

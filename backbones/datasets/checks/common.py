@@ -44,16 +44,6 @@ def check_data_folders(cfg, splits=('train_dataloader', 'val_dataloader', 'test_
                     raise UserInputError(f'data path not found: {path} ({where}.{name})')
 
 
-def _first(items, n: int = 3) -> str:
-    items = list(items)
-    return '; '.join(str(i) for i in items[:n]) + (f' ... ({len(items)} in all)' if len(items) > n else '')
-
-
-def _last_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[-1] if text else ''
-
-
 def _warn(msg: str) -> None:
     print_log(msg, logger='current', level=logging.WARNING)
 
@@ -82,3 +72,32 @@ def classes_source(ds: dict, where: str, dataset_type: str) -> str:
     if (ds.get('metainfo') or {}).get('classes') is not None:
         return f'{where}.metainfo.classes'
     return f'{dataset_type}.METAINFO'
+
+
+def standalone_use() -> None:
+    """``python -m`` on a check module: says where the command line is (one error line, exit 2)."""
+    import sys
+    print('error: the data checks run from the command line as: python tools/misc/check_data.py CONFIG '
+          '(or --coco ANN_FILE)', file=sys.stderr)
+    sys.exit(2)
+
+
+def check_dataloaders(cfg, splits=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> None:
+    """The dataloader settings that otherwise fail inside PyTorch (a traceback naming no key): ``batch_size``
+    a whole number >= 1, ``num_workers`` >= 0. ``persistent_workers=True`` with ``num_workers=0`` (the
+    bases set it, a quick debug run sets 0 workers) is a ValueError in torch's DataLoader: it is switched
+    off here, and the log says so."""
+    for split in splits:
+        loader = cfg.get(split)
+        if not isinstance(loader, dict):
+            continue
+        batch = loader.get('batch_size', 1)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise UserInputError(f'{split}.batch_size={batch!r}: a whole number of images per process, >= 1')
+        workers = loader.get('num_workers', 0)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise UserInputError(f'{split}.num_workers={workers!r}: a whole number >= 0 (0 loads in the main '
+                                 'process)')
+        if workers == 0 and loader.get('persistent_workers'):
+            loader['persistent_workers'] = False
+            _warn(f'{split}.num_workers=0: persistent_workers set to False (it needs worker processes)')

@@ -6,8 +6,9 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from backbones.datasets.checks.common import _last_line, _warn, _warned
+from backbones.datasets.checks.common import _warn, _warned
 from backbones.utils.errors import AnnotationError
+from backbones.utils.io import error_line
 
 EXIF_ORIENTATION = 0x0112
 
@@ -79,7 +80,7 @@ def _decode_problem(path: str, backend: Optional[str], flag: str = 'color') -> O
         with open(path, 'rb') as f:
             img = mmcv.imfrombytes(f.read(), flag=flag, backend=backend)
     except Exception as e:  # noqa: BLE001 (any decoder failure is the answer)
-        return f'does not decode ({type(e).__name__}: {_last_line(e)})'
+        return f'does not decode ({type(e).__name__}: {error_line(e)})'
     return None if img is not None else 'does not decode'
 
 

@@ -13,7 +13,11 @@ The pipeline steps that check each file as it is loaded are in ``backbones.datas
 call it next to ``check_coco_datasets``):
 
 errors (``DatasetError`` / ``AnnotationError``; the tools print one line and exit 2)
-  - no image in the image folder; an image without its annotation file
+  - no image in the image folder (the message names the folder, the suffix and what the folder holds); image
+    or annotation files whose suffix differs from ``img_suffix`` / ``seg_map_suffix`` only in case
+    (``.JPG`` for ``.jpg``: mmseg's listing is case-sensitive, and would silently leave them out); an image
+    without its annotation file
+  - a split that is evaluated whose annotations hold only the ignore label (its mIoU would be nan)
   - an image or annotation file that is empty, not an image, or truncated (no JPEG end-of-image marker / no
     PNG IEND chunk, confirmed by decoding it)
   - an annotation that is not single-channel (PNG colour type RGB / RGBA / grey+alpha: mode L, P or I;16 only)
@@ -35,18 +39,19 @@ Command line: ``python tools/misc/check_data.py CONFIG``.
 import os
 import os.path as osp
 import time
+from collections import Counter
 from typing import List, Optional
 
 import numpy as np
 from mmengine.logging import print_log
 
 from backbones.datasets.checks.common import (
-    _first,
     _warn,
     _warned,
     classes_source,
     head_num_classes,
     iter_datasets,
+    standalone_use,
 )
 from backbones.datasets.checks.images import (
     decoded_size,
@@ -59,6 +64,7 @@ from backbones.datasets.checks.images import (
     warn_sixteen_bit,
 )
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
+from backbones.utils.io import names
 
 SEG_MODES = ('1', 'L', 'P', 'I;16', 'I;16B', 'I')  # single-channel: class indices
 
@@ -111,17 +117,59 @@ def _label_errors(path: str, counts: np.ndarray, num_classes: int, ignore_index:
             f'{", reduce_zero_label: v - 1" if reduce_zero_label else ""})')
 
 
+def suffix_case_problem(folder: str, suffix: str, what: str = 'images') -> str:
+    """'' or a sentence on files of ``folder`` (recursively) whose name ends in ``suffix`` but for its case."""
+    if not folder or not osp.isdir(folder):
+        return ''
+    exact, other = 0, Counter()
+    for _, _, files in os.walk(folder):
+        for f in files:
+            if f.endswith(suffix):
+                exact += 1
+            elif f.lower().endswith(suffix.lower()):
+                other[f[len(f) - len(suffix):]] += 1
+    if not other:
+        return ''
+    found = ', '.join(f'{n} end in {s!r}' for s, n in other.most_common())
+    used = (f'only the {exact} ending in {suffix!r} would be used' if exact else 'none would be found')
+    return (f'{folder}: {found} but the suffix is {suffix!r} (case-sensitive): {used}; rename the {what} or set '
+            'the suffix to match')
+
+
+def folder_summary(folder: str) -> str:
+    """What a folder holds, for a message: '12 files: 10 .JPG, 2 .txt' (recursively) or 'no files'."""
+    if not osp.isdir(folder):
+        return 'not a folder'
+    kinds = Counter(osp.splitext(f)[1] or '(no suffix)' for _, _, files in os.walk(folder) for f in files)
+    if not kinds:
+        return 'no files'
+    return f'{sum(kinds.values())} files: ' + ', '.join(f'{n} {k}' for k, n in kinds.most_common(4)) + (
+        ', ...' if len(kinds) > 4 else '')
+
+
+def _has_class_label(counts: np.ndarray, num_classes: int, ignore_index: int, reduce_zero_label: bool,
+                     label_map: Optional[dict]) -> bool:
+    labels = np.nonzero(counts)[0]
+    if reduce_zero_label:
+        labels = np.where(labels == 0, 255, labels - 1)
+        labels[labels == 254] = 255
+    if label_map:
+        labels = np.array([label_map.get(int(v), int(v)) for v in labels], dtype=np.int64)
+    return bool(((labels < num_classes) & (labels != ignore_index)).any())
+
+
 def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[int], ignore_index: int = 255,
                       color_type: str = 'color', backend: Optional[str] = 'cv2', labels: str = 'sample',
                       label_sample: int = 500, ann_dir: Optional[str] = None,
-                      seg_map_suffix: str = '.png') -> dict:
-    """Checks the (image, annotation) pairs of one mmseg data list (see the module doc); returns counts."""
+                      seg_map_suffix: str = '.png', evaluated: bool = False) -> dict:
+    """Checks the (image, annotation) pairs of one mmseg data list (see the module doc); returns counts.
+    ``evaluated``: the split is validated or tested (its annotations must hold some label to score)."""
     t0 = time.perf_counter()
     if not data_list:
         raise DatasetError('no images found (data_prefix.img_path and img_suffix)')
     exif = honours_exif(color_type, backend)
     missing, bad_img, bad_ann, channels, sizes, sixteen = [], [], [], [], [], []
-    pairs = []
+    pairs, ann_dirs = [], set()
     for info in data_list:
         img_path, seg_path = info['img_path'], info.get('seg_map_path')
         try:
@@ -139,6 +187,7 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
             ann = read_image_header(seg_path)
         except FileNotFoundError:
             missing.append(f'annotation {seg_path} (of {img_path})')
+            ann_dirs.add(osp.dirname(seg_path))
             continue
         why = unusable(ann, 'pillow', 'unchanged')
         if why:
@@ -156,6 +205,10 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
             sixteen.append(seg_path)
         pairs.append(info)
     n = len(data_list)
+    case = next((c for c in (suffix_case_problem(d, seg_map_suffix, 'annotations') for d in sorted(ann_dirs))
+                 if c), '')
+    if case:
+        raise DatasetError(f'{len(missing)} of {n} files not found: {names(missing, 3, "; ")}; {case}')
     for problems, what, cls in (
             (missing, 'files not found', DatasetError),
             (bad_img, 'images cannot be loaded', DatasetError),
@@ -164,7 +217,7 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
                        'I;16: one class index per pixel, not a colour image)', AnnotationError),
             (sizes, 'annotations differ in size from their image', AnnotationError)):
         if problems:
-            raise cls(f'{len(problems)} of {n} {what}: {_first(problems)}')
+            raise cls(f'{len(problems)} of {n} {what}: {names(problems, 3, "; ")}')
 
     if ann_dir is not None and osp.isdir(ann_dir):  # annotation files that no image uses: never read
         used = {osp.normpath(i['seg_map_path']) for i in data_list if i.get('seg_map_path')}
@@ -174,7 +227,7 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
             unused += [p for p in paths if p not in used]
         if unused:
             _warn(f'{len(unused)} annotation files without an image (not used; {where}): '
-                  f'{_first(sorted(unused))}')
+                  f'{names(sorted(unused), 3, "; ")}')
 
     # label values: decoding, so a sample (all 16-bit files, and label_sample spread over the rest)
     checked = []
@@ -190,7 +243,7 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
             print_log(f'{where}: checking the label values of {len(chosen)} annotations (decoding them)',
                       logger='current')
         from PIL import Image
-        errors = []
+        errors, scored = [], 0
         for info in chosen:
             path = info['seg_map_path']
             with Image.open(path) as im:
@@ -202,13 +255,22 @@ def check_seg_dataset(data_list: List[dict], where: str, num_classes: Optional[i
             checked.append(path)
             if num_classes is None:
                 continue
-            err = _label_errors(path, np.bincount(arr.ravel(), minlength=256), num_classes,
+            counts = np.bincount(arr.ravel(), minlength=256)
+            err = _label_errors(path, counts, num_classes,
                                 ignore_index, info.get('reduce_zero_label', False), info.get('label_map'))
             if err:
                 errors.append(err)
+            elif _has_class_label(counts, num_classes, ignore_index, info.get('reduce_zero_label', False),
+                                  info.get('label_map')):
+                scored += 1
         if errors:
             raise AnnotationError(f'{len(errors)} of {len(checked)} checked annotations have labels outside '
-                                  f'the classes: {_first(errors)}')
+                                  f'the classes: {names(errors, 3, "; ")}')
+        if evaluated and num_classes is not None and checked and not scored:
+            zero = ' (reduce_zero_label: PNG value 0 is ignore too)' if chosen[0].get('reduce_zero_label') else ''
+            raise AnnotationError(f'all {len(checked)} checked annotations hold only the ignore label '
+                                  f'{ignore_index}{zero}: every class IoU of this evaluated split would be nan '
+                                  f'(mIoU: nan); e.g. {names(checked, 3, "; ")}')
     if sixteen:
         warn_sixteen_bit(sixteen[0], len(sixteen))
     return dict(images=len(data_list), annotations=len(pairs), labels_checked=len(checked),
@@ -221,14 +283,16 @@ def check_head_classes(heads, n_data: int, source: str) -> None:
     if fewer:
         low = min(n for _, n in fewer)
         labels = f'label {low}' if low == n_data - 1 else f'labels {low}..{n_data - 1}'
-        raise UserInputError(f'{_first(f"{k} = {n}" for k, n in fewer)} but the data set has {n_data} '
+        raise UserInputError(f'{names((f"{k} = {n}" for k, n in fewer), 3, "; ")} but the data set has '
+                             f'{n_data} '
                              f'classes ({source}): {labels} would have no output in the head (an IndexError '
                              f'in the loss); set num_classes = {n_data}')
     more = [(k, n) for k, n in heads if n > n_data]
     key = ('more_classes', tuple(more), n_data)
     if more and key not in _warned:
         _warned.add(key)
-        _warn(f'{_first(f"{k} = {n}" for k, n in more)} but the data set has {n_data} classes ({source}): '
+        _warn(f'{names((f"{k} = {n}" for k, n in more), 3, "; ")} but the data set has {n_data} classes '
+              f'({source}): '
               f'trained as configured, the extra outputs ({n_data}..{max(n for _, n in more) - 1}) only ever '
               'see negatives and the metric counts the data set\'s classes; set num_classes = '
               f'{n_data} unless that is intended')
@@ -271,13 +335,26 @@ def check_seg_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test_
         except (AssertionError, FileNotFoundError, OSError) as e:
             raise DatasetError(f'{where}: cannot list the data: {e}') from None
         listed = not (dataset.ann_file and osp.isfile(dataset.ann_file))
+        img_dir = prefix.get('img_path')
+        case = suffix_case_problem(img_dir, dataset.img_suffix) if listed else ''
+        if case:
+            raise DatasetError(f'{case} ({where})')
+        if not data_list:
+            source = (f'{dataset.ann_file} lists no image' if not listed else
+                      f'no file ending in {dataset.img_suffix!r} in {img_dir} ({folder_summary(img_dir)})')
+            raise DatasetError(f'no images found: {source} ({where}: data_prefix.img_path, img_suffix)')
         try:
             counts = check_seg_dataset(data_list, where, num_classes,
                                        ignore_index=255 if ignore is None else ignore, color_type=color_type,
                                        backend=backend, labels=labels, label_sample=label_sample,
                                        ann_dir=prefix.get('seg_map_path') if listed else None,
-                                       seg_map_suffix=dataset.seg_map_suffix)
+                                       seg_map_suffix=dataset.seg_map_suffix,
+                                       evaluated=not where.startswith('train'))
         except UserInputError as e:
             raise type(e)(f'{e} ({where})') from None
         out.append((where, counts))
     return out
+
+
+if __name__ == '__main__':  # (an earlier layout documented python -m on the check modules)
+    standalone_use()

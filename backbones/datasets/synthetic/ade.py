@@ -18,6 +18,8 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
+from backbones.utils.errors import BadValueError
+
 SHAPES = ('rectangle', 'disc', 'triangle', 'diamond', 'cross', 'hexagon')
 # Mean colour per shape (BGR); each drawn instance jitters it, and neighbours' ranges overlap.
 _COLOURS = np.array([(200, 60, 60), (60, 170, 60), (60, 60, 200), (170, 150, 40), (150, 50, 160),
@@ -93,12 +95,20 @@ def draw_scene(rng: np.random.Generator, h: int, w: int, num_classes: int, max_o
     return img, objects
 
 
+def shape_classes(num_classes: int) -> Tuple[str, ...]:
+    """The first ``num_classes`` shape kinds (the class names of the ADE and COCO layouts)."""
+    if not 1 <= num_classes <= len(SHAPES):
+        raise BadValueError(f'num_classes must be 1..{len(SHAPES)} (the shape kinds {SHAPES}), '
+                            f'got {num_classes}')
+    return SHAPES[:num_classes]
+
+
 def write_ade(root: str, num_train: int = 200, num_val: int = 50, size=(160, 128), num_classes: int = 5,
               seed: int = 0) -> dict:
     """Writes an ADE20K-layout dataset; returns its meta (class names, counts)."""
+    classes = ('background',) + shape_classes(num_classes)
     w, h = size
     rng = np.random.default_rng(seed)
-    classes = ('background',) + SHAPES[:num_classes]
     for split, n in (('training', num_train), ('validation', num_val)):
         os.makedirs(osp.join(root, 'images', split), exist_ok=True)
         os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)

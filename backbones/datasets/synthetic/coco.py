@@ -18,7 +18,7 @@ import os.path as osp
 import cv2
 import numpy as np
 
-from backbones.datasets.synthetic.ade import SHAPES, draw_scene
+from backbones.datasets.synthetic.ade import draw_scene, shape_classes
 
 SPLITS = ('train2017', 'val2017')
 
@@ -42,12 +42,9 @@ def coco_annotation(ann_id: int, img_id: int, label: int, polygon: np.ndarray, w
 def write_coco(root: str, num_train: int = 200, num_val: int = 50, size=(160, 128), num_classes: int = 3,
                max_objects: int = 4, seed: int = 0) -> dict:
     """Writes the COCO-layout dataset under ``root``; returns its meta (class names, image/object counts)."""
-    if not 1 <= num_classes <= len(SHAPES):
-        raise ValueError(f'num_classes must be 1..{len(SHAPES)} (the shape kinds {SHAPES}), '
-                         f'got {num_classes}')
+    classes = shape_classes(num_classes)
     w, h = size
     rng = np.random.default_rng(seed)
-    classes = SHAPES[:num_classes]
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(classes)]
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     meta = dict(classes=list(classes), size=[w, h])

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from backbones.datasets.synthetic.ade import SHAPES, background, shape_polygon
+from backbones.utils.errors import BadValueError
 
 TEXTURES = ('stripes', 'checker', 'dots', 'rings')
 CLASSES = SHAPES + TEXTURES
@@ -88,7 +89,7 @@ def write_imagenet(root: str, num_classes: int = 10, num_train: int = 50, num_va
                    seed: int = 0) -> dict:
     """Writes the dataset; returns its meta. ``num_train`` / ``num_val`` are images per class."""
     if not 2 <= num_classes <= len(CLASSES):
-        raise ValueError(f'num_classes must be 2..{len(CLASSES)}, got {num_classes}')
+        raise BadValueError(f'num_classes must be 2..{len(CLASSES)}, got {num_classes}')
     wnids = [wnid(i) for i in range(num_classes)]
     os.makedirs(osp.join(root, 'meta'), exist_ok=True)
     counter = 0

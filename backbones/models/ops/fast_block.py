@@ -77,6 +77,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from backbones.utils.errors import BadValueError
+
 ENV = 'INCEPTIONNEXT_FAST'
 # Devices where the Triton mixer runs (the tests add 'cpu', under Triton's interpreter).
 TRITON_DEVICES = {'cuda'}
@@ -106,13 +108,13 @@ def resolve_mode(mode: Union[str, bool, None] = 'auto') -> str:
         return 'on' if mode else 'off'
     name = _ALIASES.get(str(mode).strip().lower())
     if name is None:
-        raise ValueError(f"fast_path must be 'auto', True or False (or 'on' / 'off'), got {mode!r}")
+        raise BadValueError(f"fast_path must be 'auto', True or False (or 'on' / 'off'), got {mode!r}")
     if name == 'auto':
         env = os.environ.get(ENV)
         if env is not None:
             name = _ALIASES.get(env.strip().lower())
             if name is None:
-                raise ValueError(f'{ENV}={env!r}: use 0, 1 or auto')
+                raise BadValueError(f'{ENV}={env!r}: use 0, 1 or auto')
     return name
 
 

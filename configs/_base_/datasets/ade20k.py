@@ -22,7 +22,7 @@ test_pipeline = [
     dict(type='CheckSegMap', num_classes=num_classes),
     dict(type='PackSegInputs'),
 ]
-# Multi-scale + flip test ("MS" numbers): tools/test.py ... --cfg-options with the *_ms leaf configs.
+# Multi-scale + flip test ("MS" numbers): tools/test.py CONFIG CHECKPOINT --tta (tta_pipeline, tta_model).
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
     dict(type='LoadImageFromFileChecked'),

@@ -1,40 +1,12 @@
-# COCO 2017 boxes only (RetinaNet): mmdet's CocoDataset, single-scale (1333, 800) training with flips, and
-# CocoMetric 'bbox'. Same layout as coco_instance.py; also sets the mmdet scope and visualizer.
-default_scope = 'mmdet'
-dataset_type = 'CocoDataset'
-data_root = 'data/coco/'
-backend_args = None
-train_pipeline = [
-    dict(type='LoadImageFromFileChecked', backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFileChecked', backend_args=backend_args),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=2, num_workers=2, persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    batch_sampler=dict(type='AspectRatioBatchSampler'),
-    dataset=dict(
-        type=dataset_type, data_root=data_root, ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'), filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline=train_pipeline, backend_args=backend_args))
-val_dataloader = dict(
-    batch_size=1, num_workers=2, persistent_workers=True, drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type, data_root=data_root, ann_file='annotations/instances_val2017.json',
-        data_prefix=dict(img='val2017/'), test_mode=True, pipeline=test_pipeline, backend_args=backend_args))
+# COCO 2017 boxes only (RetinaNet): coco_instance.py (mmdet's CocoDataset, single-scale (1333, 800) training
+# with flips, the mmdet scope and visualizer) without the masks: LoadAnnotations of boxes, CocoMetric 'bbox'.
+_base_ = ['./coco_instance.py']
+train_pipeline = [dict(type='LoadAnnotations', with_bbox=True) if t.type == 'LoadAnnotations' else t
+                  for t in _base_.train_pipeline]
+test_pipeline = [dict(type='LoadAnnotations', with_bbox=True) if t.type == 'LoadAnnotations' else t
+                 for t in _base_.test_pipeline]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric', ann_file=data_root + 'annotations/instances_val2017.json', metric='bbox',
-    format_only=False, backend_args=backend_args)
+val_evaluator = dict(metric='bbox')
 test_evaluator = val_evaluator
-visualizer = dict(type='DetLocalVisualizer', name='visualizer',
-                  vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])

@@ -6,32 +6,22 @@ dataset_type = 'BaseSegDataset'
 data_root = 'data/synthetic_ade'
 crop_size = (128, 128)
 metainfo = dict(classes=('background', 'rectangle', 'disc', 'triangle', 'diamond', 'cross'))
+# The base's steps in the base's order, at this data's scale, crop and classes; LoadAnnotations without its
+# own reduce_zero_label (the dataset's applies).
 train_pipeline = [
-    dict(type='LoadImageFromFileChecked'),
-    dict(type='LoadAnnotations'),  # the dataset's reduce_zero_label applies
-    dict(type='CheckSegMap', num_classes=len(metainfo["classes"])),
-    dict(type='RandomResize', scale=(160, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
+    dict(type='LoadAnnotations') if t.type == 'LoadAnnotations' else
+    dict(t, num_classes=len(metainfo['classes'])) if t.type == 'CheckSegMap' else
+    dict(t, scale=(160, 128), ratio_range=(0.75, 1.5)) if t.type == 'RandomResize' else
+    dict(t, crop_size=crop_size) if t.type == 'RandomCrop' else t
+    for t in _base_.train_pipeline]
 test_pipeline = [
-    dict(type='LoadImageFromFileChecked'),
-    dict(type='Resize', scale=(160, 128), keep_ratio=True),
-    dict(type='LoadAnnotations'),  # the dataset's reduce_zero_label applies
-    dict(type='CheckSegMap', num_classes=len(metainfo["classes"])),
-    dict(type='PackSegInputs'),
-]
-tta_pipeline = [
-    dict(type='LoadImageFromFileChecked'),
-    dict(type='TestTimeAug', transforms=[
-        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in (0.75, 1.0, 1.25)],
-        [dict(type='RandomFlip', prob=0., direction='horizontal'),
-         dict(type='RandomFlip', prob=1., direction='horizontal')],
-        [dict(type='LoadAnnotations')],
-        [dict(type='PackSegInputs')]]),
-]
+    dict(type='LoadAnnotations') if t.type == 'LoadAnnotations' else
+    dict(t, num_classes=len(metainfo['classes'])) if t.type == 'CheckSegMap' else
+    dict(t, scale=(160, 128)) if t.type == 'Resize' else t
+    for t in _base_.test_pipeline]
+tta_pipeline = _base_.tta_pipeline  # multi-scale + flip, at 3 scales instead of 6
+tta_pipeline[1].transforms[0] = [dict(type='Resize', scale_factor=r, keep_ratio=True)
+                                 for r in (0.75, 1.0, 1.25)]
 _dataset = dict(type=dataset_type, data_root=data_root, metainfo=metainfo, img_suffix='.jpg',
                 seg_map_suffix='.png', reduce_zero_label=True)
 train_dataloader = dict(

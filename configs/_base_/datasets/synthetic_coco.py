@@ -7,19 +7,9 @@ _base_ = ['./coco_instance.py']
 data_root = 'data/synthetic_coco/'
 metainfo = dict(classes=('rectangle', 'disc', 'triangle'),
                 palette=[(220, 60, 60), (60, 170, 60), (60, 60, 220)])
-train_pipeline = [
-    dict(type='LoadImageFromFileChecked', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=(160, 128), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFileChecked', backend_args=None),
-    dict(type='Resize', scale=(160, 128), keep_ratio=True),  # the mask head reads scale_factor
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
+# the base's pipelines at the generated images' size
+train_pipeline = [dict(t, scale=(160, 128)) if t.type == 'Resize' else t for t in _base_.train_pipeline]
+test_pipeline = [dict(t, scale=(160, 128)) if t.type == 'Resize' else t for t in _base_.test_pipeline]
 train_dataloader = dict(
     batch_size=4, sampler=dict(type='InfiniteSampler'),
     dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
