@@ -267,6 +267,9 @@ def test_torch_compile_and_tracing(monkeypatch):
     if not triton_dwconv.AVAILABLE:
         return
     monkeypatch.setattr(fast_block, 'TRITON_DEVICES', {'cpu', 'cuda'})
+    # no kernel runs here (not under the interpreter): the first-use self-test is taken as passed
+    monkeypatch.setattr(fast_block, 'SELF_TESTS', {})
+    monkeypatch.setattr(fast_block, '_self_test', lambda *args: None)
     fast.train()
     graph = str(torch.export.export(fast, (x,), strict=True).graph)
     assert graph.count('inceptionnext.inception_dw.default') == 2
@@ -281,6 +284,166 @@ def test_torch_compile_and_tracing(monkeypatch):
         code = make_fx(step, tracing_mode='fake')(x.requires_grad_(), buffers, *params.values()).code
     assert code.count('inception_dw.default(') == 2 and code.count('inception_dw_backward.default(') == 2
     assert 'torch.bfloat16, True)' in code  # the mixer writes fc1's autocast dtype
+
+
+# --------------------------------------------------------------------------------------------------
+# CUDA dispatch: 'auto' is the plain block until measured; Triton only where it can run and passed its
+# self-test; fallbacks warn once. CUDA maps are fake tensors (no GPU needed), the GPU's answers mocked.
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def gpu(monkeypatch):
+    """A fake CUDA GPU: name, capability and platform mocked; fresh self-test and warning records."""
+    from backbones.models.ops import triton_dwconv
+    state = dict(name='NVIDIA Test GPU', capability=(9, 0))
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: state['name'])
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: state['capability'])
+    monkeypatch.setattr(torch.version, 'hip', None)
+    monkeypatch.setattr(triton_dwconv, 'AVAILABLE', True)
+    monkeypatch.setattr(fast_block, 'SELF_TESTS', {})
+    monkeypatch.setattr(fast_block, '_WARNED', set())
+    monkeypatch.setattr(fast_block, '_self_test', lambda *args: None)
+    monkeypatch.delenv(fast_block.ENV, raising=False)
+    return state
+
+
+def _cuda_plans(mode, n_calls=3):
+    """plan() of a T block for a (fake) cuda:1 map, ``n_calls`` times; returns (plans, warnings)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    dim, mixer = CASES['tiny']
+    block = _stage(dim, mixer, depth=1).blocks[0]
+    fast_block.install(block, mode)
+    import warnings
+    with warnings.catch_warnings(record=True) as caught, FakeTensorMode():
+        warnings.simplefilter('always')
+        x = torch.empty(2, dim, 14, 14, device='cuda:1')
+        plans = [fast_block.plan(block, x) for _ in range(n_calls)]
+    return plans, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def test_cuda_auto_is_plain_until_measured(gpu, monkeypatch):
+    assert fast_block.MEASURED_GPUS == {}  # no GPU class has measured the fast path faster yet
+    assert _cuda_plans('auto') == ([None] * 3, [])
+    assert _cuda_plans('on') == (['triton'] * 3, [])  # fast_path=True opts in
+    # control: a measured GPU class takes it in 'auto'; another GPU does not
+    monkeypatch.setattr(fast_block, 'MEASURED_GPUS', {'NVIDIA Test GPU': 'all'})
+    assert _cuda_plans('auto')[0] == ['triton'] * 3
+    gpu['name'] = 'NVIDIA Other GPU'
+    assert _cuda_plans('auto')[0] == [None] * 3
+
+
+@pytest.mark.parametrize('case', ['no-triton', 'rocm', 'sm_75'])
+def test_cuda_where_triton_cannot_run(gpu, monkeypatch, case):
+    """Triton missing, a ROCm build, compute capability < 8.0: fast_path=True takes torch's mixer (the fold
+    stays), a measured 'auto' the plain block; one warning per device, naming the reason."""
+    from backbones.models.ops import triton_dwconv
+    reason = {'no-triton': 'Triton is not installed', 'rocm': 'ROCm', 'sm_75': 'compute capability 7.5'}[case]
+    if case == 'no-triton':
+        monkeypatch.setattr(triton_dwconv, 'AVAILABLE', False)
+    elif case == 'rocm':
+        monkeypatch.setattr(torch.version, 'hip', '6.2')
+    else:
+        gpu['capability'] = (7, 5)
+    plans, warned = _cuda_plans('on')
+    assert plans == ['torch'] * 3 and len(warned) == 1 and reason in warned[0] and 'cuda:1' in warned[0], warned
+    monkeypatch.setattr(fast_block, 'MEASURED_GPUS', {'NVIDIA Test GPU': 'all'})
+    assert _cuda_plans('auto') == ([None] * 3, [])  # (already warned for this device)
+    assert fast_block.SELF_TESTS == {}  # no kernel tried
+
+
+def test_cuda_without_triton_installed():
+    """A CUDA machine without the triton package (import fails): the ops import, the model builds and runs,
+    and the Triton kernels are reported unavailable."""
+    code = ('import sys; sys.modules["triton"] = None\n'
+            'import torch\n'
+            'from backbones.models.ops import fast_block, triton_dwconv\n'
+            'assert not triton_dwconv.AVAILABLE and triton_dwconv.inception_dw is None\n'
+            'print(fast_block.triton_unusable(torch.device("cuda", 0)))\n'
+            'from backbones import InceptionNeXt\n'
+            'm = InceptionNeXt("atto", fast_path=True)\n'
+            'print([o.shape[1] for o in m(torch.randn(1, 3, 64, 64))])\n')
+    out = run([sys.executable, '-c', code])
+    assert 'Triton is not installed' in out and '[40, 80, 160, 320]' in out, out
+
+
+def test_device_guard():
+    from backbones.models.ops import triton_dwconv
+    guard = triton_dwconv.device_guard(torch.device('cuda', 1))
+    assert isinstance(guard, torch.cuda.device) and guard.idx == 1
+    assert not isinstance(triton_dwconv.device_guard(torch.device('cpu')), torch.cuda.device)
+
+
+def _fake_kernels(kind):
+    """A stand-in for the Triton module on CPU (no interpreter): 'exact' runs the torch reference; 'raises'
+    fails like a compile error; 'wrong' is off by 1e-2; 'late' passes the self-test but fails for batches
+    of 3 (a launch error on a shape the self-test did not cover)."""
+    from types import SimpleNamespace
+
+    from backbones.models.ops import triton_dwconv
+    calls = []
+
+    def op(x, *args):
+        calls.append(tuple(x.shape))
+        if kind == 'raises' or (kind == 'late' and x.shape[0] == 3):
+            raise RuntimeError('PTXASError: ptxas fatal: boom')
+        t, mean, var = triton_dwconv.reference(x, *args)
+        return (t + 1e-2 if kind == 'wrong' else t), mean, var
+
+    return SimpleNamespace(AVAILABLE=True, supported=lambda x, s, b: True, inception_dw=op,
+                           reference=triton_dwconv.reference, calls=calls)
+
+
+@pytest.mark.parametrize('kind', ['exact', 'raises', 'wrong', 'late'])
+def test_triton_self_test_and_fallback(kind, monkeypatch, fast_calls):
+    """The first use runs the op against torch's computation; a compile / launch error or a mismatch gives the
+    plain block (same results) with ONE warning; 'exact' (the control) takes the kernel path."""
+    import warnings
+    monkeypatch.setattr(fast_block, 'TRITON_DEVICES', {'cpu'})
+    monkeypatch.setattr(fast_block, 'SELF_TESTS', {})
+    monkeypatch.setattr(fast_block, '_WARNED', set())
+    fake = _fake_kernels(kind)
+    monkeypatch.setattr(fast_block, '_triton', lambda: fake)
+    dim, mixer = CASES['tiny']
+    plain, fast = _pair(_stage(dim, mixer))
+    x = torch.randn(3, dim, 5, 7)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        bad = _mismatches(_steps(plain, x), _steps(fast, x))
+    warned = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert not bad, bad
+    assert len(fast_block.SELF_TESTS) == 1  # once per configuration (both blocks share it), not per call
+    if kind == 'exact':
+        assert warned == [] and fast_calls == ['triton'] * 6 and list(fast_block.SELF_TESTS.values()) == [None]
+    else:
+        assert len(warned) == 1 and 'plain forward' in warned[0], warned
+        assert {'raises': 'boom', 'wrong': 'mismatch', 'late': 'boom'}[kind] in warned[0]
+        assert fast_calls == (['triton'] if kind == 'late' else [])  # 'late': the first call fell back
+
+
+def test_triton_self_test_under_compile(monkeypatch):
+    """torch.compile (fullgraph) runs the self-test while tracing (it is a constant to the graph): the kernel
+    path when it passes, the plain block (one warning) when it fails."""
+    import warnings
+    monkeypatch.setattr(fast_block, 'TRITON_DEVICES', {'cpu'})
+    dim, mixer = CASES['tiny']
+    plain, fast = _pair(_stage(dim, mixer, depth=1))
+    x = torch.randn(2, dim, 5, 7)
+    ref = _steps(plain, x, steps=1)
+    for kind in ('exact', 'raises'):
+        monkeypatch.setattr(fast_block, 'SELF_TESTS', {})
+        monkeypatch.setattr(fast_block, '_WARNED', set())
+        fake = _fake_kernels(kind)
+        monkeypatch.setattr(fast_block, '_triton', lambda: fake)
+        torch._dynamo.reset()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            got = _steps(torch.compile(copy.deepcopy(fast), backend='aot_eager', fullgraph=True), x, steps=1)
+        warned = [str(w.message) for w in caught if 'fast path' in str(w.message)]
+        assert not _mismatches(ref, got), (kind, _mismatches(ref, got))
+        assert len(fast_block.SELF_TESTS) == 1 and (list(fast_block.SELF_TESTS.values()) == [None]) == (kind == 'exact')
+        assert len(warned) == (0 if kind == 'exact' else 1), warned
+        # the self-test's calls (forward with and without statistics) and, when it passed, the traced block's
+        assert len(fake.calls) == (3 if kind == 'exact' else 1), fake.calls
+    torch._dynamo.reset()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -378,7 +541,17 @@ def _interpreter_main():
                 err = (a.float() - b.float()).abs().max().item()
                 assert err <= tol[dtype] * b.float().abs().max().item() + 1e-6, (dtype, (n, c, h, w), name, err)
             print('op ok', dtype, (n, c, h, w, g, ks, kb), flush=True)
-    # the fast block's Triton path (fp32: as exact as torch's; bf16 autocast: within autocast's rounding)
+    # the launches run under the map's device guard, forward and backward
+    guarded, real_guard = [], td.device_guard
+    td.device_guard = lambda device: guarded.append(device) or real_guard(device)
+    x = torch.randn(1, 8, 3, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ws = [torch.randn(1, 1, 3, 3), torch.randn(1), torch.randn(1, 1, 1, 5), torch.randn(1), torch.randn(1, 1, 5, 1),
+          torch.randn(1)]
+    td.inception_dw(x, *ws, torch.zeros(8), torch.float32, True)[0].sum().backward()
+    td.device_guard = real_guard
+    assert guarded == [x.device] * 2, guarded
+    # the fast block's Triton path (fp32: as exact as torch's; bf16 autocast: within autocast's rounding), after
+    # the real kernels passed their first-use self-test
     fast_block.TRITON_DEVICES = {'cpu', 'cuda'}
     calls = []
     real = fast_block.fast_forward
@@ -395,6 +568,7 @@ def _interpreter_main():
         assert not _mismatches(a, b, rtol=3e-2), _mismatches(a, b, rtol=3e-2)
         print('block ok', case, flush=True)
     assert calls and set(calls) == {'triton'}
+    assert fast_block.SELF_TESTS and set(fast_block.SELF_TESTS.values()) == {None}, fast_block.SELF_TESTS
     # the op's registration: torch.library's schema and autograd checks (its fake-tensor check cannot run
     # in the interpreter, which reads the tensors' storage: test_triton_op_fake_kernel does that part)
     x = torch.randn(2, 8, 5, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
@@ -434,18 +608,66 @@ def test_triton_op_fake_kernel():
     assert grads[0].dtype == x.dtype and grads[0].is_contiguous(memory_format=torch.channels_last)
 
 
+def test_gpu_bench_plan(tmp_path):
+    """The bench's plan fits 8 minutes on one GPU with train rows first (fp16 autocast before fp32), has ours
+    fast and plain beside the three peers in train / inference, fp16 / fp32, eager, and compiled train rows;
+    controls: a plan with inference first, fp32 first or beyond the budget is flagged. The report lists the
+    rows planned but not measured (a section stopped at its time limit)."""
+    from backbones.analysis import gpu_bench as gb
+    sections = gb.plan()
+    assert gb.check_plan(sections) == []
+    assert gb.BUDGET_S == 480 and gb.OVERHEAD_S + sum(s.limit_s for s in sections) <= 480
+    assert [s.name for s in sections][:2] == ['train-eager', 'train-compiled'] and 'seg' not in [s.name for s in sections]
+    rows = [(s.kind, g.mode, g.amp, m) for s in sections for g in s.groups for m in g.models]
+    assert rows[0] == ('eager', 'train', True, 'ours_tiny_fast')  # the headline row first
+    for m in ('ours_tiny_fast', 'ours_tiny_nofast', 'timm:inception_next_tiny', 'timm:convnext_tiny', 'timm:resnet50'):
+        for mode in ('train', 'infer'):
+            for amp in (True, False):
+                assert ('eager', mode, amp, m) in rows, (mode, amp, m)
+    for m in ('ours_tiny_fast+compile', 'ours_tiny_nofast+compile', 'timm:convnext_tiny+compile'):
+        assert ('compiled', 'train', True, m) in rows
+    # controls
+    eager_train, compiled_train, eager_infer = sections[0], sections[1], sections[2]
+    assert any('after inference' in b for b in gb.check_plan((eager_infer, eager_train)))
+    assert any('fp32 before' in b for b in gb.check_plan((eager_train._replace(groups=eager_train.groups[::-1]),)))
+    assert any('budget' in b for b in gb.check_plan(sections + (compiled_train,)))
+    assert any('limit' in b for b in gb.check_plan((compiled_train._replace(limit_s=60),)))
+    # the report: rows planned but not measured
+    with open(tmp_path / 'rows.csv', 'w') as f:
+        f.write(','.join(gb.FIELDS) + '\n'
+                'train-eager,timm:convnext_tiny,train,amp-fp16,128,224,1000.0,5000,\n'
+                'train-eager,ours_tiny_fast,train,amp-fp16,128,224,1100.0,4000,\n')
+    text = gb.report(str(tmp_path))
+    assert '## planned, not measured' in text and '- train-compiled train ours_tiny_fast+compile' in text
+    assert '- train-eager train ours_tiny_fast' not in text and '| train | amp-fp16 | 1.10 |' in text
+
+
 @pytest.mark.slow
 def test_gpu_bench_script(tmp_path):
-    """tools/analysis_tools/gpu_bench.sh refuses to run without CUDA in one line; its --dry-run (the same code on CPU, tiny
-    sizes, torch.compile with the eager backend) writes the tables, csv and charts with no error row."""
+    """tools/analysis_tools/gpu_bench.sh refuses to run without CUDA in one line; --dry-run prints the plan and
+    its budget (train rows first); --models with an unknown row: one error line, exit 2; --smoke (the same code
+    on CPU, tiny sizes) for a few rows writes rows.csv row by row (train first), the tables, csv and charts with
+    no error row."""
     env = {'PYTHON': sys.executable, 'CUDA_VISIBLE_DEVICES': ''}
     if not torch.cuda.is_available():
         out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--out', str(tmp_path / 'no')], expect=2, env=env)
         assert out.strip().count('\n') == 0 and 'no CUDA GPU' in out
-    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--dry-run', '--out', str(tmp_path / 'smoke')], env=env, timeout=600)
+    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--dry-run'], env=env)
+    lines = out.strip().splitlines()
+    assert lines[0].startswith('train-eager') and 'train amp-fp16' in lines[1] and 'ours_tiny_fast' in lines[1]
+    assert 'total: 435 s' in lines[-1] and 'budget 480 s' in lines[-1] and 'PROBLEM' not in out
+    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--dry-run', '--models', 'ours_tiny_fast,bogus'],
+              expect=2, env=env)
+    assert out.strip().count('\n') == 0 and 'bogus' in out
+    rows = 'ours_tiny_fast,ours_tiny_nofast,timm:resnet50'
+    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--smoke', '--models', rows, '--out', str(tmp_path / 'smoke')],
+              env=env, timeout=900)
     md = (tmp_path / 'smoke' / 'gpu_bench.md').read_text()
-    for part in ('## cls-eager', '## cls-compiled', '## seg', 'ours_tiny_fast+compile', 'upernet_ours_tiny_nofast',
-                 'timm:resnet50', '| train |', '| infer |'):
+    for part in ('## train-eager', '## infer-eager', 'ours_tiny_fast', 'ours_tiny_nofast', 'timm:resnet50',
+                 '| train |', '| infer |', 'SMOKE RUN'):
         assert part in md, part
-    assert '## errors' not in md and 'failed' not in out
-    assert all((tmp_path / 'smoke' / f).stat().st_size > 0 for f in ('gpu_bench.csv', 'gpu_bench.png', 'seg.png'))
+    assert '## errors' not in md and 'failed' not in out and '## planned, not measured' not in md
+    with open(tmp_path / 'smoke' / 'rows.csv') as f:
+        measured = [line.split(',')[2] for line in f.read().splitlines()[1:]]
+    assert measured == ['train'] * 6 + ['infer'] * 6, measured
+    assert all((tmp_path / 'smoke' / f).stat().st_size > 0 for f in ('gpu_bench.csv', 'gpu_bench.png'))

@@ -22,7 +22,9 @@ rows as released (``convnext_tiny``, ``convnext_tiny_k5``, ``convnext_tiny_k3``,
 Method (speed differs between machines and between fresh processes, so claims are ratios measured here):
 each model is warmed up, then the timed runs are interleaved across models (model A, B, C, A, B, C ...)
 and the median per model is reported, for both memory formats (channels-first / channels-last); the
-better one is the model's figure, both are printed. Train = forward + backward + AdamW step.
+better one is the model's figure, both are printed. Train = forward + backward + AdamW step (under fp16
+autocast with a ``GradScaler``). On CUDA, TF32 is set alike for matmuls and convolutions (``set_tf32``;
+``--tf32`` of the tool, default on).
 ``--gemm`` also times fp32 GEMM (``torch.mm``, and the same product as a 1x1 conv) and prints each model's
 inference FLOP rate as a fraction of both. The tool runs with glibc malloc keeping freed memory
 (tools/malloc_env.py); ``INCEPTIONNEXT_MALLOC=default`` measures glibc's defaults.
@@ -143,6 +145,13 @@ def describe_device(device) -> str:
     return line
 
 
+def set_tf32(enabled: bool) -> None:
+    """TF32 for fp32 matmuls (Linear layers) and cuDNN convolutions alike. PyTorch's defaults differ (convs
+    TF32, matmuls not), which times a model of Linear layers (ConvNeXt) in full fp32 beside TF32 convs."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
 def _sync(device):
     if device.type == 'cuda':
         torch.cuda.synchronize()
@@ -161,6 +170,9 @@ class ModelTimer:
             self.model.train()
             self.target = torch.randint(0, 10, (batch,), device=device)
             self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-6)
+            # fp16 autocast trains with loss scaling (as mmengine's AmpOptimWrapper and timm do): its unscale,
+            # inf check and update are part of the step's cost; bf16 (CPU) needs none
+            self.scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == 'cuda')
         else:
             self.model.eval()
 
@@ -176,8 +188,9 @@ class ModelTimer:
                 out = out if torch.is_tensor(out) else out[0]
                 loss = torch.nn.functional.cross_entropy(out.flatten(2).mean(2) if out.dim() == 4 else out,
                                                          self.target % out.shape[1])
-            loss.backward()
-            self.opt.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
             self.opt.zero_grad(set_to_none=True)
 
     def time(self, iters):

@@ -19,7 +19,14 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
 
 import torch  # noqa: E402
 
-from backbones.analysis.benchmark import bar_chart, describe_device, markdown, run_benchmark, write_csv  # noqa: E402
+from backbones.analysis.benchmark import (  # noqa: E402
+    bar_chart,
+    describe_device,
+    markdown,
+    run_benchmark,
+    set_tf32,
+    write_csv,
+)
 from backbones.utils.cli import run_cli  # noqa: E402
 
 
@@ -44,6 +51,8 @@ def main(argv=None):
                    help='torch intra-op threads (default: torch\'s); ONNX Runtime rows use as many')
     p.add_argument('--ort', action='store_true', help='also time ONNX Runtime (CPU) rows ort:<our model>')
     p.add_argument('--no-cudnn-benchmark', action='store_true', help='CUDA: leave cudnn.benchmark off')
+    p.add_argument('--tf32', choices=['on', 'off'], default='on',
+                   help='CUDA fp32: TF32 for matmuls and cuDNN convolutions alike (default on)')
     p.add_argument('--out-md')
     p.add_argument('--out-csv')
     p.add_argument('--out-png')
@@ -56,6 +65,7 @@ def main(argv=None):
     torch.manual_seed(0)
     if torch.device(args.device).type == 'cuda':
         torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
+        set_tf32(args.tf32 == 'on')
     print(f'device {args.device}, {describe_device(torch.device(args.device))}, {torch.get_num_threads()} threads, '
           f'{malloc_env.describe()}', flush=True)
     rows = run_benchmark(args)

@@ -18,9 +18,10 @@ state dict) and the same BN running-statistics updates:
   autocast: the cast is done there), and returns the batch statistics from the same pass (fp32, from the
   unrounded values). Subtracting the running mean keeps the low-precision GEMM input accurate for channels
   whose mean is large against their spread (folding shifts the input of fc1 by the mean otherwise). fc1 and
-  fc2 stay the plain block's 1x1 convs (on channels-last maps cuDNN runs them as GEMMs with the bias in the
-  epilogue and no layout transform; TF32 in fp32 as ``torch.backends.cudnn.allow_tf32`` says, as for the
-  plain block). The backward kernel computes the input, weight and bias gradients of the three branches and
+  fc2 run as ``F.linear`` on the (N, H, W, C) view of that channels-last map (GEMMs with the bias in their
+  epilogue, no layout transform) where that keeps the plain block's precision (autocast or half maps; in
+  fp32 where TF32 is set alike for matmuls and cuDNN), else as the plain block's 1x1 convs. The backward
+  kernel computes the input, weight and bias gradients of the three branches and
   the statistics' gradient terms in one pass.
 - **Shortcut:** added to fc2's output in one pass (``addcmul`` with the drop-path mask when it drops), in
   fp32 under autocast without the plain block's separate cast pass.
@@ -47,7 +48,17 @@ it: same parameters, buffers and state dict); ``uninstall(model)`` clears it (``
 deploy form has its own kernels: ``onednn``). The block runs the fast form where ``plan(x)`` says it
 applies and otherwise the plain forward: not under ``torch.jit`` tracing / scripting (FLOP counters
 and exports see the plain ops); floating inputs of 4 dims; a BN norm (folded deploy blocks keep the plain
-form); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` says (CUDA; CPU in eval mode). It works
+form); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` (CPU: eval mode) or ``MEASURED_GPUS`` (CUDA:
+the GPU classes where tools/analysis_tools/gpu_bench.sh measured it faster; none yet) says.
+
+Safety on CUDA (docs/gpu.md): the Triton kernels are taken only on CUDA builds of torch (not ROCm) with a
+GPU of compute capability >= ``MIN_CAPABILITY`` and Triton installed (else, with one warning, torch's mixer
+in mode 'on', the plain block in 'auto'); their launches run under the map's device guard; the first use of
+each configuration (device, dtypes, channels, kernel sizes) runs a self-test against torch's computation on
+a small input (forward with and without statistics, backward), once per process, also while torch.compile
+traces (``torch.compiler.assume_constant_result``). A compile or launch error or a mismatch gives the plain
+block with one warning per device; so does an eager launch error later (a shape the self-test did not
+cover). It works
 eagerly, under ``torch.compile`` (the Triton kernels are ``torch.library.triton_op`` custom ops with
 autograd), under autocast, with ``with_cp`` (as the plain block, a recomputed forward updates the running
 statistics again) and in DDP.
@@ -57,6 +68,7 @@ Modes: ``'auto'`` (default of ``InceptionNeXt(fast_path=...)``; the environment 
 ``False`` / ``'off'``.
 """
 import os
+import warnings
 from typing import Optional, Union
 
 import torch
@@ -73,9 +85,16 @@ TRITON_DEVICES = {'cuda'}
 # Where mode 'auto' takes the fast form: 'all' (training and eval-mode BN) or 'eval' (only where BN uses its
 # running statistics). CPU: eval only -- in training torch's CPU var_mean is 3-10x slower than BN's own
 # statistics kernel and BN is ~3% of the CPU train step (the 1x1-conv GEMMs ~75%), so the fold does not pay
-# there; without batch statistics it drops BN's pass (measured on 2 cores). CUDA: the design above, not
-# measured yet (tools/analysis_tools/gpu_bench.sh times both forms).
-AUTO = {'cuda': 'all', 'cpu': 'eval'}
+# there; without batch statistics it drops BN's pass (measured on 2 cores). CUDA: see MEASURED_GPUS.
+AUTO = {'cpu': 'eval'}
+# CUDA: mode 'auto' takes the fast form only on the GPU classes (``torch.cuda.get_device_name``) where
+# tools/analysis_tools/gpu_bench.sh has shown it faster than the plain block, with what it takes there
+# ('all' / 'eval'). Empty: no GPU has measured it yet, so 'auto' is the plain block on every GPU and
+# ``fast_path=True`` (or INCEPTIONNEXT_FAST=1) opts in. docs/gpu.md keeps the measurements.
+MEASURED_GPUS = {}
+# The Triton kernels need an NVIDIA GPU of compute capability 8.0 or newer (Triton's supported hardware; bf16
+# loads and stores need sm_80); ROCm builds of torch (torch.version.hip) are not taken (not tested there).
+MIN_CAPABILITY = (8, 0)
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ALIASES = {'1': 'on', 'true': 'on', 'yes': 'on', 'on': 'on', '0': 'off', 'false': 'off', 'no': 'off',
             'off': 'off', 'auto': 'auto', '': 'auto'}
@@ -161,24 +180,162 @@ def _sync_group(bn: _BatchNorm, bn_training: bool):
     return group if dist.get_world_size(group) > 1 else None
 
 
+def _constant_at_trace(fn):
+    """``torch.compiler.assume_constant_result`` without importing dynamo (and with it Triton) at import time:
+    dynamo calls the function while tracing and keeps its result as a constant of the graph (tested:
+    tests/test_fast_block.py, test_triton_self_test_under_compile)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_constant_at_trace
+def _auto_cuda(device: torch.device) -> str:
+    """What mode 'auto' takes on this GPU: ``MEASURED_GPUS`` for its name ('' where not measured)."""
+    if not MEASURED_GPUS:
+        return ''
+    try:
+        return MEASURED_GPUS.get(torch.cuda.get_device_name(device), '')
+    except Exception:  # noqa: BLE001  (no driver: not a measured GPU)
+        return ''
+
+
+def triton_unusable(device: torch.device) -> Optional[str]:
+    """Why the Triton kernels cannot be tried on ``device`` (None: they can): not a Triton device, Triton
+    missing, a ROCm build of torch, compute capability below ``MIN_CAPABILITY``."""
+    if device.type not in TRITON_DEVICES:
+        return f'{device.type} is not a Triton device'
+    if not _triton().AVAILABLE:
+        return 'Triton is not installed (or this torch has no torch.library.triton_op)'
+    if device.type == 'cuda':
+        if getattr(torch.version, 'hip', None):
+            return 'a ROCm / HIP build of torch (the Triton kernels are built and tested for CUDA only)'
+        try:
+            cap = tuple(torch.cuda.get_device_capability(device))
+        except Exception as e:  # noqa: BLE001
+            return f'no compute capability for {device}: {type(e).__name__}: {e}'
+        if cap < MIN_CAPABILITY:
+            return f'compute capability {cap[0]}.{cap[1]} < {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]}'
+    return None
+
+
+# Self-test results per (device, x dtype, weight dtype, out dtype, channels, group, square, band): None if
+# passed, else the failure; and the devices already warned about.
+SELF_TESTS = {}
+_WARNED = set()
+SELF_TEST_SHAPE = (2, 13, 11)  # (N, H, W): more rows than one forward program takes (its statistics merged)
+_SELF_TEST_TOL = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+def _warn_once(device: torch.device, text: str) -> None:
+    if str(device) not in _WARNED:
+        _WARNED.add(str(device))
+        warnings.warn(f'InceptionNeXt fast path on {device}: {text}', RuntimeWarning, stacklevel=3)
+
+
+def _self_test(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g: int, ks: int, kb: int) -> Optional[str]:
+    """Runs the Triton op (forward with and without statistics, backward) on a small input on ``device``
+    and compares it with the torch computation (``triton_dwconv.reference``, fp32, TF32 off); returns None
+    when it matches, else what failed (a compile or launch error, or the largest mismatch)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+    td = _triton()
+    tol = max(_SELF_TEST_TOL.get(d, 1e-4) for d in (x_dtype, out_dtype))
+    gen = torch.Generator().manual_seed(0)
+    n, h, w = SELF_TEST_SHAPE
+
+    def rnd(*shape, scale=1.0, dtype=torch.float32):
+        return (torch.randn(*shape, generator=gen) * scale).to(device=device, dtype=dtype)
+
+    try:  # real tensors also while torch.compile / make_fx trace the caller
+        with _disable_current_modes(), torch.enable_grad(), torch.autocast(device.type, enabled=False), \
+                torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            x = rnd(n, c, h, w, dtype=x_dtype).contiguous(memory_format=torch.channels_last)
+            ws = [rnd(g, 1, ks, ks, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype),
+                  rnd(g, 1, 1, kb, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype),
+                  rnd(g, 1, kb, 1, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype)]
+            center = rnd(c, scale=0.3)
+            dout = (rnd(n, c, h, w, dtype=out_dtype).contiguous(memory_format=torch.channels_last), rnd(c), rnd(c))
+            for stats in (True, False):
+                res = []
+                for fn in (td.inception_dw, td.reference):
+                    leaves = [x.detach().clone().requires_grad_()] + [p.detach().clone().requires_grad_() for p in ws]
+                    outs = fn(leaves[0], *leaves[1:], center, out_dtype, stats)
+                    grads = torch.autograd.grad(outs[0] if not stats else outs, leaves,
+                                                dout[0] if not stats else dout, allow_unused=True)
+                    res.append(list(outs if stats else outs[:1]) + list(grads))
+                if res[0][0].dtype != out_dtype or not res[0][0].is_contiguous(memory_format=torch.channels_last):
+                    return f'output {res[0][0].dtype}, {res[0][0].stride()} (expected {out_dtype}, channels-last)'
+                for i, (a, b) in enumerate(zip(*res)):
+                    if a is None or b is None or a.shape != b.shape:
+                        return f'output {i} (stats={stats}): missing or of shape {getattr(a, "shape", None)}'
+                    err = (a.float() - b.float()).abs().max().item()
+                    if not err <= tol * b.float().abs().max().item() + 1e-5:  # (also NaN)
+                        return f'mismatch of output {i} (stats={stats}): {err:.3g} vs scale {b.abs().max().item():.3g}'
+    except Exception as e:  # noqa: BLE001  (compile errors, launch errors: reported, the plain block runs)
+        if isinstance(e, torch.OutOfMemoryError):
+            raise
+        return f'{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ""}'
+    return None
+
+
+@_constant_at_trace
+def _triton_route(device: torch.device, on: bool) -> Optional[str]:
+    """'triton' where the kernels can be tried on ``device``; otherwise (one warning) torch's mixer ('torch')
+    in mode 'on', the plain forward (None) in mode 'auto'."""
+    why = triton_unusable(device)
+    if why is None:
+        return 'triton'
+    _warn_once(device, f'the Triton token-mixer kernel cannot run here: {why}. '
+                       + ("Blocks with fast_path=True use torch's mixer." if on else 'The blocks run the plain forward.'))
+    return 'torch' if on else 'plain'
+
+
+@_constant_at_trace
+def triton_verified(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g: int, ks: int, kb: int) -> bool:
+    """Whether the Triton op passed its first-use self-test for this configuration (run once per process;
+    a failure warns once per device and the blocks run their plain forward)."""
+    key = (str(device), x_dtype, w_dtype, out_dtype, c, g, ks, kb)
+    if key not in SELF_TESTS:
+        SELF_TESTS[key] = _self_test(device, x_dtype, w_dtype, out_dtype, c, g, ks, kb)
+        if SELF_TESTS[key] is not None:
+            _warn_once(device, f'the Triton token-mixer kernel failed its self-test ({x_dtype} input, {out_dtype} '
+                               f'output, {c} channels, groups of {g}, {ks}x{ks} / 1x{kb}): {SELF_TESTS[key]}. '
+                               'These blocks run the plain forward (fast_path=False silences this).')
+    return SELF_TESTS[key] is None
+
+
 def plan(block: nn.Module, x: torch.Tensor) -> Optional[str]:
-    """'triton' (the mixer kernel), 'torch' (torch's mixer) or None (the plain forward) for input ``x``."""
+    """'triton' (the mixer kernel), 'torch' (torch's mixer) or None (the plain forward) for input ``x``.
+
+    Mode 'auto' takes the fast form where ``AUTO`` (CPU) or ``MEASURED_GPUS`` (CUDA) says; mode 'on'
+    everywhere. The Triton mixer where it applies (device, mixer, dtype, sizes), can run (``triton_unusable``)
+    and passed its self-test (``triton_verified``); a failed self-test gives the plain forward, a device
+    where Triton cannot run gives torch's mixer in mode 'on' (one warning) and the plain forward in 'auto'."""
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return None
     bn = block.norm
     if not isinstance(bn, _BatchNorm) or x.dim() != 4 or x.dtype not in _FLOATS:
         return None
     dev, bn_training = x.device.type, _bn_training(bn)
-    if block.fast_mode != 'on' and AUTO.get(dev) != 'all' and not (AUTO.get(dev) == 'eval' and not bn_training):
-        return None
+    if block.fast_mode != 'on':
+        auto = _auto_cuda(x.device) if dev == 'cuda' else AUTO.get(dev)
+        if not (auto == 'all' or (auto == 'eval' and not bn_training)):
+            return None
     if bn_training and x.shape[0] * x.shape[2] * x.shape[3] <= 1 and _sync_group(bn, True) is None:
         return None  # the plain BN raises its error (one value per channel)
     mixer = block.token_mixer
     if (dev in TRITON_DEVICES and _is_inception_mixer(mixer) and x.dtype != torch.float64
             and all(c.bias is not None for c in (mixer.dwconv_hw, mixer.dwconv_w, mixer.dwconv_h))
-            and mixer.dwconv_hw.kernel_size[0] == mixer.dwconv_hw.kernel_size[1]
-            and _triton().supported(x, mixer.dwconv_hw.kernel_size[0], mixer.dwconv_w.kernel_size[1])):
-        return 'triton'
+            and mixer.dwconv_hw.kernel_size[0] == mixer.dwconv_hw.kernel_size[1]):
+        ks, kb = mixer.dwconv_hw.kernel_size[0], mixer.dwconv_w.kernel_size[1]
+        route = _triton_route(x.device, block.fast_mode == 'on')
+        if route != 'triton':
+            return None if route == 'plain' else route
+        if _triton().supported(x, ks, kb):
+            out_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+            if not triton_verified(x.device, x.dtype, mixer.dwconv_hw.weight.dtype, out_dtype, bn.num_features,
+                                   mixer.dwconv_hw.weight.shape[0], ks, kb):
+                return None
+            return 'triton'
     return 'torch'
 
 
@@ -210,6 +367,14 @@ def _update_running_stats(bn: _BatchNorm, mean: torch.Tensor, var: torch.Tensor,
         rv.copy_((var * (count / (count - 1))).to(rv.dtype) * factor + rv * (1 - factor))
 
 
+def _tf32_alike() -> bool:
+    """Whether fp32 matmuls (F.linear) and cuDNN convolutions run in the same precision (TF32 or not)."""
+    try:
+        return bool(torch.backends.cuda.matmul.allow_tf32) == bool(torch.backends.cudnn.allow_tf32)
+    except Exception:  # noqa: BLE001  (a torch that refuses the legacy flags next to its newer precision API)
+        return False
+
+
 def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     """The block's function (see the module docstring); ``how``: 'triton' or 'torch' (``plan``)."""
     bn, mlp, mixer = block.norm, block.mlp, block.token_mixer
@@ -221,12 +386,22 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     center = bn.running_mean.detach().to(acc).clone() if bn.running_mean is not None else None
     # ---- token mixer and batch statistics
     if how == 'triton':
-        x = x.contiguous(memory_format=torch.channels_last)
+        x_in, x = x, x.contiguous(memory_format=torch.channels_last)
         if center is None:
             center = x.new_zeros(x.shape[1], dtype=torch.float32)
-        t, mean, var = _triton().inception_dw(
-            x, mixer.dwconv_hw.weight, mixer.dwconv_hw.bias, mixer.dwconv_w.weight, mixer.dwconv_w.bias,
-            mixer.dwconv_h.weight, mixer.dwconv_h.bias, center, lowp or x.dtype, bn_training)
+        try:
+            t, mean, var = _triton().inception_dw(
+                x, mixer.dwconv_hw.weight, mixer.dwconv_hw.bias, mixer.dwconv_w.weight, mixer.dwconv_w.bias,
+                mixer.dwconv_h.weight, mixer.dwconv_h.bias, center, lowp or x.dtype, bn_training)
+        except Exception as e:  # noqa: BLE001  (eager: a shape the self-test did not cover failed to compile / launch)
+            if torch.compiler.is_compiling() or isinstance(e, torch.OutOfMemoryError):
+                raise
+            key = (str(x.device), x.dtype, mixer.dwconv_hw.weight.dtype, lowp or x.dtype, x.shape[1],
+                   mixer.dwconv_hw.weight.shape[0], mixer.dwconv_hw.kernel_size[0], mixer.dwconv_w.kernel_size[1])
+            SELF_TESTS[key] = f'{type(e).__name__}: {str(e).strip()[:300]}'
+            _warn_once(x.device, f'the Triton token-mixer kernel failed ({SELF_TESTS[key]}); these blocks run the '
+                                 'plain forward from now on (fast_path=False silences this).')
+            return block.forward_plain(x_in)
     else:
         t = mixer(x)
         if bn_training:
@@ -259,9 +434,16 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
         w2f, b2f = fc2.weight.flatten(1), fc2.bias
         if gamma is not None:
             w2f, b2f = w2f * gamma.view(-1, 1), b2f * gamma
-    # ---- the MLP: the plain block's 1x1 convs (channels-last: GEMMs without layout transforms; TF32 as there)
-    h = mlp.act(F.conv2d(t, w1f.view(*w1f.shape, 1, 1), b1f))
-    y = F.conv2d(h, w2f.view(*w2f.shape, 1, 1), b2f)
+    # ---- the MLP. The kernel's channels-last output viewed as (N, H, W, C) rows: fc1 / fc2 as F.linear,
+    # GEMMs with the bias in their epilogue, where that computes in the plain block's precision (autocast or
+    # half maps, CPU, or TF32 set alike for matmuls and cuDNN); else the plain block's 1x1 convs (on
+    # channels-last maps cuDNN runs them as GEMMs too; TF32 as there).
+    if how == 'triton' and (lowp is not None or t.dtype != torch.float32 or dev != 'cuda' or _tf32_alike()):
+        h = mlp.act(F.linear(t.permute(0, 2, 3, 1), w1f, b1f))
+        y = F.linear(h, w2f, b2f).permute(0, 3, 1, 2)
+    else:
+        h = mlp.act(F.conv2d(t, w1f.view(*w1f.shape, 1, 1), b1f))
+        y = F.conv2d(h, w2f.view(*w2f.shape, 1, 1), b2f)
     n = x.shape[0]
     # ---- drop path and shortcut; dtypes as the plain block's (ConvMlp promotes to the layer scale's dtype)
     ref_dtype = torch.promote_types(y.dtype, gamma.dtype) if gamma is not None else y.dtype

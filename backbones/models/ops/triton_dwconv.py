@@ -14,13 +14,24 @@ channels with a large mean.
 Backward: one kernel computes, for the gradients ``dt``, ``dmean``, ``dvar`` of the three outputs,
 ``g = dt + dmean / M + 2 dvar (t - mean) / M`` (``t`` from the saved output) and from it the input gradient
 (identity channels: ``g``; conv channels: the transposed depthwise conv of ``g``) and per-tile partial
-weight and bias gradients, summed in torch (deterministic).
+weight and bias gradients, summed in torch (deterministic). ``device_guard``: launches run with the map's device current.
+
+Memory layout of the launches: a 1-D grid whose program index runs over the channel blocks fastest (the
+identity block(s), then the square, 1xb and bx1 groups' blocks of one row block are neighbours in launch
+order, so they run together and read the same rows of the map: it is read ~once, not once per channel
+block). Each program takes BLOCK_C channels (a power of 2 near the group width) of BLOCK_P rows; when the
+identity and group widths are multiples of ALIGN (<= 8; InceptionNeXt's are multiples of 4) the kernels know
+the blocks' first channels and masks are ALIGN-aligned and load / store ALIGN channels per instruction
+(vector loads, 64 / 128 bit). The taps are unrolled (``tl.static_range``). The backward's per-tile weight
+gradients are stored (tiles, taps, G): one contiguous run of the block's channels per tap. Registers and
+spills per kernel, dtype and arch: tests/test_triton_compile.py (sm_80 / sm_90 with Triton's compiler).
 
 Registered with ``torch.library.triton_op`` (``inceptionnext::inception_dw`` and its backward
 ``inceptionnext::inception_dw_backward``) with ``register_autograd``, so torch.compile keeps the kernels
 in its graphs. The kernels run wherever Triton runs: CUDA, and CPU tensors under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before triton is imported), which the tests use.
 """
+import contextlib
 from typing import Tuple
 
 import torch
@@ -37,6 +48,7 @@ except Exception:  # noqa: BLE001  (no triton, or a torch without triton_op)
 MAX_NUMEL = 2 ** 31 - 1
 FWD_TILE, BWD_TILE = 1024, 512  # elements per tile (see _blocks)
 FWD_SUBTILES = 4  # tiles per forward program: 4x fewer partial statistics to merge
+FWD_WARPS, BWD_WARPS = 8, 8  # 4 (forward) / 2 (backward) elements of a tile per thread
 
 
 def supported(x: torch.Tensor, square: int, band: int) -> bool:
@@ -46,37 +58,63 @@ def supported(x: torch.Tensor, square: int, band: int) -> bool:
             and square % 2 == 1 and band % 2 == 1)
 
 
+def device_guard(device: torch.device):
+    """The launches' device context: a CUDA device made current (Triton launches on the current device, so a
+    map on cuda:1 needs it when cuda:0 is current); nothing elsewhere."""
+    return torch.cuda.device(device) if device.type == 'cuda' else contextlib.nullcontext()
+
+
 def _blocks(g: int, elements: int) -> Tuple[int, int]:
     """(BLOCK_P rows, BLOCK_C channels) of a program's tile of ``elements``: channels a power of 2 near g
-    (the identity channels take the same width). Sizes: the most that compile for sm_90 at 4 warps without
-    spilling and with at most ~90 registers (forward 1024 elements: 72 registers; backward 512: 87)."""
+    (the identity channels take the same width). Registers and spills per kernel, dtype and arch:
+    tests/test_triton_compile.py (compiled for sm_80 and sm_90 at 4 warps, no spills)."""
     block_c = max(4, min(32, 1 << (max(g, 1) - 1).bit_length()))
     return elements // block_c, block_c
 
 
+def _align(cid: int, g: int, block_c: int) -> int:
+    """The largest power of 2 (at most 8 and ``block_c``) dividing the identity and group widths: every
+    channel block then starts at a multiple of it and its mask changes only at multiples of it, which lets
+    the compiler load and store ALIGN channels per instruction (vector loads; InceptionNeXt's widths
+    are multiples of 4)."""
+    a = 1
+    while a < min(8, block_c) and cid % (2 * a) == 0 and g % (2 * a) == 0:
+        a *= 2
+    return a
+
+
 if AVAILABLE:
     @triton.jit
-    def _channels(pid_c, CID, G, ID_BLOCKS, G_BLOCKS, BLOCK_C: tl.constexpr):
+    def _channels(pid_c, CID_A, G_A, ID_BLOCKS, G_BLOCKS, BLOCK_C: tl.constexpr, ALIGN: tl.constexpr):
         """The program's channel block: branch 0 (identity, channels [0, CID)) or 1..3 (KSxKS, 1xKB, KBx1, each
-        G channels after the identity ones); returns (branch, index within the branch, mask, channel)."""
+        G channels after the identity ones; CID = CID_A * ALIGN, G = G_A * ALIGN); returns (branch, index
+        within the branch, mask, channel)."""
+        cid = CID_A * ALIGN
+        g = G_A * ALIGN
         is_conv = pid_c >= ID_BLOCKS
         k = tl.maximum(pid_c - ID_BLOCKS, 0)
         branch = tl.where(is_conv, 1 + k // G_BLOCKS, 0)
         local = tl.where(is_conv, k % G_BLOCKS, pid_c) * BLOCK_C + tl.arange(0, BLOCK_C)
-        cmask = local < tl.where(is_conv, G, CID)
-        ch = tl.where(is_conv, CID + (branch - 1) * G, 0) + local
-        return branch, local, cmask, ch
+        cmask = local < tl.where(is_conv, g, cid)
+        base = tl.multiple_of(tl.where(is_conv, cid + (branch - 1) * g, 0), ALIGN)
+        return branch, local, cmask, base + local
+
+    @triton.jit
+    def _tile(pid, N_CB):
+        """(channel block, row block) of a program: the channel blocks of one row block are neighbours in
+        the launch order, so they run together and read the same rows (the map is read ~once)."""
+        return pid % N_CB, pid // N_CB
 
     @triton.jit
     def _taps_fwd(x_ptr, w_ptr, b_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
                   KH: tl.constexpr, KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-        """Depthwise KHxKW conv (zero padding KH//2, KW//2) at the tile's positions, fp32."""
+        """Depthwise KHxKW conv (zero padding KH//2, KW//2) at the tile's positions, fp32 (taps unrolled)."""
         acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-        for i in range(KH):
+        for i in tl.static_range(KH):
             dh = i - KH // 2
             hh = h + dh
             hok = rmask & (hh >= 0) & (hh < H)
-            for j in range(KW):
+            for j in tl.static_range(KW):
                 dw = j - KW // 2
                 ww = w + dw
                 ok = hok & (ww >= 0) & (ww < W)
@@ -87,15 +125,17 @@ if AVAILABLE:
         b = tl.load(b_ptr + local, mask=cmask, other=0.)
         return acc + b.to(tl.float32)[None, :]
 
-    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID', 'G', 'ID_BLOCKS', 'G_BLOCKS'])
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID_A', 'G_A', 'ID_BLOCKS', 'G_BLOCKS'])
     def _inception_dw_fwd_kernel(x_ptr, t_ptr, center_ptr, w_sq_ptr, b_sq_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_ptr,
-                                 psum_ptr, pm2_ptr, M, H, W, C, CID, G, ID_BLOCKS, G_BLOCKS,
+                                 psum_ptr, pm2_ptr, M, H, W, CID_A, G_A, ID_BLOCKS, G_BLOCKS,
                                  KS: tl.constexpr, KB: tl.constexpr, STATS: tl.constexpr,
-                                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, SUBTILES: tl.constexpr):
+                                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, SUBTILES: tl.constexpr,
+                                 ALIGN: tl.constexpr):
         """A program: SUBTILES x BLOCK_P rows (positions) of one channel block; with STATS, the rows' sum and
         sum of squares about their mean per channel (fp32; sub-tiles merged with Chan's formula)."""
-        pid_p = tl.program_id(0)
-        branch, local, cmask, ch = _channels(tl.program_id(1), CID, G, ID_BLOCKS, G_BLOCKS, BLOCK_C)
+        C = (CID_A + 3 * G_A) * ALIGN
+        pid_c, pid_p = _tile(tl.program_id(0), ID_BLOCKS + 3 * G_BLOCKS)
+        branch, local, cmask, ch = _channels(pid_c, CID_A, G_A, ID_BLOCKS, G_BLOCKS, BLOCK_C, ALIGN)
         centre = tl.load(center_ptr + ch, mask=cmask, other=0.).to(tl.float32)
         n_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
         mean_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
@@ -176,12 +216,12 @@ if AVAILABLE:
     def _taps_bwd(x_ptr, dt_ptr, t_ptr, k1, k0, w_ptr, dwp_ptr, rows, h, w, ch, local, rmask, cmask, pid_p, G,
                   H, W, C, KH: tl.constexpr, KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
         """Input gradient of a depthwise KHxKW conv at the tile's positions; stores the tile's partial weight
-        gradients (T, G, KH*KW)."""
+        gradients, (T, KH*KW, G): one contiguous run of the block's channels per tap."""
         g_own = _grad_at(dt_ptr, t_ptr, k1, k0, rows, rmask, ch, cmask, C)
         dx = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-        for i in range(KH):
+        for i in tl.static_range(KH):
             dh = i - KH // 2
-            for j in range(KW):
+            for j in tl.static_range(KW):
                 dw = j - KW // 2
                 wt = tl.load(w_ptr + local * (KH * KW) + (i * KW + j), mask=cmask, other=0.).to(tl.float32)
                 # dx[p] += w[i, j] * g[p - (dh, dw)]
@@ -196,22 +236,24 @@ if AVAILABLE:
                 oks = rmask & (hs >= 0) & (hs < H) & (ws >= 0) & (ws < W)
                 xs = tl.load(x_ptr + (rows + (dh * W + dw))[:, None] * C + ch[None, :],
                              mask=oks[:, None] & cmask[None, :], other=0.).to(tl.float32)
-                tl.store(dwp_ptr + (pid_p * G + local) * (KH * KW) + (i * KW + j), tl.sum(g_own * xs, axis=0),
+                tl.store(dwp_ptr + (pid_p * (KH * KW) + (i * KW + j)) * G + local, tl.sum(g_own * xs, axis=0),
                          mask=cmask)
         return dx, tl.sum(g_own, axis=0)
 
-    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID', 'G', 'ID_BLOCKS', 'G_BLOCKS'])
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID_A', 'G_A', 'ID_BLOCKS', 'G_BLOCKS'])
     def _inception_dw_bwd_kernel(x_ptr, t_ptr, dt_ptr, k1_ptr, k0_ptr, w_sq_ptr, w_w_ptr, w_h_ptr, dx_ptr,
-                                 dwp_sq_ptr, dwp_w_ptr, dwp_h_ptr, dbp_ptr, M, H, W, C, CID, G, ID_BLOCKS, G_BLOCKS,
-                                 KS: tl.constexpr, KB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-        pid_p = tl.program_id(0)
-        pid_c = tl.program_id(1)
+                                 dwp_sq_ptr, dwp_w_ptr, dwp_h_ptr, dbp_ptr, M, H, W, CID_A, G_A, ID_BLOCKS, G_BLOCKS,
+                                 KS: tl.constexpr, KB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                                 ALIGN: tl.constexpr):
+        C = (CID_A + 3 * G_A) * ALIGN
+        G = G_A * ALIGN
+        pid_c, pid_p = _tile(tl.program_id(0), ID_BLOCKS + 3 * G_BLOCKS)
         rows = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
         rmask = rows < M
         hw = rows % (H * W)
         h = hw // W
         w = hw % W
-        branch, local, cmask, ch = _channels(pid_c, CID, G, ID_BLOCKS, G_BLOCKS, BLOCK_C)
+        branch, local, cmask, ch = _channels(pid_c, CID_A, G_A, ID_BLOCKS, G_BLOCKS, BLOCK_C, ALIGN)
         k1 = tl.load(k1_ptr + ch, mask=cmask, other=0.)
         k0 = tl.load(k0_ptr + ch, mask=cmask, other=0.)
         db = tl.zeros((BLOCK_C,), dtype=tl.float32)
@@ -240,28 +282,35 @@ if AVAILABLE:
                      lambda: 'inception_dw: weights must be contiguous (g,1,k,k), (g,1,1,b), (g,1,b,1)')
         return n, c, hgt, wid, g, ks, kb
 
+    def _geometry(x, g, elements):
+        n, c, hgt, wid = x.shape
+        m, cid = n * hgt * wid, c - 3 * g
+        block_p, block_c = _blocks(g, elements)
+        align = _align(cid, g, block_c)
+        return m, cid, block_p, block_c, align, triton.cdiv(cid, block_c), triton.cdiv(g, block_c)
+
     @triton_op('inceptionnext::inception_dw', mutates_args=())
     def inception_dw(x: torch.Tensor, w_sq: torch.Tensor, b_sq: torch.Tensor, w_w: torch.Tensor,
                      b_w: torch.Tensor, w_h: torch.Tensor, b_h: torch.Tensor, center: torch.Tensor,
                      out_dtype: torch.dtype, stats: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(t - center in ``out_dtype``, channels-last; mean; biased var) -- see the module docstring."""
         n, c, hgt, wid, g, ks, kb = _check(x, w_sq, w_w, w_h)
-        m, cid = n * hgt * wid, c - 3 * g
-        block_p, block_c = _blocks(g, FWD_TILE)
-        id_blocks, g_blocks = triton.cdiv(cid, block_c), triton.cdiv(g, block_c)
+        m, cid, block_p, block_c, align, id_blocks, g_blocks = _geometry(x, g, FWD_TILE)
         tiles = triton.cdiv(m, block_p * FWD_SUBTILES)
         t = torch.empty((n, c, hgt, wid), device=x.device, dtype=out_dtype, memory_format=torch.channels_last)
         mean = torch.zeros(c, device=x.device, dtype=torch.float32)
         var = torch.zeros(c, device=x.device, dtype=torch.float32)
         psum = torch.empty((tiles if stats else 1, c), device=x.device, dtype=torch.float32)
         pm2 = torch.empty_like(psum)
-        wrap_triton(_inception_dw_fwd_kernel)[(tiles, id_blocks + 3 * g_blocks)](
-            x, t, center, w_sq, b_sq, w_w, b_w, w_h, b_h, psum, pm2, m, hgt, wid, c, cid, g, id_blocks, g_blocks,
-            KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c, SUBTILES=FWD_SUBTILES, num_warps=4)
-        if stats:
-            wrap_triton(_stats_merge_kernel)[(triton.cdiv(c, 16),)](
-                psum, pm2, center, mean, var, m, c, tiles, BLOCK_P=block_p * FWD_SUBTILES, BLOCK_T=128,
-                BLOCK_C=16, num_warps=4)
+        with device_guard(x.device):
+            wrap_triton(_inception_dw_fwd_kernel)[((id_blocks + 3 * g_blocks) * tiles,)](
+                x, t, center, w_sq, b_sq, w_w, b_w, w_h, b_h, psum, pm2, m, hgt, wid, cid // align, g // align,
+                id_blocks, g_blocks, KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c,
+                SUBTILES=FWD_SUBTILES, ALIGN=align, num_warps=FWD_WARPS)
+            if stats:
+                wrap_triton(_stats_merge_kernel)[(triton.cdiv(c, 16),)](
+                    psum, pm2, center, mean, var, m, c, tiles, BLOCK_P=block_p * FWD_SUBTILES, BLOCK_T=128,
+                    BLOCK_C=16, num_warps=4)
         return t, mean, var
 
     @triton_op('inceptionnext::inception_dw_backward', mutates_args=())
@@ -271,21 +320,21 @@ if AVAILABLE:
                                                           torch.Tensor, torch.Tensor, torch.Tensor]:
         """(dx, dw_sq, db_sq, dw_w, db_w, dw_h, db_h) for ``g = dt + k1 * t + k0`` (per channel k1, k0)."""
         n, c, hgt, wid, g, ks, kb = _check(x, w_sq, w_w, w_h)
-        m, cid = n * hgt * wid, c - 3 * g
-        block_p, block_c = _blocks(g, BWD_TILE)
-        id_blocks, g_blocks = triton.cdiv(cid, block_c), triton.cdiv(g, block_c)
+        m, cid, block_p, block_c, align, id_blocks, g_blocks = _geometry(x, g, BWD_TILE)
         tiles = triton.cdiv(m, block_p)
         dt = dt.contiguous(memory_format=torch.channels_last)
         dx = torch.empty_like(x, memory_format=torch.channels_last)
         kw = dict(device=x.device, dtype=torch.float32)
-        dwp_sq, dwp_w, dwp_h = (torch.empty((tiles, g, k), **kw) for k in (ks * ks, kb, kb))
+        dwp_sq, dwp_w, dwp_h = (torch.empty((tiles, k, g), **kw) for k in (ks * ks, kb, kb))
         dbp = torch.empty((tiles, 3, g), **kw)
-        wrap_triton(_inception_dw_bwd_kernel)[(tiles, id_blocks + 3 * g_blocks)](
-            x, t, dt, k1, k0, w_sq, w_w, w_h, dx, dwp_sq, dwp_w, dwp_h, dbp, m, hgt, wid, c, cid, g,
-            id_blocks, g_blocks, KS=ks, KB=kb, BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4)
-        return (dx, dwp_sq.sum(0).view(g, 1, ks, ks).to(w_sq.dtype), dbp[:, 0].sum(0).to(w_sq.dtype),
-                dwp_w.sum(0).view(g, 1, 1, kb).to(w_w.dtype), dbp[:, 1].sum(0).to(w_w.dtype),
-                dwp_h.sum(0).view(g, 1, kb, 1).to(w_h.dtype), dbp[:, 2].sum(0).to(w_h.dtype))
+        with device_guard(x.device):
+            wrap_triton(_inception_dw_bwd_kernel)[((id_blocks + 3 * g_blocks) * tiles,)](
+                x, t, dt, k1, k0, w_sq, w_w, w_h, dx, dwp_sq, dwp_w, dwp_h, dbp, m, hgt, wid, cid // align,
+                g // align, id_blocks, g_blocks, KS=ks, KB=kb, BLOCK_P=block_p, BLOCK_C=block_c, ALIGN=align,
+                num_warps=BWD_WARPS)
+        return (dx, dwp_sq.sum(0).t().reshape(g, 1, ks, ks).to(w_sq.dtype), dbp[:, 0].sum(0).to(w_sq.dtype),
+                dwp_w.sum(0).t().reshape(g, 1, 1, kb).to(w_w.dtype), dbp[:, 1].sum(0).to(w_w.dtype),
+                dwp_h.sum(0).t().reshape(g, 1, kb, 1).to(w_h.dtype), dbp[:, 2].sum(0).to(w_h.dtype))
 
     def _setup_context(ctx, inputs, output):
         x, w_sq, _, w_w, _, w_h, _, center, _, stats = inputs
@@ -310,6 +359,53 @@ if AVAILABLE:
     inception_dw.register_autograd(_backward, setup_context=_setup_context)
 else:
     inception_dw = inception_dw_backward = None
+
+
+_TRITON_TYPES = {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16'}
+
+
+def kernel_specs(c: int, g: int, ks: int, kb: int, x_dtype: torch.dtype, out_dtype: torch.dtype,
+                 w_dtype: torch.dtype = None) -> list:
+    """The kernels that ``inception_dw`` / ``inception_dw_backward`` launch for a (N, c, H, W) map with groups
+    of ``g`` channels, as (name, jit function, signature, constexprs, attrs, options) for
+    ``triton.compile(ASTSource(fn, signature, constexprs, attrs), target, options)``: the same block sizes and
+    specialisations as the launches (pointers 16-byte aligned, as torch allocates), so that the GPU compiler
+    can be run on them without a GPU (tests/test_triton_compile.py)."""
+    w_dtype = w_dtype or x_dtype
+    xt, wt, ot = (_TRITON_TYPES[d] for d in (x_dtype, w_dtype, out_dtype))
+    cid = c - 3 * g
+    specs = []
+
+    def sig(fn, types):
+        signature = {n: types.get(n, 'i32') if not n.isupper() or n in ('M', 'H', 'W', 'C', 'T') or n.endswith('_A')
+                     or n.endswith('_BLOCKS') else 'constexpr' for n in fn.arg_names}
+        attrs = {(i,): [['tt.divisibility', 16]] for i, n in enumerate(fn.arg_names) if signature[n].startswith('*')}
+        return signature, attrs
+
+    for stats in (True, False):
+        block_p, block_c = _blocks(g, FWD_TILE)
+        fn = _inception_dw_fwd_kernel
+        types = {n: f'*{wt}' for n in fn.arg_names if n.startswith(('w_', 'b_'))}
+        types.update(x_ptr=f'*{xt}', t_ptr=f'*{ot}', center_ptr='*fp32', psum_ptr='*fp32', pm2_ptr='*fp32')
+        signature, attrs = sig(fn, types)
+        specs.append((f'forward{"+stats" if stats else ""}', fn, signature,
+                      dict(KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c, SUBTILES=FWD_SUBTILES,
+                           ALIGN=_align(cid, g, block_c)), attrs, dict(num_warps=FWD_WARPS)))
+    fn = _stats_merge_kernel
+    signature, attrs = sig(fn, {n: '*fp32' for n in fn.arg_names if n.endswith('_ptr')})
+    block_p, _ = _blocks(g, FWD_TILE)
+    specs.append(('stats-merge', fn, signature, dict(BLOCK_P=block_p * FWD_SUBTILES, BLOCK_T=128, BLOCK_C=16), attrs,
+                  dict(num_warps=4)))
+    fn = _inception_dw_bwd_kernel
+    block_p, block_c = _blocks(g, BWD_TILE)
+    types = {n: '*fp32' for n in fn.arg_names if n.endswith('_ptr')}
+    types.update(x_ptr=f'*{xt}', dx_ptr=f'*{xt}', t_ptr=f'*{ot}', dt_ptr=f'*{ot}', w_sq_ptr=f'*{wt}',
+                 w_w_ptr=f'*{wt}', w_h_ptr=f'*{wt}')
+    signature, attrs = sig(fn, types)
+    specs.append(('backward', fn, signature, dict(KS=ks, KB=kb, BLOCK_P=block_p, BLOCK_C=block_c,
+                                                  ALIGN=_align(cid, g, block_c)), attrs,
+                  dict(num_warps=BWD_WARPS)))
+    return specs
 
 
 def reference(x: torch.Tensor, w_sq: torch.Tensor, b_sq: torch.Tensor, w_w: torch.Tensor, b_w: torch.Tensor,
