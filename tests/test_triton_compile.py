@@ -17,6 +17,8 @@ import sys
 import tempfile
 
 import pytest
+
+pytestmark = pytest.mark.slow  # Triton + ptxas per kernel, dtype and arch: ~30 s warm, minutes with a cold cache
 import torch
 
 triton = pytest.importorskip('triton')
