@@ -7,15 +7,17 @@ _base_ = ['./coco_instance.py']
 data_root = 'data/synthetic_coco/'
 metainfo = dict(classes=('rectangle', 'disc', 'triangle'),
                 palette=[(220, 60, 60), (60, 170, 60), (60, 60, 220)])
+# LoadImageFromFile of the backbones scope: the checked loader (it names the file it cannot read), under the name
+# that mmseg's / mmdet's inferencers look for and replace (docs/ecosystem.md).
 train_pipeline = [
-    dict(type='LoadImageFromFileChecked', backend_args=None),
+    dict(type='LoadImageFromFile', _scope_='backbones', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(160, 128), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFileChecked', backend_args=None),
+    dict(type='LoadImageFromFile', _scope_='backbones', backend_args=None),
     dict(type='Resize', scale=(160, 128), keep_ratio=True),  # the mask head reads scale_factor
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
