@@ -376,9 +376,11 @@ def read_training_checkpoint(path: str) -> dict:
         with torch.serialization.safe_globals(_legacy_training_globals()):
             return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # noqa: BLE001 -- torch's UnpicklingError, or ours above
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        found = re.search(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)', str(e))
+        msg = (f'it names {found.group(1)}' if found else
+               (str(e).strip().splitlines() or [type(e).__name__])[0][:300])
         raise CheckpointError(f'{path} holds objects other than tensors, plain data and MMEngine\'s logging '
-                              f'state; not read ({msg})') from None
+                              f'state ({msg}); not read') from None
 
 
 PUBLISHED_META = ('cfg', 'dataset_meta', 'mmengine_version', 'experiment_name', 'seed', 'epoch', 'iter', 'time')
