@@ -90,7 +90,7 @@ def timm_config(arch: str, num_classes: int, input_size: int = 224, source: str 
         fixed_input_size=False, interpolation='bicubic', crop_pct=crop_pct,
         crop_mode='center', mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), num_classes=num_classes,
         pool_size=[input_size // 32, input_size // 32], first_conv='stem.0', classifier='head.fc2',
-        license='apache-2.0', source_checkpoint=source)
+        license='apache-2.0')
     return dict(architecture=TIMM_NAMES[arch], num_classes=num_classes, num_features=dims[-1],
                 pretrained_cfg=pretrained_cfg)
 
