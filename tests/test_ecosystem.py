@@ -362,7 +362,8 @@ def test_mim_search_finds_every_config(installed):
     found = set(re.findall(r'config id: (\S+)', out))
     configs = {f[:-3] for f in os.listdir(osp.join(REPO, 'configs')) if f.endswith('.py')}
     assert found == configs
-    out = _mim(installed, 'search', 'inceptionnext-dense', '--model', 'inceptionnext', '--filter', 'iterations>=160000')
+    assert len(re.findall(r'config id: ', _mim(installed, 'search', 'inceptionnext-dense', '--dataset', 'ade20k'))) == 8
+    out = _mim(installed, 'search', 'inceptionnext-dense', '--condition', 'iterations>=160000')
     assert set(re.findall(r'config id: (\S+)', out)) == {
         'upernet_inceptionnext-atto_8xb2-160k_ade20k-512x512', 'upernet_inceptionnext-t_8xb2-160k_ade20k-512x512',
         'upernet_inceptionnext-s_8xb2-160k_ade20k-512x512', 'upernet_inceptionnext-b_8xb2-160k_ade20k-512x512',
