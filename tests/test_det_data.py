@@ -311,7 +311,7 @@ def test_unreadable_image_files(root):
             check_coco_datasets(cfg)
         with pytest.raises(DatasetError, match=r'train2017/%s: cannot load the image' % name):
             dataset(cfg)[0]
-        cfg.train_dataloader.dataset.pipeline[0].type = 'LoadImageFromFile'  # mmcv's own
+        cfg.train_dataloader.dataset.pipeline[0] = dict(type='LoadImageFromFile')  # mmcv's own (no _scope_)
         with pytest.raises(Exception) as e:
             dataset(cfg)[0]
         assert not isinstance(e.value, DatasetError)

@@ -1,6 +1,19 @@
 """Pipeline steps that name the bad file (registered in MMEngine's root TRANSFORMS, so mmseg and mmdet
-pipelines find them)."""
-from typing import Optional
+pipelines find them).
+
+The image loader is also the ``LoadImageFromFile`` of this package's own registry scope, ``backbones``
+(``backbones.datasets.registry.TRANSFORMS``, a child of the root registry). The configs write it ``dict(type='LoadImageFromFile', _scope_='backbones')``: MMEngine builds that entry
+in the ``backbones`` scope (the checked loader), while mmseg's ``MMSegInferencer`` / ``inference_model`` and
+mmdet's ``DetInferencer``, which look the loader up by the type name ``LoadImageFromFile`` and swap in
+their own, find it and swap it:
+
+- ``MMSegInferencer`` sets the type to ``InferencerLoader`` (the ``_scope_`` stays): ``InferencerLoader``
+  below (file paths through the checked loader, arrays as they are);
+- ``mmseg.apis.inference_model`` on arrays sets ``LoadImageFromNDArray``: ``LoadImageFromNDArray`` below;
+- ``DetInferencer`` sets ``mmdet.InferencerLoader`` (scoped: mmdet's own), whose file loader, built while
+  the ``backbones`` scope is current, is again the checked one.
+"""
+from typing import Optional, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform, LoadImageFromFile
@@ -14,10 +27,12 @@ from backbones.datasets.checks.images import (
     sixteen_bit_values,
     warn_sixteen_bit,
 )
+from backbones.datasets.registry import TRANSFORMS as SCOPED_TRANSFORMS
 from backbones.utils.errors import AnnotationError, DatasetError
 from backbones.utils.io import error_line
 
 
+@SCOPED_TRANSFORMS.register_module(name='LoadImageFromFile')
 @TRANSFORMS.register_module()
 class LoadImageFromFileChecked(LoadImageFromFile):
     """mmcv's ``LoadImageFromFile`` (same arguments) whose failures raise ``DatasetError`` naming the file.
@@ -64,6 +79,42 @@ class LoadImageFromFileChecked(LoadImageFromFile):
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
         return results
+
+
+@SCOPED_TRANSFORMS.register_module()
+class LoadImageFromNDArray(LoadImageFromFile):
+    """An image given as an array (``results['img']``, HWC, BGR as OpenCV reads): what mmseg's / mmdet's
+    ``LoadImageFromNDArray`` do (``img_path`` None, ``img_shape`` / ``ori_shape`` set; ``to_float32``)."""
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results['img_path'] = None
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
+
+
+@SCOPED_TRANSFORMS.register_module()
+class InferencerLoader(BaseTransform):
+    """An inferencer's input, a file path, an array or a dict: paths through the checked loader, arrays
+    as they are (``MMSegInferencer`` swaps the config's loader for this one; same arguments)."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.from_file = LoadImageFromFileChecked(**kwargs)
+        self.from_ndarray = LoadImageFromNDArray(**kwargs)
+
+    def transform(self, results: Union[str, np.ndarray, dict]) -> dict:
+        if isinstance(results, str):
+            results = dict(img_path=results)
+        elif isinstance(results, np.ndarray):
+            results = dict(img=results)
+        elif not isinstance(results, dict):
+            raise TypeError(f'an inferencer input is a file path, an array or a dict, not a {type(results).__name__}')
+        return self.from_ndarray(results) if 'img' in results else self.from_file(results)
 
 
 @TRANSFORMS.register_module()

@@ -16,6 +16,7 @@ exports with the bins of the traced size (wrong, or an ONNX Runtime error, at ot
 runtime size. Semantic FPN's scale-factor ``Upsample`` gets the same treatment (``ExportableUpsample``).
 """
 import copy
+import json
 import os
 import os.path as osp
 import tempfile
@@ -221,13 +222,39 @@ class Exportable:
     def argmax(self) -> bool:
         return bool(getattr(self.module, 'argmax', False))
 
+    test_resize: Optional[dict] = None  # a segmentor config's test-time Resize (``test_resize_of``)
+
     def metadata(self) -> Dict[str, str]:
         """ONNX metadata: enough to preprocess an image without the config (see docs/export.md): the input is
-        (image[channel_order] - mean) / std, on 0..255 values."""
-        return {'inceptionnext.kind': self.kind, 'inceptionnext.source': self.source,
+        (image[channel_order] - mean) / std, on 0..255 values; for a segmentor, ``test_resize`` (JSON) is the
+        config's test-time resize of the image before that, and how the logits go back to the image's size
+        (docs/ecosystem.md has the snippet that applies both)."""
+        meta = {'inceptionnext.kind': self.kind, 'inceptionnext.source': self.source,
                 'mean': ','.join(map(str, self.mean)), 'std': ','.join(map(str, self.std)),
                 'channel_order': 'RGB' if self.rgb else 'BGR', 'pixel_range': '0-255',
                 'output': 'label' if self.argmax else ','.join(self.output_names)}
+        if self.kind == 'segmentor':
+            meta['test_resize'] = json.dumps(self.test_resize)
+        return meta
+
+
+def test_resize_of(cfg, align_corners: bool = False) -> Optional[dict]:
+    """The test pipeline's image resize (mmcv's ``Resize`` in mmseg's test pipeline), as plain data:
+    ``scale`` (w, h) or ``scale_factor``, ``keep_ratio``, ``interpolation``; and ``align_corners`` of the
+    bilinear resize that takes the logits back to the original size (mmseg's ``postprocess_result``).
+    None when the pipeline does not resize."""
+    pipeline = (cfg.get('test_dataloader') or {}).get('dataset', {}).get('pipeline') or cfg.get('test_pipeline')
+    for t in pipeline or []:
+        if isinstance(t, dict) and str(t.get('type', '')).split('.')[-1] == 'Resize':
+            scale, factor = t.get('scale'), t.get('scale_factor')
+            out = dict(scale=[int(v) for v in (scale if isinstance(scale, (list, tuple)) else (scale, scale))]
+                       if scale is not None else None,
+                       scale_factor=float(factor) if isinstance(factor, (int, float)) else
+                       ([float(v) for v in factor] if factor is not None else None),
+                       keep_ratio=bool(t.get('keep_ratio', False)),
+                       interpolation=t.get('interpolation', 'bilinear'), align_corners=bool(align_corners))
+            return out
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,7 +364,10 @@ def _build_exportable(config, checkpoint, backbone, deploy, argmax, cfg_options,
         module, names = BackboneForward(net), [f'stage{i}' for i in net.out_indices]
         reference = BackboneForward(ref)
     names = ['label'] if argmax else names
-    return Exportable(module.eval(), reference.eval(), kind, names, mean, std, rgb, shape, source)
+    exportable = Exportable(module.eval(), reference.eval(), kind, names, mean, std, rgb, shape, source)
+    if kind == 'segmentor':
+        exportable.test_resize = test_resize_of(cfg, net.decode_head.align_corners)
+    return exportable
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,7 +28,12 @@ from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from mmengine.utils import ProgressBar
 
-from backbones.engine.mmengine_fixes import install_mmengine_fixes, trust_run_checkpoints
+from backbones.engine.mmengine_fixes import (
+    from_plain,
+    install_mmengine_fixes,
+    to_plain,
+    trust_run_checkpoints,
+)
 from backbones.utils.errors import CheckpointError, TrainingDivergedError, UserInputError
 from backbones.utils.io import names
 
@@ -61,10 +66,12 @@ class RNGStateHook(Hook):
         self._gather()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint['rng_states'] = self._states if self._states is not None else [self._local_state()]
+        # numpy's state holds an array: written as plain data (torch.load(weights_only=True) reads it)
+        states = self._states if self._states is not None else [self._local_state()]
+        checkpoint['rng_states'] = to_plain({'rng_states': states})['rng_states']
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = checkpoint.get('rng_states')
+        states = from_plain(checkpoint.get('rng_states'))
         rank, world = get_dist_info()
         if not states:
             return
@@ -138,7 +145,14 @@ class ProgressBarHook(Hook):
 @HOOKS.register_module()
 class MMEngineFixesHook(Hook):
     """Installs the fixes when a run starts (any Runner), before it loads ``load_from`` / resumes, and
-    trusts the run's own checkpoints (its work dir and ``load_from``)."""
+    trusts the run's own checkpoints (its work dir and ``load_from``).
+
+    Checkpoints are written as plain data (``to_plain``: MMEngine's message hub and numpy values as tagged
+    dicts of tensors and numbers), so that ``torch.load(weights_only=True)`` reads them: ``mmseg.apis
+    .init_model``, ``mmdet.apis.init_detector``, the inferencers and the analysis tools load them without
+    anything of ours. Loading one first rebuilds the objects (``from_plain``), before MMEngine reads them:
+    this hook runs first of all hooks; ``RobustRunner`` also does it around every hook, so a hook of lower
+    priority that adds numpy data still writes plain data."""
 
     priority = 'VERY_HIGH'
 
@@ -146,6 +160,11 @@ class MMEngineFixesHook(Hook):
         install_mmengine_fixes()
         trust_run_checkpoints(runner.work_dir, runner._load_from)
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        to_plain(checkpoint)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        from_plain(checkpoint)
 
 # --------------------------------------------------------------------------------------------------
 # Divergence: stop at the first non-finite loss, never save non-finite weights

@@ -16,9 +16,11 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from backbones.engine.mmengine_fixes import (
     fallback_syncbn_on_cpu,
+    from_plain,
     install_mmengine_fixes,
     lock_work_dir,
     setup_cpu_distributed,
+    to_plain,
     trust_run_checkpoints,
 )
 from backbones.engine.hooks import SaveOnSignalHook
@@ -81,6 +83,15 @@ class RobustRunner(Runner):
         cfg = copy.deepcopy(cfg)
         prepare_config(cfg)
         return super().from_cfg(cfg)
+
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        """MMEngine's, and: a checkpoint is made plain data after every hook added to it (``to_plain``:
+        ``torch.load(weights_only=True)`` reads it), and rebuilt before any hook reads a loaded one."""
+        if fn_name == 'after_load_checkpoint':
+            from_plain(kwargs['checkpoint'])
+        super().call_hook(fn_name, **kwargs)
+        if fn_name == 'before_save_checkpoint':
+            to_plain(kwargs['checkpoint'])
 
     def train(self):
         lock_work_dir(self.work_dir)  # tools/train.py took it before the Runner wrote anything

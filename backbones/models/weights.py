@@ -26,7 +26,7 @@ import torch
 from mmengine.logging import print_log
 
 from backbones.utils.errors import CheckpointError
-from backbones.utils.io import atomic_save, error_line, names
+from backbones.utils.io import atomic_save, atomic_write, error_line, names
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -332,3 +332,90 @@ def save_weights(sd: StateDict, dst: str) -> None:
     if os.path.isdir(dst):
         raise CheckpointError(f'output {dst} is a folder: give a file name, e.g. {os.path.join(dst, "weights.pth")}')
     atomic_save(dict(sd), dst)
+
+
+# --------------------------------------------------------------------------------------------------
+# Publishing a training checkpoint (tools/model_converters/publish_model.py)
+# --------------------------------------------------------------------------------------------------
+def _history_buffer_method(obj, name: str):
+    """What ``getattr`` may return while reading an MMEngine training checkpoint written before checkpoints
+    became plain data: only ``HistoryBuffer``'s own statistics methods (its pickle names them through
+    ``getattr(HistoryBuffer, 'mean')``); anything else is refused."""
+    from mmengine.logging import HistoryBuffer
+    if obj is HistoryBuffer and name in ('min', 'max', 'current', 'mean'):
+        return getattr(HistoryBuffer, name)
+    raise CheckpointError(f'refusing getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) in a '
+                          'checkpoint: only MMEngine HistoryBuffer statistics are read')
+
+
+def _legacy_training_globals() -> list:
+    """The globals an older MMEngine training checkpoint pickles besides tensors: ``HistoryBuffer`` (with its
+    statistics methods through a ``getattr`` that returns nothing else) and numpy arrays, scalars and dtypes.
+    Given to torch's weights_only unpickler, which still calls nothing but these."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    core = np._core if hasattr(np, '_core') else np.core
+    out = [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), np.ndarray, np.dtype,
+           core.multiarray._reconstruct, core.multiarray.scalar]
+    out += [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'int16', 'int8',
+                                        'uint8', 'uint16', 'uint32', 'uint64', 'bool', 'complex64', 'complex128')]
+    for name in ('numpy.core.multiarray._reconstruct', 'numpy.core.multiarray.scalar'):  # numpy 1.x names
+        out.append((getattr(core.multiarray, name.rsplit('.', 1)[1]), name))
+    return out
+
+
+def read_training_checkpoint(path: str) -> dict:
+    """A checkpoint of tools/train.py read with torch's weights_only unpickler: a plain-data checkpoint as it
+    is; one written before checkpoints became plain data with MMEngine's ``HistoryBuffer`` and numpy types
+    also allowed (``_legacy_training_globals``), never arbitrary code. Errors name the file."""
+    try:
+        return read_checkpoint(path)
+    except CheckpointError as e:
+        if 'holds more than tensors' not in str(e):
+            raise
+    try:
+        with torch.serialization.safe_globals(_legacy_training_globals()):
+            return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- torch's UnpicklingError, or ours above
+        found = re.search(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)', str(e))
+        msg = (f'it names {found.group(1)}' if found else
+               (str(e).strip().splitlines() or [type(e).__name__])[0][:300])
+        raise CheckpointError(f'{path} holds objects other than tensors, plain data and MMEngine\'s logging '
+                              f'state ({msg}); not read') from None
+
+
+PUBLISHED_META = ('cfg', 'dataset_meta', 'mmengine_version', 'experiment_name', 'seed', 'epoch', 'iter', 'time')
+
+
+def publish_checkpoint(src: str, out: str) -> str:
+    """Writes the published form of a training checkpoint, as OpenMMLab's ``publish_model.py``: the weights
+    (``state_dict``; with MMEngine's EMAHook these are the averaged ones, as its checkpoints store them) and
+    ``meta`` (``PUBLISHED_META``: the config, ``dataset_meta`` with the class names and palette, versions);
+    no optimizer, schedulers, message hub or RNG states. The file is named ``<out without .pth>-<first 8 hex
+    digits of its sha256>.pth``; returns that path. It loads with ``torch.load(weights_only=True)``."""
+    import hashlib
+    import io
+    ckpt = read_training_checkpoint(src)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('state_dict'), dict):
+        keys = list(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f'{src} is not an MMEngine checkpoint (no "state_dict" entry; it holds {keys})')
+    sd = OrderedDict((k, v) for k, v in ckpt['state_dict'].items())
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f'{src}: state_dict entries that are not tensors: {names(bad)}')
+    meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
+    published = {'meta': {k: meta[k] for k in PUBLISHED_META if k in meta}, 'state_dict': sd}
+    buf = io.BytesIO()
+    torch.save(published, buf)
+    data = buf.getvalue()
+    try:  # what every client will do with it
+        torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f'{src}: its meta holds values torch\'s weights_only loader refuses: '
+                              f'{str(e).strip().splitlines()[0][:300]}') from None
+    stem = out[:-len('.pth')] if out.endswith('.pth') else out
+    if os.path.isdir(out) or not os.path.basename(stem):
+        raise CheckpointError(f'output {out} is a folder: give a file name, e.g. {os.path.join(out, "model.pth")}')
+    final = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    atomic_write(final, lambda f: f.write(data))
+    return final

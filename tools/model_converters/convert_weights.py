@@ -1,4 +1,6 @@
-"""Convert InceptionNeXt / ConvNeXt weights into the layouts our configs load.
+"""Convert InceptionNeXt / ConvNeXt weights into the layouts our configs load, and ours back into timm's.
+
+From the official release / timm / ConvNeXt files to ours (the default, ``--to ours``):
 
     # official release / timm checkpoint -> our classifier layout (backbone.* + head.*)
     python tools/model_converters/convert_weights.py inceptionnext_tiny.pth inx_t_cls.pth
@@ -11,6 +13,20 @@
     python tools/model_converters/convert_weights.py convnext_tiny_1k_224_ema.pth convnext_t_cls.pth --arch convnext_tiny
     python tools/model_converters/convert_weights.py convnext_tiny_k3_par1_8_1k_224_ema.pth k3_par1_8.pth --arch convnext_tiny_k3_par1_8
 
+From ours back to timm's ``inception_next_*`` layout (``--to timm``; backbones.models.timm_export): a classifier
+pretrained with train_cls, a converted file, or the backbone of an mmdet / mmseg checkpoint:
+
+    # a timm hub folder (config.json + model.safetensors): timm.create_model('local-dir:inx_t_timm', pretrained=True)
+    python tools/model_converters/convert_weights.py work_dirs/inceptionnext-t_8xb128-300e_in1k/epoch_300.pth inx_t_timm --to timm
+    python tools/model_converters/convert_weights.py CKPT inx_t_timm --to timm --format both   # + pytorch_model.bin
+    # one file, for timm.create_model('inception_next_tiny', pretrained=True, pretrained_cfg_overlay=dict(file=...))
+    python tools/model_converters/convert_weights.py CKPT inception_next_tiny.safetensors --to timm --ema
+    # a backbone (no classifier head): timm loads it with features_only=True, pretrained_strict=False
+    python tools/model_converters/convert_weights.py work_dirs/upernet_inceptionnext_t/iter_160000.pth t_feats --to timm
+
+timm's model must be the arch the weights are (atto, tiny, small, base; detected, or checked with --arch); the
+dense configs' per-output norms (out_norms.*) are not part of timm's model and are left out.
+
 Layouts: InceptionNeXt official / timm, ConvNeXt official (with or without the "model" wrapper) and timm's
 ConvNeXt (detected from the keys; see backbones/models/weights.py). Input wrappers (``state_dict`` / ``model``
 / ``module.``) are stripped; unknown keys, shape mismatches and unreadable files are errors that name the
@@ -21,8 +37,10 @@ import argparse
 
 from backbones import InceptionNeXt, extract_backbone
 from backbones.apis.build import check_weights_fit
+from backbones.models.timm_export import FORMATS, export_timm
 from backbones.models.weights import identify, read_checkpoint, save_weights, unwrap_state_dict
 from backbones.utils.cli import run_cli
+from backbones.utils.errors import UserInputError
 
 
 def main(argv=None) -> int:
@@ -32,7 +50,21 @@ def main(argv=None) -> int:
     p.add_argument('--backbone-only', action='store_true', help='write only the backbone, without "backbone."')
     p.add_argument('--arch', help='check the weights load strictly into this variant: '
                    + ', '.join(InceptionNeXt.arch_settings))
+    p.add_argument('--to', choices=('ours', 'timm'), default='ours',
+                   help="the output layout: ours (default) or timm's inception_next_* (a hub folder, or one file "
+                        "when DST ends in .pth / .bin / .safetensors)")
+    p.add_argument('--format', choices=FORMATS, default='safetensors',
+                   help='--to timm, hub folder: model.safetensors (default), pytorch_model.bin, or both')
+    p.add_argument('--ema', action='store_true', help='--to timm: the EMA weights of a training checkpoint')
+    p.add_argument('--input-size', type=int, default=224, help="--to timm: the pretrained_cfg's input size "
+                   '(224; 384 for the base-384 fine-tune)')
     args = p.parse_args(argv)
+    if args.to == 'timm':
+        export_timm(args.src, args.dst, arch=args.arch, fmt=args.format, ema=args.ema,
+                    input_size=args.input_size, backbone_only=args.backbone_only)
+        return 0
+    if args.ema or args.format != 'safetensors' or args.input_size != 224:
+        raise UserInputError('--ema, --format and --input-size apply to --to timm only')
     raw = unwrap_state_dict(read_checkpoint(args.src))
     _, sd = identify(raw)
     if args.arch:  # strict fit check against the named variant

@@ -24,6 +24,8 @@ SHAPES = ('rectangle', 'disc', 'triangle', 'diamond', 'cross', 'hexagon')
 # Mean colour per shape (BGR); each drawn instance jitters it, and neighbours' ranges overlap.
 _COLOURS = np.array([(200, 60, 60), (60, 170, 60), (60, 60, 200), (170, 150, 40), (150, 50, 160),
                      (40, 150, 170)], dtype=np.float32)
+# The shapes' display colours (RGB, the mean colours above): the data sets' palette (visualisers draw with it).
+SHAPE_PALETTE = [[int(c) for c in bgr[::-1]] for bgr in _COLOURS]
 
 
 def shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:

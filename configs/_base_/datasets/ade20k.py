@@ -5,8 +5,10 @@ dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (512, 512)
 num_classes = 150
+# LoadImageFromFile of the backbones scope: the checked loader (it names the file it cannot read), under the name
+# that mmseg's / mmdet's inferencers look for and replace (docs/ecosystem.md).
 train_pipeline = [
-    dict(type='LoadImageFromFileChecked'),
+    dict(type='LoadImageFromFile', _scope_='backbones'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='CheckSegMap', num_classes=num_classes),
     dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
@@ -16,7 +18,7 @@ train_pipeline = [
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFileChecked'),
+    dict(type='LoadImageFromFile', _scope_='backbones'),
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='CheckSegMap', num_classes=num_classes),
@@ -25,7 +27,7 @@ test_pipeline = [
 # Multi-scale + flip test ("MS" numbers): tools/test.py CONFIG CHECKPOINT --tta (tta_pipeline, tta_model).
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
-    dict(type='LoadImageFromFileChecked'),
+    dict(type='LoadImageFromFile', _scope_='backbones'),
     dict(type='TestTimeAug', transforms=[
         [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
         [dict(type='RandomFlip', prob=0., direction='horizontal'),

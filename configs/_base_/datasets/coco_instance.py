@@ -6,15 +6,17 @@ default_scope = 'mmdet'
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
+# LoadImageFromFile of the backbones scope: the checked loader (it names the file it cannot read), under the name
+# that mmseg's / mmdet's inferencers look for and replace (docs/ecosystem.md).
 train_pipeline = [
-    dict(type='LoadImageFromFileChecked', backend_args=backend_args),
+    dict(type='LoadImageFromFile', _scope_='backbones', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFileChecked', backend_args=backend_args),
+    dict(type='LoadImageFromFile', _scope_='backbones', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),  # the mask head reads scale_factor
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),

@@ -5,8 +5,10 @@
 _base_ = ['./coco_instance.py']
 _ms_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333), (672, 1333),
               (704, 1333), (736, 1333), (768, 1333), (800, 1333)]
+# LoadImageFromFile of the backbones scope: the checked loader (it names the file it cannot read), under the name
+# that mmseg's / mmdet's inferencers look for and replace (docs/ecosystem.md).
 train_pipeline = [
-    dict(type='LoadImageFromFileChecked', backend_args={{_base_.backend_args}}),
+    dict(type='LoadImageFromFile', _scope_='backbones', backend_args={{_base_.backend_args}}),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomChoice', transforms=[

@@ -1,8 +1,9 @@
 # The generated ADE20K-layout dataset of the main job and the tests (tools/misc/synthetic_data.py): the real
-# folder layout and mmseg pipeline, read through BaseSegDataset because ADE20KDataset only accepts ADE's
-# own 150 class names. Label 0 = ignore (reduce_zero_label), then background and five shape classes.
+# folder layout and mmseg pipeline, read through SyntheticADEDataset (an mmseg BaseSegDataset carrying the
+# shapes' class names and palette; ADE20KDataset only accepts ADE's own 150 class names). Label 0 = ignore
+# (reduce_zero_label), then background and five shape classes.
 _base_ = ['./ade20k.py']  # the real layout, dataloaders, evaluator and visualizer; data and sizes below
-dataset_type = 'BaseSegDataset'
+dataset_type = 'backbones.SyntheticADEDataset'
 data_root = 'data/synthetic_ade'
 crop_size = (128, 128)
 metainfo = dict(classes=('background', 'rectangle', 'disc', 'triangle', 'diamond', 'cross'))

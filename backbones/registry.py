@@ -1,0 +1,6 @@
+"""This package's registry scope, ``backbones``: where MMEngine looks (``import backbones.registry``) when a
+config entry says ``_scope_='backbones'`` or a type starts with ``backbones.``. The registries are defined in
+``backbones/datasets/registry.py``; everything else of the package is in MMEngine's root registries."""
+from backbones.datasets.registry import DATASETS, SCOPE, TRANSFORMS
+
+__all__ = ['SCOPE', 'TRANSFORMS', 'DATASETS']
