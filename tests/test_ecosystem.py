@@ -8,7 +8,6 @@ through mmseg's ``init_model`` / ``inference_model`` / ``MMSegInferencer``, mmde
 a foreign pickle, the snippet without the resize.
 """
 import glob
-import io
 import json
 import os
 import os.path as osp
