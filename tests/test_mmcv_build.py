@@ -21,7 +21,7 @@ from mmcv.utils import ext_loader  # noqa: E402
 
 single_thread = pytest.fixture(scope='module', autouse=True)(single_torch_thread)
 
-FULL_BUILD = not ext_loader.LEFT_OUT_FUNCTIONS
+FULL_BUILD = not getattr(ext_loader, 'LEFT_OUT_FUNCTIONS', ())  # (an mmcv built elsewhere: full)
 # The compiled functions of each op source of tools/mmcv_ops.txt that the suite's models call.
 CALLED_FUNCTIONS = {'nms': {'nms'}, 'roi_align': {'roi_align_forward', 'roi_align_backward'}}
 # Every function the suite's build binds (the op sources' functions, and info.cpp's version queries).
@@ -157,12 +157,19 @@ def ext_calls(monkeypatch):
     return calls
 
 
+# Fewer proposals and sampled RoIs (a CPU-sized step; the same code paths), and every box kept in prediction
+# (score_thr 0) so that the mask heads and the last NMS see real work.
+TWO_STAGE = {'model.train_cfg.rpn_proposal.max_per_img': 64, 'model.test_cfg.rpn.max_per_img': 64,
+             'model.test_cfg.rcnn.score_thr': 0.0, 'model.test_cfg.rcnn.max_per_img': 20}
 DET_FAMILIES = {  # config: (options, the compiled functions called)
     'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py': (
-        {'model.test_cfg.rcnn.score_thr': 0.0}, {'nms', 'roi_align_forward', 'roi_align_backward'}),
+        {**TWO_STAGE, 'model.train_cfg.rcnn.sampler.num': 32},
+        {'nms', 'roi_align_forward', 'roi_align_backward'}),
     'cascade-mask-rcnn_inceptionnext-t_fpn_4conv1fc-giou_ms-crop-3x_coco.py': (
-        {'model.test_cfg.rcnn.score_thr': 0.0}, {'nms', 'roi_align_forward', 'roi_align_backward'}),
-    'retinanet_inceptionnext-t_fpn_1x_coco.py': ({'model.test_cfg.score_thr': 0.0}, {'nms'}),
+        {**TWO_STAGE, **{f'model.train_cfg.rcnn.{i}.sampler.num': 32 for i in range(3)}},
+        {'nms', 'roi_align_forward', 'roi_align_backward'}),
+    'retinanet_inceptionnext-t_fpn_1x_coco.py': (
+        {'model.test_cfg.score_thr': 0.0, 'model.test_cfg.max_per_img': 20}, {'nms'}),
 }
 SEG_FAMILIES = ['upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py',
                 'fpn_inceptionnext-t_8xb2-80k_ade20k-512x512.py']
@@ -177,8 +184,8 @@ def num_classes_of(detector):
 
 @pytest.mark.parametrize('config', list(DET_FAMILIES))
 def test_detector_step_and_prediction_call_only_the_built_ops(config, ext_calls):
-    """One training step (loss, backward) and one prediction (every box kept: score_thr 0, so the mask head
-    and NMS see real work) of each detector family: the compiled functions called are exactly those recorded."""
+    """One training step (loss, backward) and one prediction of each detector family: the compiled functions
+    called are exactly those recorded."""
     from mmdet.testing import demo_mm_inputs
 
     from backbones.apis.build import build_model

@@ -28,13 +28,14 @@ OPS_MODE=${INX_MMCV_OPS:-suite}
 case "$OPS_MODE" in
     suite) OPS_ARGS=(--ops "$ROOT/tools/mmcv_ops.txt") ;;
     all) OPS_ARGS=(--all) ;;
-    *) echo "error: INX_MMCV_OPS=$OPS_MODE: expected 'suite' (the default: the mmcv ops in tools/mmcv_ops.txt) or 'all'" >&2
+    *) echo "error: INX_MMCV_OPS=$OPS_MODE: expected 'suite' (the default: the mmcv ops of" \
+            "tools/mmcv_ops.txt) or 'all'" >&2
        exit 2 ;;
 esac
 # The mmcv build: its op set and the script that prepares its sources. It names the cached wheel (so a wheel
 # of another op set is never taken for this one) and is part of the stack's key.
-ops_key=$( { echo "$OPS_MODE"; cat "$ROOT/tools/mmcv_ops.py"; [ "$OPS_MODE" = all ] || cat "$ROOT/tools/mmcv_ops.txt"; } \
-    | sha256sum | cut -c1-12)
+ops_key=$( { echo "$OPS_MODE"; cat "$ROOT/tools/mmcv_ops.py"
+             [ "$OPS_MODE" = all ] || cat "$ROOT/tools/mmcv_ops.txt"; } | sha256sum | cut -c1-12)
 WHEELS="$CACHE/wheels/mmcv-$MMCV_VERSION-cpu-$OPS_MODE-$ops_key"
 key=$( { cat "$REQ"; echo "mmcv ops $ops_key"; } | sha256sum | cut -c1-12)
 VENV="$CACHE/venvs/$key"
@@ -58,7 +59,7 @@ else
     wheel=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -1 || true)
     if [ -z "$wheel" ]; then
         jobs=${MAX_JOBS:-$(nproc)}
-        say "building mmcv $MMCV_VERSION with its compiled CPU ops ($OPS_MODE; cached afterwards; MAX_JOBS=$jobs)"
+        say "building mmcv $MMCV_VERSION with its compiled CPU ops ($OPS_MODE, MAX_JOBS=$jobs; cached afterwards)"
         build=$(mktemp -d)
         quiet "$VENV/bin/python" -m pip download -q --no-deps --no-build-isolation --no-binary :all: \
             -d "$build" "mmcv==$MMCV_VERSION"
@@ -66,10 +67,11 @@ else
         # C++20 for torch >= 2.14's headers, no debug info, and (suite) only the listed ops' sources and
         # bindings, with mmcv's loader raising a clear error for the others: tools/mmcv_ops.py.
         "$VENV/bin/python" "$ROOT/tools/mmcv_ops.py" "$build/mmcv-$MMCV_VERSION" "${OPS_ARGS[@]}"
-        # Progress: one line per compiled file, streamed from the build log.
+        # Progress: one line per compiled file, and any error, streamed from the build log.
         ( cd "$build/mmcv-$MMCV_VERSION" && MAX_JOBS=$jobs MMCV_WITH_OPS=1 FORCE_CUDA=0 \
             "$VENV/bin/python" -m pip wheel -v --no-deps --no-build-isolation -w "$build/dist" . 2>&1 ) \
-            | sed -nu -E 's#.*(\[[0-9]+/[0-9]+\]).* -c ([^ ]+/)?([^ /]+\.(cpp|cc)) .*#    \1 \3#p; /[Ee]rror/p' || true
+            | sed -nu -E 's#.*(\[[0-9]+/[0-9]+\]).* -c ([^ ]+/)?([^ /]+\.(cpp|cc)) .*#    \1 \3#p
+                          /error:|Error:|ERROR|FAILED:/p' || true
         built=$(ls "$build"/dist/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -1 || true)
         [ -n "$built" ] || { echo "mmcv build failed (see above)" >&2; exit 1; }
         cp "$built" "$WHEELS/.tmp-$(basename "$built")"
