@@ -4,10 +4,10 @@
     python tools/mmcv_ops.py SDIST_DIR --all                      # every op mmcv has for CPU
 
 Both: setup.py's ``-std=c++17`` becomes ``-std=c++20`` (torch >= 2.14's headers need it), followed by
-``-g0``: no debug information, which took 55-60% of each file's compile time and does not change the
-ops' code. With ``--ops``, the sources of the other ops are removed, their ``m.def`` bindings are dropped
-from pybind.cpp, and mmcv's ``load_ext`` is patched: a function named by an ``mmcv.ops`` module but left out of the build
-becomes one that raises ``OpNotBuiltError`` (naming the op and the full build) when called, so
+``-g0``: no debug information, which took 55-60% of each file's compile time and does not change the ops'
+code. With ``--ops``, the sources of the other ops are removed, their ``m.def`` bindings are dropped from
+pybind.cpp, and mmcv's ``load_ext`` is patched: a function named by an ``mmcv.ops`` module but left out of
+the build becomes one that raises ``OpNotBuiltError`` (naming the op and the full build) when called, so
 ``import mmcv.ops``, mmdet and mmseg import as before. Any other missing function still fails mmcv's own
 assertion. Runs with the stack's Python before the build (standard library only).
 """
