@@ -89,15 +89,20 @@ def eval_key_problems(annotations: list) -> str:
             f'validation{hint}')
 
 
-def check_coco_eval_file(ann_file: str) -> None:
-    """An evaluator's ``ann_file``: a COCO file whose annotations pycocotools' COCOeval can read."""
+def _read_json(ann_file: str):
+    """The parsed file; a missing or non-JSON file is a ``DatasetError`` naming it."""
     try:
         with open(ann_file) as f:
-            data = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
         raise DatasetError(f'annotation file not found: {ann_file}') from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f'{ann_file} is not a JSON file ({e})') from None
+
+
+def check_coco_eval_file(ann_file: str) -> None:
+    """An evaluator's ``ann_file``: a COCO file whose annotations pycocotools' COCOeval can read."""
+    data = _read_json(ann_file)
     problems = eval_key_problems(data.get('annotations') or []) if isinstance(data, dict) else 'not a COCO file'
     if problems:
         raise AnnotationError(f'{ann_file}: {problems}')
@@ -119,13 +124,7 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     ``EVAL_KEYS``).
     """
     where = f'{ann_file}'
-    try:
-        with open(ann_file) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f'annotation file not found: {ann_file}') from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetError(f'{where} is not a JSON file ({e})') from None
+    data = _read_json(ann_file)
     missing = [k for k in ('images', 'annotations', 'categories') if not isinstance(data.get(k), list)]
     if missing:
         raise DatasetError(f'{where} is not a COCO instances file: '
