@@ -34,7 +34,9 @@ CLS = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
 NOT_TOOLS = {'malloc_env.py': 'imported by the tools (glibc settings), not run',
              'analysis_tools/malloc_env.py': 'a link to tools/malloc_env.py',
              'requirements.txt': 'the pins tools/setup_env.sh installs',
-             'setup_env.sh': 'takes no arguments; run with any, it sets the stack up (minutes)'}
+             'setup_env.sh': 'takes no arguments; run with any, it sets the stack up (minutes)',
+             'mmcv_ops.py': "setup_env.sh's step on the unpacked mmcv sdist before the build (not a user tool)",
+             'mmcv_ops.txt': 'the op list tools/mmcv_ops.py reads'}
 
 # {tool: [(argv, what the error line must contain)]}. Paths in argv: {tmp} is a fresh folder holding
 # garbage.pth (text, not a checkpoint), atto.pth (InceptionNeXt-atto backbone weights), text.txt, empty/.
@@ -43,7 +45,7 @@ IN_PROCESS = {
         (['nope.py'], 'config file not found: nope.py'),
         ([SEG, '--cfg-options', 'model.backbone.archh=atto'], "unknown config key 'model.backbone.archh'"),
         ([SEG, '--cfg-options', 'train_dataloader.batch_size=two'], 'the config has a number there'),
-        ([SEG, '--cfg-options', 'model.backbone.arch'], 'KEY=VALUE'),
+        ([SEG, '--cfg-options', 'model.backbone.arch'], "'model.backbone.arch': expected key=value"),
         ([SEG, '--launcher', 'mpi'], "invalid choice: 'mpi'"),
         ([SEG, '--cfg-options', 'model.backbone.arch=tinyy'], 'model.backbone.arch'),
         ([SEG, '--resume', '{tmp}/missing.pth'], 'missing.pth'),
@@ -126,6 +128,12 @@ IN_PROCESS = {
          'cannot read checkpoint {tmp}/garbage.pth: not a PyTorch checkpoint'),
         (['{tmp}/atto.pth', '{tmp}/out.pth', '--arch', 'nope'], "'nope'"),
         (['{tmp}/atto.pth', '{tmp}/empty'], 'empty'),
+    ],
+    'model_converters/publish_model.py': [
+        (['{tmp}/missing.pth', '{tmp}/out.pth'], 'checkpoint file not found: {tmp}/missing.pth'),
+        (['{tmp}/garbage.pth', '{tmp}/out.pth'],
+         'cannot read checkpoint {tmp}/garbage.pth: not a PyTorch checkpoint'),
+        (['{tmp}/atto.pth'], 'out_file'),
     ],
     'model_converters/extract_backbone.py': [
         (['{tmp}/missing.pth', '{tmp}/out.pth'], 'missing.pth'),

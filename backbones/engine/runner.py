@@ -9,7 +9,7 @@ import os.path as osp
 import signal
 from functools import partial
 
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
@@ -124,7 +124,9 @@ class RobustRunner(Runner):
         filename = self._load_from
         checkpoint = _load_checkpoint(filename, map_location='cpu')
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) else self.model
+        model = self.model
+        while is_model_wrapper(model) or isinstance(model, BaseTTAModel):  # DDP, --tta: the weights of the inner model
+            model = model.module
         try:
             src = unwrap_state_dict(checkpoint)
         except CheckpointError as e:
