@@ -89,7 +89,16 @@ def _process_state():
     (loggers, visualizers, message hubs, default scopes: a Runner names them after the config and the second
     it started, so two runs in one second would share them), work-dir locks (released at exit), the working
     directory, sys.argv and sys.path."""
+    from mmengine.visualization import Visualizer
+
     from backbones.engine import mmengine_fixes
+    # Visualizers made earlier in this process (a Runner built by a test itself) are set aside for the call:
+    # the configs name theirs 'visualizer', and MMEngine would hand the run the earlier one, whose save_dir
+    # (--show-dir) is another run's. A fresh process starts with none.
+    tables = {id(c._instance_dict): c._instance_dict for c in _manager_classes() if issubclass(c, Visualizer)}
+    set_aside = {k: dict(t) for k, t in tables.items()}
+    for t in tables.values():
+        t.clear()
     before = {cls: set(cls._instance_dict) for cls in _manager_classes()}
     locks = set(mmengine_fixes._LOCKS)
     cwd, argv, path = os.getcwd(), sys.argv[:], sys.path[:]
@@ -108,6 +117,8 @@ def _process_state():
                     if isinstance(h, logging.FileHandler):
                         h.close()
                         inst.removeHandler(h)
+        for k, t in tables.items():
+            t.update(set_aside[k])
         for key in set(mmengine_fixes._LOCKS) - locks:
             mmengine_fixes._LOCKS.pop(key).close()
         os.chdir(cwd)

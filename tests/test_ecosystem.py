@@ -205,6 +205,22 @@ def test_mmseg_tools_and_publish(seg, tmp_path):
     assert 'SAME True' in _python(code, cfg, pub, img)
 
 
+def test_mmseg_browse_dataset_draws_the_synthetic_set(seg, tmp_path):
+    """mmseg's misc/browse_dataset.py draws every training sample with its class names through the configs'
+    visualizer; the control, mmseg's own SegLocalVisualizer, stops on the image layout (mmseg issue #3405)."""
+    cfg = seg[0]
+    tool = osp.join(MMSEG_TOOLS, 'misc', 'browse_dataset.py')
+    run([PY, tool, cfg, '--output-dir', str(tmp_path / 'b'), '--not-show'])
+    pngs = glob.glob(str(tmp_path / 'b' / '**' / '*.png'), recursive=True)
+    assert len(pngs) == 8
+    import cv2
+    drawn = cv2.imread(pngs[0])
+    assert drawn.shape == (48, 64, 3) and drawn.std() > 10  # the sample (the fixture's pipeline keeps its size)
+    out = run([PY, tool, cfg, '--output-dir', str(tmp_path / 'c'), '--not-show',
+               '--cfg-options', 'visualizer.type=SegLocalVisualizer'], expect=1)
+    assert 'Layout of the output array' in out
+
+
 def test_publish_reads_old_checkpoints_but_no_foreign_code(seg, tmp_path):
     """A checkpoint written before checkpoints became plain data publishes too (HistoryBuffer and numpy allowed
     for it, no more); a file calling anything else is refused with one line."""

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from backbones.utils.config import load_config
 from backbones.utils.errors import CheckpointError, UserInputError
-from backbones.utils.io import error_line
+from backbones.utils.io import atomic_write_path, error_line
 
 OPSET = 18
 MIN_SIZE = 32  # the backbone's total stride: smaller inputs leave no stage-3 map
@@ -423,23 +423,9 @@ def export(module: nn.Module, path: str, shape: Tuple[int, int] = (224, 224), ba
 
 
 def save_atomically(onnx_program, path: str) -> None:
-    """Writes the ONNX file to a temporary file in the same folder, fsyncs it and renames it over ``path``: an
+    """Writes the ONNX file through a temporary file in the same folder (``utils.io.atomic_write_path``): an
     interrupted or failed write leaves the earlier file (or none), never a partial one."""
-    from backbones.utils.io import _umask
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.part', dir=folder)
-    os.close(fd)
-    try:
-        onnx_program.save(tmp, external_data=False)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_path(path, lambda tmp: onnx_program.save(tmp, external_data=False))
 
 
 # --------------------------------------------------------------------------------------------------

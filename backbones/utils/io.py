@@ -30,31 +30,59 @@ def _umask() -> int:
     return mask
 
 
+def _temp_beside(path: str) -> str:
+    """A new empty hidden file ``.NAME.*.part`` in ``path``'s folder (made if missing)."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.part', dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def _commit(tmp: str, path: str) -> None:
+    """The complete ``tmp`` takes ``path``'s name, with the mode a plain ``open()`` would give it (0666 minus
+    the umask; ``mkstemp``'s 0600 would hide checkpoints from a shared group)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 def atomic_write(path: str, write: Callable) -> None:
     """Writes ``path`` so that it is either the old file or the complete new one, never a partial file.
 
     ``write(f)`` writes into a binary file object; the data go to a temporary file in the same folder,
-    which is flushed, fsync'ed and renamed over ``path``. The file gets the mode a plain ``open()`` would
-    give it (0666 minus the umask; ``mkstemp``'s 0600 would hide checkpoints from a shared group).
+    which is flushed, fsync'ed and renamed over ``path`` (``_commit``).
     On any error (or an interrupt) the temporary file is removed and the error raised.
     """
     path = str(path)
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.part', dir=folder)
-    f = _RecordingFile(os.fdopen(fd, 'wb'))
+    tmp = _temp_beside(path)
+    f = _RecordingFile(open(tmp, 'wb'))
     try:
         with f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        _commit(tmp, path)
     except BaseException:
         if osp.exists(tmp):
             os.remove(tmp)
         if f.error is not None:  # torch.save reports a failed write as an opaque RuntimeError
             raise OSError(f.error.errno, f.error.strerror, path) from None
+        raise
+
+
+def atomic_write_path(path: str, write: Callable[[str], None]) -> None:
+    """``atomic_write`` for writers that take a file name (an ONNX program's ``save``): ``write(tmp)`` fills
+    the temporary file, which is then fsync'ed and renamed over ``path``; on any error it is removed."""
+    path = str(path)
+    tmp = _temp_beside(path)
+    try:
+        write(tmp)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        _commit(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
         raise
 
 

@@ -50,6 +50,6 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
-visualizer = dict(type='SegLocalVisualizer', name='visualizer',
+visualizer = dict(type='backbones.SegLocalVisualizer', name='visualizer',  # mmseg's, any image layout
                   vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
 tta_model = dict(type='SegTTAModel')
