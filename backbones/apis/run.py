@@ -2,6 +2,7 @@
 our runner), the pre-flight checks, the Runner."""
 import os
 import os.path as osp
+import re
 
 from backbones.datasets.checks.coco import check_coco_datasets
 from backbones.datasets.checks.common import check_data_folders, check_dataloaders
@@ -61,7 +62,11 @@ def out_of_memory(e: BaseException) -> str:
     text = str(e).lower()
     hit = next((t for t in _OOM_TEXT if t in text), None)
     if hit and isinstance(e, (RuntimeError, OSError, ImportError)):
-        first = str(e).strip().splitlines()[0][:160]
+        asked = re.search(r'tried to allocate (\d+) bytes', str(e))  # torch's CPU allocator
+        if asked:
+            return f"the CPU allocator could not get {int(asked.group(1)) / 2**20:.1f} MiB more"
+        first = str(e).strip().splitlines()[0]
+        first = first if len(first) <= 160 else first[:160].rsplit(' ', 1)[0] + ' ...'
         return first if hit != 'is killed by signal: killed' else f'{first} (the out-of-memory killer?)'
     return ''
 
