@@ -67,6 +67,7 @@ def error_lines(out):
     return [line for line in out.splitlines() if line.startswith('error:')]
 
 
+@pytest.mark.slow  # a training process
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_finite_checkpoint(configs, tmp_path):
     """lr 1e4: the loss (or, after an overflowing step, the weights) becomes non-finite within a few
     iterations; the run ends with exit 2 and one line, every checkpoint left is finite and last_checkpoint
@@ -95,6 +96,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_finite_checkpoin
                                 'be meaningless'], out[-2000:]
 
 
+@pytest.mark.slow  # a training process
 def test_sigterm_to_the_process_group_saves_a_checkpoint_that_resume_continues(configs, tmp_path):
     """SIGTERM to the whole process group mid-run (Slurm signals every process of the step, dataloader
     workers included): the run saves iter_<n>.pth, logs it, exits 143. Re-running the work dir without
@@ -137,6 +139,7 @@ def test_sigterm_to_the_process_group_saves_a_checkpoint_that_resume_continues(c
     assert f'resumed epoch: 0, iter: {n}' in out and re.search(rf'Iter\(train\) \[{n + 1}/{n + 1}\]', out)
 
 
+@pytest.mark.slow  # a training process
 def test_two_processes_stop_together_when_one_rank_diverges(configs, tmp_path):
     """Rank 1's loss is nan at iteration 3, rank 0's finite: both stop before that step, each with its line
     (rank 0's says the loss was non-finite in another process), and nothing waits for a collective."""

@@ -24,6 +24,8 @@ from backbones.datasets.synthetic import write_ade, write_coco
 
 from .conftest import REPO, run, subprocess_env
 
+pytestmark = pytest.mark.slow  # trainings and fresh interpreters with the whole stack (docs/testing.md)
+
 PY = sys.executable
 SITE = osp.dirname(osp.dirname(__import__('mmseg').__file__))
 MMSEG_TOOLS = osp.join(SITE, 'mmseg', '.mim', 'tools')
