@@ -133,3 +133,13 @@ def test_triton_kernels_load_only_on_the_cuda_fast_path(fast_path):
     assert r.returncode == 0, r.stderr[-2000:]
     # the second line is the control: importing the kernels is seen by both probes
     assert r.stdout.strip().splitlines()[-2:] == ['False False', 'True True']
+
+
+def test_one_version():
+    """setup.cfg reads the version from backbones/version.py: the installed metadata (what pip and mim show)
+    and ``backbones.__version__`` agree."""
+    import importlib.metadata
+
+    import backbones
+    assert importlib.metadata.version('inceptionnext-dense') == backbones.__version__
+    assert 'version = attr: backbones.version.__version__' in open(os.path.join(REPO, 'setup.cfg')).read()

@@ -355,18 +355,25 @@ def test_onnx_snippet_applies_the_test_resize(seg, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# mim, on a regular install
+# mim, on a regular install and on the editable one of tools/setup_env.sh
 # --------------------------------------------------------------------------------------------------
-@pytest.fixture(scope='module')
-def installed(tmp_path_factory):
-    """The package installed the regular way (a copy in site-packages, with backbones/.mim), in a folder."""
+@pytest.fixture(scope='module', params=['regular', 'editable'])
+def installed(request, tmp_path_factory):
+    """The package as mim finds it: installed the regular way (a copy in site-packages, with backbones/.mim) in
+    a folder put first on the path, or this checkout's editable install (None: tools/setup_env.sh links
+    site-packages/inceptionnext-dense to backbones/, where mim looks)."""
+    if request.param == 'editable':
+        import sysconfig
+        link = osp.join(sysconfig.get_paths()['purelib'], 'inceptionnext-dense')
+        assert osp.realpath(link) == osp.join(REPO, 'backbones')
+        return None
     target = str(tmp_path_factory.mktemp('site'))
     run([PY, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--no-index', '--target', target, '.'])
     return target
 
 
 def _mim(installed, *args, expect=0) -> str:
-    env = {'PYTHONPATH': installed}  # the installed copy first (subprocess_env appends the repo after it)
+    env = {'PYTHONPATH': installed} if installed else {}  # the installed copy first (the repo after it)
     r = subprocess.run([PY, '-m', 'mim', *args], capture_output=True, text=True, timeout=900, cwd=osp.dirname(REPO),
                        env={**subprocess_env(), **env})
     out = r.stdout + r.stderr

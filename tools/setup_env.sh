@@ -112,4 +112,8 @@ if [ -L "$ROOT/.venv" ] || [ "$(cat "$ROOT/.venv/.stack" 2>/dev/null)" != "$VENV
 fi
 "$VENV/bin/python" -m pip --python "$ROOT/.venv/bin/python" install -q --disable-pip-version-check --no-deps \
     --no-build-isolation -e "$ROOT"
+# mim (`mim search / train / test inceptionnext-dense`) looks for the package's .mim folder at
+# <site-packages>/inceptionnext-dense before <site-packages>/backbones; an editable install has neither, so this
+# link names the checkout's backbones/ there (the hyphen keeps it from ever being imported as a module).
+ln -sfn "$ROOT/backbones" "$("$ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/inceptionnext-dense"
 say "ready: $ROOT/.venv ($("$ROOT/.venv/bin/python" -c 'import torch, timm, mmcv, backbones, os; print(f"torch {torch.__version__}, timm {timm.__version__}, mmcv {mmcv.__version__}, backbones from {os.path.dirname(os.path.dirname(backbones.__file__))}")'))"
