@@ -71,7 +71,7 @@ def segment(image: str, config: str, checkpoint: str, out: str, opacity: float =
         img = mmcv.imrescale(img, scale, interpolation='bicubic')
         pred = torch.from_numpy(mmcv.imrescale(labels.astype(np.uint8), scale, interpolation='nearest'))
         result = SegDataSample(pred_sem_seg=PixelData(data=pred[None].long()))
-    vis = SegLocalVisualizer(vis_backends=[dict(type='LocalVisBackend')], save_dir=None, alpha=opacity)
+    vis = SegLocalVisualizer(alpha=opacity)  # draws into ``out`` itself: no storage backend (which wants a save_dir)
     vis.dataset_meta = model.dataset_meta
     vis.add_datasample('overlay', mmcv.bgr2rgb(img), result, draw_gt=False, show=False, with_labels=True,
                        out_file=out)
