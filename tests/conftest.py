@@ -89,6 +89,20 @@ def _manager_classes():
     return seen
 
 
+class _set_aside:
+    """Empties MMEngine instance tables (``ManagerMixin._instance_dict``), remembering what they held;
+    ``restore()`` puts those entries back (entries made in between stay unless removed by the caller)."""
+
+    def __init__(self, tables):
+        self._saved = [(t, dict(t)) for t in tables]
+        for t, _ in self._saved:
+            t.clear()
+
+    def restore(self) -> None:
+        for t, held in self._saved:
+            t.update(held)
+
+
 @contextlib.contextmanager
 def _process_state():
     """What a tool leaves in the process and a fresh process would not carry on: MMEngine's named instances
@@ -102,9 +116,7 @@ def _process_state():
     # the configs name theirs 'visualizer', and MMEngine would hand the run the earlier one, whose save_dir
     # (--show-dir) is another run's. A fresh process starts with none.
     tables = {id(c._instance_dict): c._instance_dict for c in _manager_classes() if issubclass(c, Visualizer)}
-    set_aside = {k: dict(t) for k, t in tables.items()}
-    for t in tables.values():
-        t.clear()
+    set_aside = _set_aside(tables.values())
     before = {cls: set(cls._instance_dict) for cls in _manager_classes()}
     locks = set(mmengine_fixes._LOCKS)
     cwd, argv, path = os.getcwd(), sys.argv[:], sys.path[:]
@@ -123,8 +135,7 @@ def _process_state():
                     if isinstance(h, logging.FileHandler):
                         h.close()
                         inst.removeHandler(h)
-        for k, t in tables.items():
-            t.update(set_aside[k])
+        set_aside.restore()
         for key in set(mmengine_fixes._LOCKS) - locks:
             mmengine_fixes._LOCKS.pop(key).close()
         os.chdir(cwd)
@@ -190,11 +201,10 @@ def _own_default_scope():
     the process ('mmengine' for a config without ``default_scope``); a later file's ``train_cls`` builds would
     then look in the wrong registries. Which files share a process depends on pytest-xdist's scheduling."""
     from mmengine.registry import DefaultScope
-    earlier = dict(DefaultScope._instance_dict)
-    DefaultScope._instance_dict.clear()
+    set_aside = _set_aside([DefaultScope._instance_dict])
     yield
     DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(earlier)
+    set_aside.restore()
 
 
 def single_torch_thread():
@@ -252,7 +262,7 @@ def pytest_sessionstart(session):
 
 # The heaviest files first, in the order pytest-xdist's file scheduler (--dist loadfile) hands them out: it
 # gives each of the 2 workers 3 files to start with (the first three to one, the next three to the other),
-# then one file at a time to whichever is free. Measured per-file seconds (2-core EPYC, idle) in brackets;
+# then one file at a time to whichever is free. Measured per-file seconds (2-core Xeon, one process) in brackets;
 # the two opening hands are about equal, the light files fill the gaps at the end.
 HEAVY_FIRST = ['test_det_train.py',        # [260] Mask R-CNN learns           worker 1
                'test_ecosystem.py',        # [124] inferencers, mim, ONNX      worker 1

@@ -102,10 +102,10 @@ fi
 # venv would point every checkout at the one that ran this script last (and break all of them once that
 # clone is deleted), so the shared venv holds none.
 "$VENV/bin/python" -m pip uninstall -y -q --disable-pip-version-check inceptionnext-dense >/dev/null 2>&1 || true
+purelib() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
 if [ -L "$ROOT/.venv" ] || [ "$(cat "$ROOT/.venv/.stack" 2>/dev/null)" != "$VENV" ]; then
     rm -rf "$ROOT/.venv"
     "$VENV/bin/python" -m venv --without-pip "$ROOT/.venv"
-    purelib() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
     echo "import site; site.addsitedir('$(purelib "$VENV/bin/python")')" \
         > "$(purelib "$ROOT/.venv/bin/python")/_inceptionnext_stack.pth"
     echo "$VENV" > "$ROOT/.venv/.stack"
@@ -115,5 +115,5 @@ fi
 # mim (`mim search / train / test inceptionnext-dense`) looks for the package's .mim folder at
 # <site-packages>/inceptionnext-dense before <site-packages>/backbones; an editable install has neither, so this
 # link names the checkout's backbones/ there (the hyphen keeps it from ever being imported as a module).
-ln -sfn "$ROOT/backbones" "$("$ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/inceptionnext-dense"
+ln -sfn "$ROOT/backbones" "$(purelib "$ROOT/.venv/bin/python")/inceptionnext-dense"
 say "ready: $ROOT/.venv ($("$ROOT/.venv/bin/python" -c 'import torch, timm, mmcv, backbones, os; print(f"torch {torch.__version__}, timm {timm.__version__}, mmcv {mmcv.__version__}, backbones from {os.path.dirname(os.path.dirname(backbones.__file__))}")'))"

@@ -49,30 +49,31 @@ def _commit(tmp: str, path: str) -> None:
 def atomic_write(path: str, write: Callable) -> None:
     """Writes ``path`` so that it is either the old file or the complete new one, never a partial file.
 
-    ``write(f)`` writes into a binary file object; the data go to a temporary file in the same folder,
-    which is flushed, fsync'ed and renamed over ``path`` (``_commit``).
-    On any error (or an interrupt) the temporary file is removed and the error raised.
+    ``write(f)`` writes into a binary file object on a temporary file in the same folder, which is then
+    fsync'ed and renamed over ``path`` (``atomic_write_path``). On any error (or an interrupt) the temporary
+    file is removed and the error raised; a failed write (a full disk) as the ``OSError`` that caused it.
     """
-    path = str(path)
-    tmp = _temp_beside(path)
-    f = _RecordingFile(open(tmp, 'wb'))
-    try:
-        with f:
+    files = []
+
+    def fill(tmp: str) -> None:
+        files.append(_RecordingFile(open(tmp, 'wb')))
+        with files[0] as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
-        _commit(tmp, path)
+
+    try:
+        atomic_write_path(path, fill)
     except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        if f.error is not None:  # torch.save reports a failed write as an opaque RuntimeError
-            raise OSError(f.error.errno, f.error.strerror, path) from None
+        if files and files[0].error is not None:  # torch.save reports a failed write as an opaque RuntimeError
+            err = files[0].error
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
 
 
 def atomic_write_path(path: str, write: Callable[[str], None]) -> None:
-    """``atomic_write`` for writers that take a file name (an ONNX program's ``save``): ``write(tmp)`` fills
-    the temporary file, which is then fsync'ed and renamed over ``path``; on any error it is removed."""
+    """The atomic write for writers that take a file name (an ONNX program's ``save``): ``write(tmp)`` fills
+    a temporary file beside ``path``, which is then fsync'ed and renamed over ``path`` (``_commit``); on any
+    error it is removed and the error raised."""
     path = str(path)
     tmp = _temp_beside(path)
     try:
