@@ -223,6 +223,44 @@ def test_mmseg_browse_dataset_draws_the_synthetic_set(seg, tmp_path):
     assert 'Layout of the output array' in out
 
 
+def test_confusion_matrix_of_both_test_tools(seg, tmp_path):
+    """tools/analysis_tools/confusion_matrix.py on the predictions of our tools/test.py (--out .pkl) and of mmseg's
+    (--out PNG folder, written one above the labels on this reduce_zero_label set) gives one matrix, whose diagonal,
+    row and column sums are mmseg IoUMetric's intersect / label / prediction areas. Controls: mmseg's own
+    confusion_matrix.py stops on the same folder (mmseg issue #1687); a folder missing one image is named."""
+    from mmseg.evaluation.metrics import IoUMetric
+    cfg, ckpt, root = seg
+    pkl, pngs = str(tmp_path / 'res.pkl'), str(tmp_path / 'pred')
+    run([PY, 'tools/test.py', cfg, ckpt, '--out', pkl, '--work-dir', str(tmp_path / 'w1')])
+    run([PY, osp.join(MMSEG_TOOLS, 'test.py'), cfg, ckpt, '--out', pngs, '--work-dir', str(tmp_path / 'w2')])
+    tool = 'tools/analysis_tools/confusion_matrix.py'
+    out = run([PY, tool, cfg, pkl, str(tmp_path / 'a')])
+    run([PY, tool, cfg, pngs, str(tmp_path / 'b')])
+    a, b = (np.loadtxt(tmp_path / d / 'confusion_matrix.csv', delimiter=',', skiprows=1, usecols=range(1, 7),
+                       dtype=np.int64) for d in 'ab')
+    assert np.array_equal(a, b) and a.sum() > 0
+    areas = [torch.zeros(6, dtype=torch.float64) for _ in range(4)]
+    for s in pickle.load(open(pkl, 'rb')):
+        r = IoUMetric.intersect_and_union(s['pred_sem_seg']['data'].squeeze(), s['gt_sem_seg']['data'].squeeze(),
+                                          6, 255)
+        areas = [x + y for x, y in zip(areas, r)]
+    inter, union, pred, label = (x.numpy() for x in areas)
+    assert np.array_equal(np.diag(a), inter) and np.array_equal(a.sum(1), label) and np.array_equal(a.sum(0), pred)
+    assert np.array_equal(a.sum(1) + a.sum(0) - np.diag(a), union)
+    with np.errstate(invalid="ignore"):
+        miou = np.nanmean(inter / union) * 100
+    assert f'mIoU={miou:.2f}' in out and 'disc' in out
+    assert os.path.getsize(tmp_path / 'a' / 'confusion_matrix.png') > 5000
+    bad = run([PY, osp.join(MMSEG_TOOLS, 'analysis_tools', 'confusion_matrix.py'), cfg, pngs, str(tmp_path / 'c')],
+              expect=1)
+    assert 'cannot reshape' in bad
+    os.remove(osp.join(pngs, 'ADE_valid_000001.png'))
+    err = run([PY, tool, cfg, pngs, str(tmp_path / 'd')], expect=2)
+    assert err.strip().splitlines()[-1] == (f'error: {pngs}: no prediction ADE_valid_000001.png for '
+                                            f'{osp.join(root, "images", "validation", "ADE_valid_000001.jpg")} '
+                                            'of the test set')
+
+
 def test_publish_reads_old_checkpoints_but_no_foreign_code(seg, tmp_path):
     """A checkpoint written before checkpoints became plain data publishes too (HistoryBuffer and numpy allowed
     for it, no more); a file calling anything else is refused with one line."""
