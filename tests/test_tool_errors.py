@@ -122,6 +122,12 @@ IN_PROCESS = {
         (['voc', '{tmp}/d'], "invalid choice: 'voc'"),
         (['ade', '{tmp}/text.txt/d'], 'text.txt'),
     ],
+    'analysis_tools/confusion_matrix.py': [
+        ([SEG, '{tmp}/missing.pkl', '{tmp}/cm'], '{tmp}/missing.pkl: no such file or folder'),
+        ([SEG, '{tmp}/garbage.pth', '{tmp}/cm'], '{tmp}/garbage.pth: not a readable predictions file'),
+        ([SEG, '{tmp}', '{tmp}/cm'], 'data/synthetic_ade/images/validation: No such file or directory'),
+        (['nope.py', '{tmp}/garbage.pth', '{tmp}/cm'], 'nope.py'),
+    ],
     'model_converters/convert_weights.py': [
         (['{tmp}/missing.pth', '{tmp}/out.pth'], 'missing.pth'),
         (['{tmp}/garbage.pth', '{tmp}/out.pth'],

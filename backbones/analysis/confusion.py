@@ -71,7 +71,7 @@ def from_pickle(path: str):
     try:
         with open(path, 'rb') as f:
             samples = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError) as e:
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is the same user error
         raise UserInputError(f'{path}: not a readable predictions file ({e})') from None
     if not isinstance(samples, list) or not samples or not isinstance(samples[0], dict) \
             or 'pred_sem_seg' not in samples[0]:
@@ -87,11 +87,11 @@ def from_pickle(path: str):
 def from_png_folder(folder: str, cfg):
     """(name, gt, pred) per image of the config's test set, its prediction read from ``folder/<stem>.png``."""
     from PIL import Image
-    dataset = _test_dataset(cfg)
-    shift = 1 if dataset.reduce_zero_label else 0  # IoUMetric wrote label + 1 for such sets
     files = {osp.splitext(f)[0]: f for f in os.listdir(folder) if f.endswith('.png')}
     if not files:
         raise UserInputError(f'{folder}: no .png predictions (mmseg tools/test.py --out {folder} writes them)')
+    dataset = _test_dataset(cfg)
+    shift = 1 if dataset.reduce_zero_label else 0  # IoUMetric wrote label + 1 for such sets
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)
         stem = osp.splitext(osp.basename(info['img_path']))[0]
