@@ -239,11 +239,16 @@ def test_switch_and_state_dict(monkeypatch, fast_calls):
     monkeypatch.delenv(fast_block.ENV)
     with pytest.raises(ValueError, match='fast_path'):
         InceptionNeXt('atto', fast_path='fastest')
-    # at run time; the deploy form has its own kernels (oneDNN on CPU); tracing sees the plain ops
+    # at run time; the deploy form keeps the mode (its Triton mixer on GPUs: the interpreter test), and on CPU
+    # runs the folded plain ops (or oneDNN's): no fast form there; tracing sees the plain ops
     auto.set_fast_path(False)
     assert all(b.fast_mode is None for b in blocks)
-    auto.set_fast_path('auto').switch_to_deploy(cpu_kernels=False)
-    assert all(b.fast_mode is None for b in blocks)
+    auto.set_fast_path(True).switch_to_deploy(cpu_kernels=False)
+    assert all(b.fast_mode == 'on' and fast_block.is_deployed(b) for b in blocks)
+    del fast_calls[:]
+    with torch.no_grad():
+        auto(x)
+    assert fast_calls == []
     model = InceptionNeXt('atto').eval()
     traced = torch.jit.trace(model, x, check_trace=False)
     graph = str(traced.inlined_graph)
@@ -567,6 +572,24 @@ def _interpreter_main():
         b = _steps(fast, x, steps=1, autocast=torch.bfloat16)
         assert not _mismatches(a, b, rtol=3e-2), _mismatches(a, b, rtol=3e-2)
         print('block ok', case, flush=True)
+        # the deploy form (BN and layer scale folded): the mixer kernel without statistics, against the plain
+        # folded blocks; fp32 and bf16 autocast (the same weights and running statistics: the bf16 step above
+        # updated them to bf16 rounding)
+        fast.load_state_dict(plain.state_dict())
+        for m in (plain, fast):
+            for b in m.eval().blocks:
+                b.switch_to_deploy()
+        fast_block.install(plain, False)
+        fast_block.install(fast, True)
+        n_before = len(calls)
+        with torch.no_grad():
+            for autocast, rtol in ((None, 1e-5), (torch.bfloat16, 3e-2)):
+                with torch.autocast('cpu', dtype=autocast, enabled=autocast is not None):
+                    a, b = plain(x), fast(x)
+                assert a.dtype == b.dtype and (a.float() - b.float()).abs().max() <= rtol * a.float().abs().max(), (
+                    autocast, (a.float() - b.float()).abs().max())
+        assert len(calls) == n_before + 2 * len(fast.blocks)
+        print('deploy ok', case, flush=True)
     assert calls and set(calls) == {'triton'}
     assert fast_block.SELF_TESTS and set(fast_block.SELF_TESTS.values()) == {None}, fast_block.SELF_TESTS
     # the op's registration: torch.library's schema and autograd checks (its fake-tensor check cannot run
@@ -587,6 +610,7 @@ def test_triton_kernels_in_interpreter():
               env={'TRITON_INTERPRET': '1', 'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', '')},
               timeout=600)
     assert out.count('op ok') == 10 and out.count('block ok') == 1 and 'opcheck ok' in out, out[-3000:]
+    assert out.count('deploy ok') == 1, out[-3000:]
 
 
 def test_triton_op_fake_kernel():
@@ -655,7 +679,7 @@ def test_gpu_bench_script(tmp_path):
     out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--dry-run'], env=env)
     lines = out.strip().splitlines()
     assert lines[0].startswith('train-eager') and 'train amp-fp16' in lines[1] and 'ours_tiny_fast' in lines[1]
-    assert 'total: 435 s' in lines[-1] and 'budget 480 s' in lines[-1] and 'PROBLEM' not in out
+    assert 'total: 440 s' in lines[-1] and 'budget 480 s' in lines[-1] and 'PROBLEM' not in out
     out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--dry-run', '--models', 'ours_tiny_fast,bogus'],
               expect=2, env=env)
     assert out.strip().count('\n') == 0 and 'bogus' in out

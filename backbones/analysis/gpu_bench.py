@@ -78,13 +78,14 @@ class Section(NamedTuple):
     size: int = 224
 
 
+DEPLOYED = ('ours_tiny_deploy', 'ours_tiny_fast_deploy')  # the folded form: plain ops / Triton mixer
 PLAN = (
     Section('train-eager', 75, 'eager', (Group('train', True, (*OURS, *PEERS), 128),
                                          Group('train', False, (*OURS, *PEERS), 128))),
     Section('train-compiled', 200, 'compiled', (Group('train', True, tuple(
         m + '+compile' for m in (*OURS, 'timm:convnext_tiny')), 128),)),
-    Section('infer-eager', 55, 'eager', (Group('infer', True, (*OURS, 'ours_tiny_deploy', *PEERS), 128),
-                                         Group('infer', False, (*OURS, 'ours_tiny_deploy', *PEERS), 128))),
+    Section('infer-eager', 60, 'eager', tuple(Group('infer', amp, (*OURS, *DEPLOYED, *PEERS), 128)
+                                              for amp in (True, False))),
     Section('infer-compiled', 85, 'compiled', (Group('infer', True, (
         'ours_tiny_deploy+compile', 'timm:convnext_tiny+compile'), 128),)),
 )

@@ -615,10 +615,12 @@ class InceptionNeXt(BaseModule):
         blocks, sub-batches of ``chunk_bytes`` of hidden map per block, 0 for whole batches). Other devices
         and dtypes, autograd and tracing use the plain folded ops. Calling it again only re-sets these options.
         """
-        fast_block.uninstall(self)  # the deploy form has its own kernels
         for m in self.modules():  # folding is idempotent
             if isinstance(m, (MetaNeXtBlock, Stem, Downsample)):
                 m.switch_to_deploy()
+        # the folded blocks keep the model's fast_path: on a GPU the mixer kernel without statistics (where
+        # that mode takes it, fast_block.plan); on CPU the oneDNN kernels below come first
+        fast_block.install(self, getattr(self, 'fast_path', 'auto'))
         if cpu_kernels:
             self.cpu_kernels = onednn.install(self, onednn.CPU_CHUNK_BYTES if chunk_bytes is None else chunk_bytes)
         else:

@@ -44,11 +44,11 @@ the global statistics and, by autograd, SyncBN's gradient. This also works on CP
 ``nn.SyncBatchNorm`` itself refuses CPU tensors.
 
 ``install(model, mode)`` sets ``fast_mode`` on each qualifying block (the model's ``MetaNeXtBlock`` reads
-it: same parameters, buffers and state dict); ``uninstall(model)`` clears it (``switch_to_deploy`` does, the
-deploy form has its own kernels: ``onednn``). The block runs the fast form where ``plan(x)`` says it
-applies and otherwise the plain forward: not under ``torch.jit`` tracing / scripting (FLOP counters
-and exports see the plain ops); floating inputs of 4 dims; a BN norm (folded deploy blocks keep the plain
-form); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` (CPU: eval mode) or ``MEASURED_GPUS`` (CUDA:
+it: same parameters, buffers and state dict); ``uninstall(model)`` clears it. The block runs the fast form
+where ``plan(x)`` says it applies and otherwise the plain forward: not under ``torch.jit`` tracing / scripting
+(FLOP counters and exports see the plain ops); floating inputs of 4 dims; a BN norm, or one folded into fc1
+(the deploy form, ``switch_to_deploy``, which keeps the model's mode: there only the Triton mixer, without
+statistics or centring, with fc1 / fc2 as ``F.linear``; the CPU deploy form has its oneDNN kernels); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` (CPU: eval mode) or ``MEASURED_GPUS`` (CUDA:
 the GPU classes where tools/analysis_tools/gpu_bench.sh measured it faster; none yet) says.
 
 Safety on CUDA (docs/gpu.md): the Triton kernels are taken only on CUDA builds of torch (not ROCm) with a
@@ -133,10 +133,15 @@ def _is_inception_mixer(mixer: nn.Module) -> bool:
     return all(hasattr(mixer, a) for a in ('dwconv_hw', 'dwconv_w', 'dwconv_h', 'split_sizes'))
 
 
+def is_deployed(block: nn.Module) -> bool:
+    """A block of the deploy form: its BN folded into fc1 (``switch_to_deploy``: the norm is an Identity)."""
+    return isinstance(getattr(block, 'norm', None), nn.Identity)
+
+
 def qualifies(block: nn.Module) -> bool:
-    """Whether ``block`` is a plain MetaNeXt block of the form the fast path computes: a BatchNorm / SyncBN
-    norm and a 1x1-conv MLP on channels-first maps (any token mixer)."""
-    if not _is_block(block) or not isinstance(block.norm, _BatchNorm):
+    """Whether ``block`` is a MetaNeXt block of the form the fast path computes: a BatchNorm / SyncBN norm (or
+    one folded into fc1: the deploy form) and a 1x1-conv MLP on channels-first maps (any token mixer)."""
+    if not _is_block(block) or not (isinstance(block.norm, _BatchNorm) or is_deployed(block)):
         return False
     mlp = block.mlp
     if getattr(mlp, 'channels_last', True) or not isinstance(block.drop_path, (DropPath, nn.Identity)):
@@ -312,6 +317,8 @@ def plan(block: nn.Module, x: torch.Tensor) -> Optional[str]:
     where Triton cannot run gives torch's mixer in mode 'on' (one warning) and the plain forward in 'auto'."""
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return None
+    if is_deployed(block):
+        return _plan_deployed(block, x)
     bn = block.norm
     if not isinstance(bn, _BatchNorm) or x.dim() != 4 or x.dtype not in _FLOATS:
         return None
@@ -337,6 +344,30 @@ def plan(block: nn.Module, x: torch.Tensor) -> Optional[str]:
                 return None
             return 'triton'
     return 'torch'
+
+
+def _plan_deployed(block: nn.Module, x: torch.Tensor) -> Optional[str]:
+    """The deploy form (BN folded): 'triton' where the mixer kernel (without statistics) applies, as in
+    ``plan`` (mode 'on', or 'auto' on a GPU class of ``MEASURED_GPUS``; Triton usable; self-test passed);
+    else None: the plain folded forward (on CPU the oneDNN kernels come first, ``MetaNeXtBlock.forward``)."""
+    mixer, dev = block.token_mixer, x.device.type
+    if (dev not in TRITON_DEVICES or x.dim() != 4 or x.dtype not in (torch.float32, torch.float16, torch.bfloat16)
+            or not _is_inception_mixer(mixer)
+            or any(c.bias is None for c in (mixer.dwconv_hw, mixer.dwconv_w, mixer.dwconv_h))
+            or mixer.dwconv_hw.kernel_size[0] != mixer.dwconv_hw.kernel_size[1]):
+        return None
+    if block.fast_mode != 'on' and not (dev == 'cuda' and _auto_cuda(x.device) in ('all', 'eval')):
+        return None
+    if _triton_route(x.device, block.fast_mode == 'on') != 'triton':
+        return None
+    ks, kb = mixer.dwconv_hw.kernel_size[0], mixer.dwconv_w.kernel_size[1]
+    if not _triton().supported(x, ks, kb):
+        return None
+    out_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+    if not triton_verified(x.device, x.dtype, mixer.dwconv_hw.weight.dtype, out_dtype, x.shape[1],
+                           mixer.dwconv_hw.weight.shape[0], ks, kb):
+        return None
+    return 'triton'
 
 
 def _sync_stats(mean: torch.Tensor, var: torch.Tensor, count: int, group):
@@ -380,10 +411,11 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     bn, mlp, mixer = block.norm, block.mlp, block.token_mixer
     dev = x.device.type
     lowp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-    bn_training = _bn_training(bn)
+    deployed = is_deployed(block)
+    bn_training = False if deployed else _bn_training(bn)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # statistics and fold: fp32 at least
     # The running mean (a copy: it is updated in place below, and saved for backward) centres fc1's input.
-    center = bn.running_mean.detach().to(acc).clone() if bn.running_mean is not None else None
+    center = None if deployed or bn.running_mean is None else bn.running_mean.detach().to(acc).clone()
     # ---- token mixer and batch statistics
     if how == 'triton':
         x_in, x = x, x.contiguous(memory_format=torch.channels_last)
@@ -412,7 +444,9 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
         else:
             center = None
     count = x.shape[0] * x.shape[2] * x.shape[3]
-    if bn_training:
+    if deployed:
+        pass  # BN folded into fc1 already (the kernel ran without statistics and without centring)
+    elif bn_training:
         group = _sync_group(bn, bn_training)
         if group is not None:
             mean, var, count = _sync_stats(mean, var, count, group)
@@ -422,15 +456,18 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     # ---- BN folded into fc1, layer scale into fc2 (fp32, as the parameters)
     fc1, fc2, gamma = mlp.fc1, mlp.fc2, block.gamma
     with torch.autocast(dev, enabled=False):
-        scale = torch.rsqrt(var.to(acc) + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight
-        shift = (center - mean) * scale if center is not None else -mean * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias
-        w1 = fc1.weight.flatten(1)
-        w1f = (w1 * scale).to(w1.dtype)
-        b1f = torch.addmv(fc1.bias, w1, shift.to(w1.dtype))
+        if deployed:
+            w1f, b1f = fc1.weight.flatten(1), fc1.bias
+        else:
+            scale = torch.rsqrt(var.to(acc) + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight
+            shift = (center - mean) * scale if center is not None else -mean * scale
+            if bn.bias is not None:
+                shift = shift + bn.bias
+            w1 = fc1.weight.flatten(1)
+            w1f = (w1 * scale).to(w1.dtype)
+            b1f = torch.addmv(fc1.bias, w1, shift.to(w1.dtype))
         w2f, b2f = fc2.weight.flatten(1), fc2.bias
         if gamma is not None:
             w2f, b2f = w2f * gamma.view(-1, 1), b2f * gamma
