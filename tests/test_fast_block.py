@@ -393,8 +393,10 @@ def _fake_kernels(kind):
         t, mean, var = triton_dwconv.reference(x, *args)
         return (t + 1e-2 if kind == 'wrong' else t), mean, var
 
+    from backbones.models.ops import triton_fold
+    fold = SimpleNamespace(supported=lambda *t: True, fold_mlp=triton_fold.reference, reference=triton_fold.reference)
     return SimpleNamespace(AVAILABLE=True, supported=lambda x, s, b: True, inception_dw=op,
-                           reference=triton_dwconv.reference, calls=calls)
+                           reference=triton_dwconv.reference, calls=calls, fold=fold)
 
 
 @pytest.mark.parametrize('kind', ['exact', 'raises', 'wrong', 'late'])
@@ -422,6 +424,37 @@ def test_triton_self_test_and_fallback(kind, monkeypatch, fast_calls):
         assert len(warned) == 1 and 'plain forward' in warned[0], warned
         assert {'raises': 'boom', 'wrong': 'mismatch', 'late': 'boom'}[kind] in warned[0]
         assert fast_calls == (['triton'] if kind == 'late' else [])  # 'late': the first call fell back
+
+
+def test_fold_kernel_failure_falls_back_to_torch_fold(monkeypatch, fast_calls):
+    """The fold kernel passing its self-test but failing later (a launch error on another size): the blocks keep
+    the Triton mixer and fold in torch ops, with ONE warning; results as the plain block's."""
+    import warnings
+    monkeypatch.setattr(fast_block, 'TRITON_DEVICES', {'cpu'})
+    monkeypatch.setattr(fast_block, 'SELF_TESTS', {})
+    monkeypatch.setattr(fast_block, '_WARNED', set())
+    monkeypatch.setattr(fast_block, '_FOLD_FAILED', set())
+    fake = _fake_kernels('exact')
+    used = []
+
+    def fold_mlp(*args):
+        used.append(1)
+        if len(used) > 2:  # the self-test's two calls (kernel, then reference is torch's) pass
+            raise RuntimeError('CUDA error: an illegal memory access (fold)')
+        return fake.fold.reference(*args)
+
+    fake.fold.fold_mlp = fold_mlp
+    monkeypatch.setattr(fast_block, '_triton', lambda: fake)
+    dim, mixer = CASES['tiny']
+    plain, fast = _pair(_stage(dim, mixer))
+    x = torch.randn(2, dim, 5, 7)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        bad = _mismatches(_steps(plain, x), _steps(fast, x))
+    warned = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert not bad, bad
+    assert len(warned) == 1 and 'fold kernel failed' in warned[0] and 'illegal memory' in warned[0], warned
+    assert fast_calls == ['triton'] * 6 and len(used) == 3  # after the failure the kernel is not tried again
 
 
 def test_triton_self_test_under_compile(monkeypatch):
@@ -546,6 +579,29 @@ def _interpreter_main():
                 err = (a.float() - b.float()).abs().max().item()
                 assert err <= tol[dtype] * b.float().abs().max().item() + 1e-6, (dtype, (n, c, h, w), name, err)
             print('op ok', dtype, (n, c, h, w, g, ks, kb), flush=True)
+    # the fold kernel (BN into fc1, layer scale into fc2) against its torch form, forward and backward
+    from backbones.models.ops import triton_fold as tf
+    for dtype in (torch.float32, torch.bfloat16):
+        for has_w, has_b, has_g in ((True, True, True), (False, False, False), (True, False, True)):
+            torch.manual_seed(0)
+            c, hid = 40, 100  # several row blocks and column steps, ragged at both ends
+
+            def mk(*shape, sc=1.0):
+                return (torch.randn(*shape) * sc).to(dtype).requires_grad_()
+            ins = [torch.randn(c).requires_grad_(), (torch.rand(c) + 0.5).requires_grad_(), torch.randn(c) * 0.3,
+                   mk(c) if has_w else None, mk(c) if has_b else None, 1e-5, mk(hid, c), mk(hid),
+                   mk(c, sc=0.1) if has_g else None, mk(c, hid), mk(c)]
+            leaves = [t for t in ins if isinstance(t, torch.Tensor) and t.requires_grad]
+            results = []
+            for fn in (tf.fold_mlp, tf.reference):
+                outs = fn(*ins)
+                torch.manual_seed(1)
+                grads = torch.autograd.grad(outs, leaves, [torch.randn(o.shape).to(o.dtype) for o in outs])
+                results.append(list(outs) + list(grads))
+            for i, (a, b) in enumerate(zip(*results)):
+                err = (a.float() - b.float()).abs().max().item()
+                assert a.dtype == b.dtype and err <= tol[dtype] * b.float().abs().max().item() + 1e-6, (dtype, i, err)
+            print('fold ok', dtype, has_w, has_b, has_g, flush=True)
     # the launches run under the map's device guard, forward and backward
     guarded, real_guard = [], td.device_guard
     td.device_guard = lambda device: guarded.append(device) or real_guard(device)
@@ -610,7 +666,7 @@ def test_triton_kernels_in_interpreter():
               env={'TRITON_INTERPRET': '1', 'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', '')},
               timeout=600)
     assert out.count('op ok') == 10 and out.count('block ok') == 1 and 'opcheck ok' in out, out[-3000:]
-    assert out.count('deploy ok') == 1, out[-3000:]
+    assert out.count('deploy ok') == 1 and out.count('fold ok') == 6, out[-3000:]
 
 
 def test_triton_op_fake_kernel():

@@ -110,6 +110,25 @@ def test_autocast_dtypes_compile(dtype):
         assert not bad, bad
 
 
+FOLD_CASES = [(80, torch.float32), (90, torch.float32), (90, torch.float16), (90, torch.bfloat16)]
+
+
+@pytest.mark.parametrize('arch,p_dtype', FOLD_CASES, ids=[f'sm_{a}-{str(d)[6:]}' for a, d in FOLD_CASES])
+def test_fold_kernels_compile(arch, p_dtype):
+    """The BN / layer-scale fold's three kernels (backbones/models/ops/triton_fold.py): forward, backward and its
+    per-channel tail, parameters of each dtype the model trains in."""
+    from backbones.models.ops import triton_fold
+    rows, bad = [], []
+    for name, fn, sig, const, attrs, opts in triton_fold.kernel_specs(p_dtype):
+        r = compile_kernel(fn, sig, const, attrs, opts, arch)
+        rows.append(_row(arch, str(p_dtype)[6:], 'fold', name, r))
+        bad += problems(f'sm_{arch} {p_dtype} {name}', r)
+        if not re.search(r'ld\.global(\.[a-z0-9]+)*\.v[24]', r['ptx']):  # rows of T's widths: vector loads
+            bad.append(f'sm_{arch} {p_dtype} {name}: scalar loads only')
+    print('\n' + '\n'.join(rows))
+    assert len(rows) == 3 and not bad, bad
+
+
 def test_vector_loads():
     """The channel blocks' alignment reaches the PTX: the forward and backward kernels load the map with
     vector instructions (2 or 4 x 32 bit: 2-8 channels), not one element per instruction; control: without
@@ -158,4 +177,9 @@ if __name__ == '__main__':  # the table: python tests/test_triton_compile.py
     for dtype in ('amp-fp16', 'amp-bf16'):
         rows, bad = _compile_all(90, dtype, 'stage1')
         print('\n'.join(rows + bad), flush=True)
+    from backbones.models.ops import triton_fold
+    for arch, p_dtype in FOLD_CASES:
+        for name, fn, sig, const, attrs, opts in triton_fold.kernel_specs(p_dtype):
+            r = compile_kernel(fn, sig, const, attrs, opts, arch)
+            print('\n'.join([_row(arch, str(p_dtype)[6:], 'fold', name, r)] + problems(name, r)), flush=True)
     sys.exit(0)

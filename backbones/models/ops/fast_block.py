@@ -22,7 +22,8 @@ state dict) and the same BN running-statistics updates:
   epilogue, no layout transform) where that keeps the plain block's precision (autocast or half maps; in
   fp32 where TF32 is set alike for matmuls and cuDNN), else as the plain block's 1x1 convs. The backward
   kernel computes the input, weight and bias gradients of the three branches and
-  the statistics' gradient terms in one pass.
+  the statistics' gradient terms in one pass. The fold itself (scale, shift, fc1's weight and bias, the layer
+  scale into fc2) is one more kernel each way (``triton_fold``) instead of ~10 small torch ops.
 - **Shortcut:** added to fc2's output in one pass (``addcmul`` with the drop-path mask when it drops), in
   fp32 under autocast without the plain block's separate cast pass.
 - **CPU (and CUDA for other mixers or maps the kernel does not take):** the plain token mixer (torch's
@@ -119,7 +120,8 @@ def resolve_mode(mode: Union[str, bool, None] = 'auto') -> str:
 
 
 def _triton():
-    """The Triton kernels, imported on first use (only where the CUDA path is taken)."""
+    """The Triton kernels, imported on first use (only where the CUDA path is taken): the mixer op, and the
+    fold op as its ``fold`` (``triton_fold``)."""
     from backbones.models.ops import triton_dwconv
     return triton_dwconv
 
@@ -275,10 +277,39 @@ def _self_test(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g: int
                     err = (a.float() - b.float()).abs().max().item()
                     if not err <= tol * b.float().abs().max().item() + 1e-5:  # (also NaN)
                         return f'mismatch of output {i} (stats={stats}): {err:.3g} vs scale {b.abs().max().item():.3g}'
+            bad = _self_test_fold(rnd, c, w_dtype)
+            if bad:
+                return bad
     except Exception as e:  # noqa: BLE001  (compile errors, launch errors: reported, the plain block runs)
         if isinstance(e, torch.OutOfMemoryError):
             raise
         return f'{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ""}'
+    return None
+
+
+def _self_test_fold(rnd, c: int, w_dtype) -> Optional[str]:
+    """The fold kernel (``triton_fold``) against its torch form, forward and backward, for ``c`` channels and an
+    MLP of 4c (parameters of ``w_dtype``; statistics fp32); None when it matches."""
+    triton_fold = _triton().fold
+    if not triton_fold.supported(rnd(1, dtype=w_dtype)):
+        return None  # (the torch ops fold)
+    hid = 4 * c
+    leaves = [rnd(c), rnd(c).abs() + 0.5, rnd(c, dtype=w_dtype), rnd(c, dtype=w_dtype), rnd(hid, c, dtype=w_dtype),
+              rnd(hid, dtype=w_dtype), rnd(c, scale=0.1, dtype=w_dtype), rnd(c, hid, dtype=w_dtype), rnd(c, dtype=w_dtype)]
+    center = rnd(c, scale=0.3)
+    tol = _SELF_TEST_TOL.get(w_dtype, 1e-4)
+    res = []
+    for fn in (triton_fold.fold_mlp, triton_fold.reference):
+        ins = [p.detach().clone().requires_grad_() for p in leaves]
+        mean, var, bw, bb, w1, b1, g, w2, b2 = ins
+        outs = fn(mean, var, center, bw, bb, 1e-5, w1, b1, g, w2, b2)
+        douts = [torch.ones_like(o) * torch.linspace(-1, 1, o.numel(), device=o.device).view(o.shape).to(o.dtype)
+                 for o in outs]
+        res.append(list(outs) + list(torch.autograd.grad(outs, ins, douts)))
+    for i, (a, b) in enumerate(zip(*res)):
+        err = (a.float() - b.float()).abs().max().item()
+        if a.dtype != b.dtype or not err <= tol * b.float().abs().max().item() + 1e-5:
+            return f'mismatch of the fold kernel output {i}: {err:.3g} vs scale {b.float().abs().max().item():.3g}'
     return None
 
 
@@ -406,6 +437,44 @@ def _tf32_alike() -> bool:
         return False
 
 
+def _fold_torch(mean, var, center, bn, w1, b1, gamma, w2, b2, acc):
+    """BN folded into fc1, the layer scale into fc2, in torch ops (CPU, and where the fold kernel is not taken)."""
+    scale = torch.rsqrt(var.to(acc) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = (center - mean) * scale if center is not None else -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    w1f = (w1 * scale).to(w1.dtype)
+    b1f = torch.addmv(b1, w1, shift.to(w1.dtype))
+    if gamma is not None:
+        w2, b2 = w2 * gamma.view(-1, 1), b2 * gamma
+    return w1f, b1f, w2, b2
+
+
+# Devices where the fold kernel failed at run time (a launch on a size its self-test did not cover): the
+# torch ops fold there from then on.
+_FOLD_FAILED = set()
+
+
+def _fold_kernel(device, mean, var, center, bn, w1, b1, gamma, w2, b2):
+    """The fold by the Triton kernel (``triton_fold``, one launch; its backward two), or None where it does
+    not apply or failed (then the torch ops fold, with one warning on a failure)."""
+    triton_fold = _triton().fold
+    if str(device) in _FOLD_FAILED or not triton_fold.supported(mean, var, center, bn.weight, bn.bias, w1, b1,
+                                                                 gamma, w2, b2):
+        return None
+    try:
+        return triton_fold.fold_mlp(mean, var, center, bn.weight, bn.bias, bn.eps, w1, b1, gamma, w2, b2)
+    except Exception as e:  # noqa: BLE001  (eager: fall back to the torch ops, same function)
+        if torch.compiler.is_compiling() or isinstance(e, torch.OutOfMemoryError):
+            raise
+        _FOLD_FAILED.add(str(device))
+        _warn_once(device, f'the Triton fold kernel failed ({type(e).__name__}: {str(e).strip()[:300]}); the BN '
+                           'fold runs in torch ops from now on.')
+        return None
+
+
 def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     """The block's function (see the module docstring); ``how``: 'triton' or 'torch' (``plan``)."""
     bn, mlp, mixer = block.norm, block.mlp, block.token_mixer
@@ -456,21 +525,18 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     # ---- BN folded into fc1, layer scale into fc2 (fp32, as the parameters)
     fc1, fc2, gamma = mlp.fc1, mlp.fc2, block.gamma
     with torch.autocast(dev, enabled=False):
+        w1, w2 = fc1.weight.flatten(1), fc2.weight.flatten(1)
         if deployed:
-            w1f, b1f = fc1.weight.flatten(1), fc1.bias
+            w1f, b1f, w2f, b2f = w1, fc1.bias, w2, fc2.bias
+            if gamma is not None:
+                w2f, b2f = w2f * gamma.view(-1, 1), b2f * gamma
         else:
-            scale = torch.rsqrt(var.to(acc) + bn.eps)
-            if bn.weight is not None:
-                scale = scale * bn.weight
-            shift = (center - mean) * scale if center is not None else -mean * scale
-            if bn.bias is not None:
-                shift = shift + bn.bias
-            w1 = fc1.weight.flatten(1)
-            w1f = (w1 * scale).to(w1.dtype)
-            b1f = torch.addmv(fc1.bias, w1, shift.to(w1.dtype))
-        w2f, b2f = fc2.weight.flatten(1), fc2.bias
-        if gamma is not None:
-            w2f, b2f = w2f * gamma.view(-1, 1), b2f * gamma
+            folded = None
+            if how == 'triton' and mean.dtype == var.dtype == torch.float32:
+                folded = _fold_kernel(x.device, mean, var, center, bn, w1, fc1.bias, gamma, w2, fc2.bias)
+            if folded is None:
+                folded = _fold_torch(mean, var, center, bn, w1, fc1.bias, gamma, w2, fc2.bias, acc)
+            w1f, b1f, w2f, b2f = folded
     # ---- the MLP. The kernel's channels-last output viewed as (N, H, W, C) rows: fc1 / fc2 as F.linear,
     # GEMMs with the bias in their epilogue, where that computes in the plain block's precision (autocast or
     # half maps, CPU, or TF32 set alike for matmuls and cuDNN); else the plain block's 1x1 convs (on

@@ -31,10 +31,12 @@ Registered with ``torch.library.triton_op`` (``inceptionnext::inception_dw`` and
 in its graphs. The kernels run wherever Triton runs: CUDA, and CPU tensors under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before triton is imported), which the tests use.
 """
-import contextlib
 from typing import Tuple
 
 import torch
+
+from backbones.models.ops import triton_fold as fold  # noqa: F401  (the fold kernel: fast_block._triton().fold)
+from backbones.models.ops.launch import device_guard
 
 try:
     import triton
@@ -56,12 +58,6 @@ def supported(x: torch.Tensor, square: int, band: int) -> bool:
     return (AVAILABLE and x.dim() == 4 and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
             and x.numel() + (band // 2 + 1) * x.shape[1] * x.shape[3] < MAX_NUMEL
             and square % 2 == 1 and band % 2 == 1)
-
-
-def device_guard(device: torch.device):
-    """The launches' device context: a CUDA device made current (Triton launches on the current device, so a
-    map on cuda:1 needs it when cuda:0 is current); nothing elsewhere."""
-    return torch.cuda.device(device) if device.type == 'cuda' else contextlib.nullcontext()
 
 
 def _blocks(g: int, elements: int) -> Tuple[int, int]:
