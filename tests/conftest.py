@@ -46,6 +46,26 @@ def subprocess_env(extra=None) -> dict:
     return {**os.environ, 'PYTHONPATH': path, **(extra or {})}
 
 
+def free_ports(n: int = 1) -> list:
+    """``n`` distinct TCP ports free on 127.0.0.1 now, for torchrun's store (``PORT`` of tools/dist_train.sh):
+    asked of the OS, not derived from the process id, so tests on two xdist workers never pick the same one."""
+    import socket
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(('127.0.0.1', 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
 def run(cmd, expect=0, env=None, timeout=900) -> str:
     """Runs a command in the repo root; asserts its exit code, returns stdout + stderr."""
     import subprocess

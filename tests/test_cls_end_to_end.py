@@ -14,7 +14,6 @@ import glob
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 
@@ -25,7 +24,7 @@ import torch
 from backbones import InceptionNeXt
 from backbones.datasets.synthetic import write_imagenet
 
-from .conftest import REPO, tool
+from .conftest import REPO, free_port, tool
 
 CONFIG = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
 EPOCHS = 16
@@ -36,12 +35,6 @@ TOP1_MIN = 60.0  # percent; chance is 10, an untrained (lr 0) run scores ~24
 # (torchrun already gives each training process OMP_NUM_THREADS=1).
 ENV = dict(os.environ, OMP_NUM_THREADS='1')
 ONE = {'OMP_NUM_THREADS': '1'}  # the same for the tools run in this process (conftest.tool)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def data_options(root: str, splits=('train', 'val', 'test'), num_classes: int = 10):

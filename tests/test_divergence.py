@@ -19,7 +19,7 @@ import torch
 from backbones.datasets.synthetic import write_ade
 from backbones.engine.hooks import nonfinite_weights
 
-from .conftest import REPO, run, subprocess_env
+from .conftest import REPO, free_port, run, subprocess_env
 
 PY = sys.executable
 BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
@@ -150,7 +150,7 @@ def test_two_processes_stop_together_when_one_rank_diverges(configs, tmp_path):
     t0 = time.time()
     r = subprocess.run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', work], cwd=REPO, capture_output=True,
                        text=True, timeout=600,
-                       env=subprocess_env({'PORT': str(29500 + (os.getpid() + 29) % 1000)}))
+                       env=subprocess_env({'PORT': str(free_port())}))
     out = r.stdout + r.stderr
     assert r.returncode != 0 and time.time() - t0 < 300, out[-3000:]
     errors = error_lines(out)

@@ -23,7 +23,7 @@ import torch
 
 from backbones.utils.cli import run_cli
 
-from .conftest import REPO, subprocess_env
+from .conftest import REPO, free_ports, subprocess_env
 
 TOOLS = osp.join(REPO, 'tools')
 SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'
@@ -300,10 +300,11 @@ def test_shell_wrappers(tmp_path):
     env = subprocess_env({'PATH': f'{fake}{os.pathsep}{os.environ["PATH"]}', 'PYTHON': sys.executable,
                           'GPUS': '1', 'GPUS_PER_NODE': '1'})
     jobs = []
+    ports = iter(free_ports(sum(len(c) for c in SUBPROCESS.values())))
     for rel, cases in SUBPROCESS.items():
         for argv, want in cases:  # (torchrun's store: a port of its own each)
             jobs.append((f'tools/{rel} {" ".join(argv)}', ['bash', osp.join(TOOLS, rel), *argv],
-                         {**env, 'PORT': str(29731 + len(jobs))}, want))
+                         {**env, 'PORT': str(next(ports))}, want))
     procs = [(where, subprocess.Popen(cmd, cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True), want) for where, cmd, e, want in jobs]
     failures = []

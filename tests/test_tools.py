@@ -18,7 +18,7 @@ import torch
 
 from backbones.datasets.synthetic import write_ade
 
-from .conftest import REPO, run, subprocess_env, tool
+from .conftest import REPO, free_port, run, subprocess_env, tool
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +168,7 @@ def test_ddp_equals_one_process_with_the_total_batch(layout, one_process_batch4,
     gradients near eps into weight changes of up to lr, by an amount that depends on the CPU's float paths."""
     two = make_config(str(tmp_path), ade_root, 'two.py', batch=2, **DDP_KW)
     args = ['bash', 'tools/dist_train.sh', two, '2', '--work-dir', str(tmp_path / 'two')] + EVERY_ITER
-    port = str(29500 + (os.getpid() + (7 if layout == '2 nodes' else 0)) % 1000)
+    port = str(free_port())
     if layout == '2 processes':
         out = run(args, env={'PORT': port})
     else:
@@ -350,6 +350,6 @@ def test_resume_with_another_process_count_says_the_batch_changed(straight_run, 
     shutil.copy(osp.join(work, 'iter_4.pth'), mine / 'iter_4.pth')
     (mine / 'last_checkpoint').write_text(str(mine / 'iter_4.pth'))
     out = run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(mine), '--resume', '--cfg-options',
-               'train_cfg.max_iters=5'], env={'PORT': str(29500 + (os.getpid() + 13) % 1000)})
+               'train_cfg.max_iters=5'], env={'PORT': str(free_port())})
     assert ('resuming a run of 1 processes with 2; the total batch changes from 1 x 2 = 2 to 2 x 2 = 4 images '
             'per iteration') in out, out[-3000:]
