@@ -14,10 +14,12 @@ state dict) and the same BN running-statistics updates:
   does (momentum, or the cumulative average when momentum is None). Eval mode folds the running statistics.
 - **CUDA: the token mixer as one Triton kernel** (``triton_dwconv.inception_dw``, InceptionDWConv2d only):
   it reads the channels-last input in place, writes the mixer output (identity channels copied, the three
-  depthwise branches computed) minus the BN running mean, in the dtype fc1 takes (fp16 / bf16 under
-  autocast: the cast is done there), and returns the batch statistics from the same pass (fp32, from the
-  unrounded values). Subtracting the running mean keeps the low-precision GEMM input accurate for channels
-  whose mean is large against their spread (folding shifts the input of fc1 by the mean otherwise). fc1 and
+  depthwise branches computed) minus the BN running mean, times the running inverse std, in the dtype fc1
+  takes (fp16 / bf16 under autocast: the cast is done there), and returns the batch statistics from the same
+  pass (fp32, from the unrounded values). Centring and scaling by the running statistics gives fc1's
+  low-precision GEMMs the plain block's normalised range: accurate for channels whose mean is large against
+  their spread, and fc1's weight and input gradients free of each channel's std / 1/std (fp16 overflow under
+  a GradScaler otherwise; the fold divides fc1's weight by the same scale). fc1 and
   fc2 run as ``F.linear`` on the (N, H, W, C) view of that channels-last map (GEMMs with the bias in their
   epilogue, no layout transform) where that keeps the plain block's precision (autocast or half maps; in
   fp32 where TF32 is set alike for matmuls and cuDNN), else as the plain block's 1x1 convs. The backward
@@ -96,6 +98,9 @@ MEASURED_GPUS = {}
 # The Triton kernels need an NVIDIA GPU of compute capability 8.0 or newer (Triton's supported hardware; bf16
 # loads and stores need sm_80); ROCm builds of torch (torch.version.hip) are not taken (not tested there).
 MIN_CAPABILITY = (8, 0)
+# fc1's input scaled by the BN running inverse std besides being centred on the running mean (the fast form's
+# low-precision GEMMs see the plain block's normalised range); False only for the control test.
+NORMALISE_GEMM_INPUT = True
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ALIASES = {'1': 'on', 'true': 'on', 'yes': 'on', 'on': 'on', '0': 'off', 'false': 'off', 'no': 'off',
             'off': 'off', 'auto': 'auto', '': 'auto'}
@@ -260,12 +265,13 @@ def _self_test(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g: int
                   rnd(g, 1, 1, kb, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype),
                   rnd(g, 1, kb, 1, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype)]
             center = rnd(c, scale=0.3)
+            rscale = rnd(c).abs() + 0.5
             dout = (rnd(n, c, h, w, dtype=out_dtype).contiguous(memory_format=torch.channels_last), rnd(c), rnd(c))
             for stats in (True, False):
                 res = []
                 for fn in (td.inception_dw, td.reference):
                     leaves = [x.detach().clone().requires_grad_()] + [p.detach().clone().requires_grad_() for p in ws]
-                    outs = fn(leaves[0], *leaves[1:], center, out_dtype, stats)
+                    outs = fn(leaves[0], *leaves[1:], center, rscale, out_dtype, stats)
                     grads = torch.autograd.grad(outs[0] if not stats else outs, leaves,
                                                 dout[0] if not stats else dout, allow_unused=True)
                     res.append(list(outs if stats else outs[:1]) + list(grads))
@@ -296,13 +302,13 @@ def _self_test_fold(rnd, c: int, w_dtype) -> Optional[str]:
     hid = 4 * c
     leaves = [rnd(c), rnd(c).abs() + 0.5, rnd(c, dtype=w_dtype), rnd(c, dtype=w_dtype), rnd(hid, c, dtype=w_dtype),
               rnd(hid, dtype=w_dtype), rnd(c, scale=0.1, dtype=w_dtype), rnd(c, hid, dtype=w_dtype), rnd(c, dtype=w_dtype)]
-    center = rnd(c, scale=0.3)
+    center, rscale = rnd(c, scale=0.3), rnd(c).abs() + 0.5
     tol = _SELF_TEST_TOL.get(w_dtype, 1e-4)
     res = []
     for fn in (triton_fold.fold_mlp, triton_fold.reference):
         ins = [p.detach().clone().requires_grad_() for p in leaves]
         mean, var, bw, bb, w1, b1, g, w2, b2 = ins
-        outs = fn(mean, var, center, bw, bb, 1e-5, w1, b1, g, w2, b2)
+        outs = fn(mean, var, center, rscale, bw, bb, 1e-5, w1, b1, g, w2, b2)
         douts = [torch.ones_like(o) * torch.linspace(-1, 1, o.numel(), device=o.device).view(o.shape).to(o.dtype)
                  for o in outs]
         res.append(list(outs) + list(torch.autograd.grad(outs, ins, douts)))
@@ -437,7 +443,23 @@ def _tf32_alike() -> bool:
         return False
 
 
-def _fold_torch(mean, var, center, bn, w1, b1, gamma, w2, b2, acc):
+@torch.library.custom_op('inceptionnext::snapshot', mutates_args=())
+def snapshot(t: torch.Tensor) -> torch.Tensor:
+    """A copy of ``t`` (the BN running statistics, before ``_update_running_stats`` changes them in place).
+
+    An op of its own, not ``clone``: AOT autograd's partitioners may recompute cheap ops (clone, add, rsqrt)
+    of a graph input in the backward instead of saving their result, and would then read the running
+    statistics after this forward's in-place update (wrong gradients under torch.compile, found by
+    tests/test_fast_block.py). A custom op is never recomputed: its output is saved."""
+    return t.clone()
+
+
+@snapshot.register_fake
+def _(t):
+    return torch.empty_like(t)
+
+
+def _fold_torch(mean, var, center, rscale, bn, w1, b1, gamma, w2, b2, acc):
     """BN folded into fc1, the layer scale into fc2, in torch ops (CPU, and where the fold kernel is not taken)."""
     scale = torch.rsqrt(var.to(acc) + bn.eps)
     if bn.weight is not None:
@@ -445,7 +467,7 @@ def _fold_torch(mean, var, center, bn, w1, b1, gamma, w2, b2, acc):
     shift = (center - mean) * scale if center is not None else -mean * scale
     if bn.bias is not None:
         shift = shift + bn.bias
-    w1f = (w1 * scale).to(w1.dtype)
+    w1f = (w1 * (scale if rscale is None else scale / rscale)).to(w1.dtype)
     b1f = torch.addmv(b1, w1, shift.to(w1.dtype))
     if gamma is not None:
         w2, b2 = w2 * gamma.view(-1, 1), b2 * gamma
@@ -457,15 +479,15 @@ def _fold_torch(mean, var, center, bn, w1, b1, gamma, w2, b2, acc):
 _FOLD_FAILED = set()
 
 
-def _fold_kernel(device, mean, var, center, bn, w1, b1, gamma, w2, b2):
+def _fold_kernel(device, mean, var, center, rscale, bn, w1, b1, gamma, w2, b2):
     """The fold by the Triton kernel (``triton_fold``, one launch; its backward two), or None where it does
     not apply or failed (then the torch ops fold, with one warning on a failure)."""
     triton_fold = _triton().fold
-    if str(device) in _FOLD_FAILED or not triton_fold.supported(mean, var, center, bn.weight, bn.bias, w1, b1,
-                                                                 gamma, w2, b2):
+    if str(device) in _FOLD_FAILED or not triton_fold.supported(mean, var, center, rscale, bn.weight, bn.bias, w1,
+                                                                 b1, gamma, w2, b2):
         return None
     try:
-        return triton_fold.fold_mlp(mean, var, center, bn.weight, bn.bias, bn.eps, w1, b1, gamma, w2, b2)
+        return triton_fold.fold_mlp(mean, var, center, rscale, bn.weight, bn.bias, bn.eps, w1, b1, gamma, w2, b2)
     except Exception as e:  # noqa: BLE001  (eager: fall back to the torch ops, same function)
         if torch.compiler.is_compiling() or isinstance(e, torch.OutOfMemoryError):
             raise
@@ -483,17 +505,26 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     deployed = is_deployed(block)
     bn_training = False if deployed else _bn_training(bn)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # statistics and fold: fp32 at least
-    # The running mean (a copy: it is updated in place below, and saved for backward) centres fc1's input.
-    center = None if deployed or bn.running_mean is None else bn.running_mean.detach().to(acc).clone()
+    # The running mean and inverse std (copies: they are updated in place below, and saved for backward) centre
+    # and scale fc1's input: its low-precision GEMMs then see normalised values, as the plain block's do --
+    # forward, and the weight gradient, which would otherwise carry each channel's std (fp16 over- / underflow
+    # under a GradScaler: tests/test_fast_block.py).
+    center = rscale = None
+    if not deployed and bn.running_mean is not None:
+        center = snapshot(bn.running_mean.detach().to(acc))
+        if NORMALISE_GEMM_INPUT and bn.running_var is not None:
+            rscale = torch.rsqrt(snapshot(bn.running_var.detach().to(acc)) + bn.eps)
     # ---- token mixer and batch statistics
     if how == 'triton':
         x_in, x = x, x.contiguous(memory_format=torch.channels_last)
         if center is None:
             center = x.new_zeros(x.shape[1], dtype=torch.float32)
+        if rscale is None:
+            rscale = x.new_ones(x.shape[1], dtype=torch.float32)
         try:
             t, mean, var = _triton().inception_dw(
                 x, mixer.dwconv_hw.weight, mixer.dwconv_hw.bias, mixer.dwconv_w.weight, mixer.dwconv_w.bias,
-                mixer.dwconv_h.weight, mixer.dwconv_h.bias, center, lowp or x.dtype, bn_training)
+                mixer.dwconv_h.weight, mixer.dwconv_h.bias, center, rscale, lowp or x.dtype, bn_training)
         except Exception as e:  # noqa: BLE001  (eager: a shape the self-test did not cover failed to compile / launch)
             if torch.compiler.is_compiling() or isinstance(e, torch.OutOfMemoryError):
                 raise
@@ -509,9 +540,13 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
             var, mean = torch.var_mean(t if t.dtype in (torch.float32, torch.float64) else t.float(),
                                        dim=(0, 2, 3), unbiased=False)
         if center is not None and (lowp is not None or t.dtype in (torch.float16, torch.bfloat16)):
-            t = t - center.to(t.dtype).view(1, -1, 1, 1)  # before the low-precision GEMM rounds it
+            if rscale is None:  # before the low-precision GEMM rounds it
+                t = t - center.to(t.dtype).view(1, -1, 1, 1)
+            else:  # (t - center) * rscale in one pass (fp32 arithmetic inside)
+                r = rscale.to(t.dtype).view(1, -1, 1, 1)
+                t = torch.addcmul((-center * rscale).to(t.dtype).view(1, -1, 1, 1), t, r)
         else:
-            center = None
+            center = rscale = None
     count = x.shape[0] * x.shape[2] * x.shape[3]
     if deployed:
         pass  # BN folded into fc1 already (the kernel ran without statistics and without centring)
@@ -533,9 +568,9 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
         else:
             folded = None
             if how == 'triton' and mean.dtype == var.dtype == torch.float32:
-                folded = _fold_kernel(x.device, mean, var, center, bn, w1, fc1.bias, gamma, w2, fc2.bias)
+                folded = _fold_kernel(x.device, mean, var, center, rscale, bn, w1, fc1.bias, gamma, w2, fc2.bias)
             if folded is None:
-                folded = _fold_torch(mean, var, center, bn, w1, fc1.bias, gamma, w2, fc2.bias, acc)
+                folded = _fold_torch(mean, var, center, rscale, bn, w1, fc1.bias, gamma, w2, fc2.bias, acc)
             w1f, b1f, w2f, b2f = folded
     # ---- the MLP. The kernel's channels-last output viewed as (N, H, W, C) rows: fc1 / fc2 as F.linear,
     # GEMMs with the bias in their epilogue, where that computes in the plain block's precision (autocast or

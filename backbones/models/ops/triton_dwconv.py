@@ -1,18 +1,19 @@
 """InceptionNeXt's token mixer (identity | kxk | 1xb | bx1 depthwise branches) as one Triton kernel each way.
 
-``inception_dw(x, w_sq, b_sq, w_w, b_w, w_h, b_h, center, out_dtype, stats)`` reads a channels-last map
+``inception_dw(x, w_sq, b_sq, w_w, b_w, w_h, b_h, center, rscale, out_dtype, stats)`` reads a channels-last map
 ``x`` (N, C, H, W) in place (no channel split, no contiguous copies of the branch slices, no cat) and writes
-the mixer's output ``t = cat(x_id, dw_sq(x_sq), dw_w(x_w), dw_h(x_h)) - center`` (per-channel ``center``)
-as one channels-last map of ``out_dtype``: the dtype the next GEMM (fc1) takes, so that under autocast the
+the mixer's output ``u = (t - center) * rscale``, ``t = cat(x_id, dw_sq(x_sq), dw_w(x_w), dw_h(x_h))``
+(per-channel ``center`` and ``rscale``: the BN running mean and inverse std, so that fc1's low-precision GEMMs
+see normalised values -- forward and weight gradient -- as the plain block's do) as one channels-last map of ``out_dtype``: the dtype the next GEMM (fc1) takes, so that under autocast the
 cast is done here too. Accumulation is fp32; x may be fp32 / fp16 / bf16. With ``stats``, the same pass
 returns the per-channel mean (of ``t + center``, i.e. of the mixer output) and the biased variance over
-(N, H, W), computed in fp32 from the values before they are rounded to ``out_dtype``: per-program sums and
-centred sums of squares, merged with Chan's formula by a second small kernel (exact, deterministic).
+(N, H, W), computed in fp32 from the values before they are rounded to ``out_dtype`` (those of ``u``: the merge
+undoes the centre and scale): per-program sums and centred sums of squares, merged with Chan's formula by a second small kernel (exact, deterministic).
 Subtracting a good estimate of the mean (the BN running mean) keeps low-precision outputs accurate for
 channels with a large mean.
 
-Backward: one kernel computes, for the gradients ``dt``, ``dmean``, ``dvar`` of the three outputs,
-``g = dt + dmean / M + 2 dvar (t - mean) / M`` (``t`` from the saved output) and from it the input gradient
+Backward: one kernel computes, for the gradients ``du``, ``dmean``, ``dvar`` of the three outputs,
+``g = du * rscale + dmean / M + 2 dvar (t - mean) / M`` (``t`` from the saved output) and from it the input gradient
 (identity channels: ``g``; conv channels: the transposed depthwise conv of ``g``) and per-tile partial
 weight and bias gradients, summed in torch (deterministic). ``device_guard``: launches run with the map's device current.
 
@@ -48,9 +49,9 @@ except Exception:  # noqa: BLE001  (no triton, or a torch without triton_op)
 
 # int32 offsets in the kernels: maps up to 2**31 elements (N*H*W*C)
 MAX_NUMEL = 2 ** 31 - 1
-FWD_TILE, BWD_TILE = 1024, 512  # elements per tile (see _blocks)
+FWD_TILE, BWD_TILE = 512, 512  # elements per tile (see _blocks); 1024 took 164 registers with the output scale
 FWD_SUBTILES = 4  # tiles per forward program: 4x fewer partial statistics to merge
-FWD_WARPS, BWD_WARPS = 8, 8  # 4 (forward) / 2 (backward) elements of a tile per thread
+FWD_WARPS, BWD_WARPS = 8, 8  # 2 elements of a tile per thread
 
 
 def supported(x: torch.Tensor, square: int, band: int) -> bool:
@@ -122,7 +123,7 @@ if AVAILABLE:
         return acc + b.to(tl.float32)[None, :]
 
     @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID_A', 'G_A', 'ID_BLOCKS', 'G_BLOCKS'])
-    def _inception_dw_fwd_kernel(x_ptr, t_ptr, center_ptr, w_sq_ptr, b_sq_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_ptr,
+    def _inception_dw_fwd_kernel(x_ptr, t_ptr, center_ptr, rscale_ptr, w_sq_ptr, b_sq_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_ptr,
                                  psum_ptr, pm2_ptr, M, H, W, CID_A, G_A, ID_BLOCKS, G_BLOCKS,
                                  KS: tl.constexpr, KB: tl.constexpr, STATS: tl.constexpr,
                                  BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, SUBTILES: tl.constexpr,
@@ -133,6 +134,7 @@ if AVAILABLE:
         pid_c, pid_p = _tile(tl.program_id(0), ID_BLOCKS + 3 * G_BLOCKS)
         branch, local, cmask, ch = _channels(pid_c, CID_A, G_A, ID_BLOCKS, G_BLOCKS, BLOCK_C, ALIGN)
         centre = tl.load(center_ptr + ch, mask=cmask, other=0.).to(tl.float32)
+        rs = tl.load(rscale_ptr + ch, mask=cmask, other=1.).to(tl.float32)
         n_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
         mean_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
         m2_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
@@ -154,7 +156,7 @@ if AVAILABLE:
             else:
                 acc = _taps_fwd(x_ptr, w_h_ptr, b_h_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
                                 KB, 1, BLOCK_P, BLOCK_C)
-            tc = acc - centre[None, :]
+            tc = (acc - centre[None, :]) * rs[None, :]  # the output u; its statistics are unscaled in the merge
             tl.store(t_ptr + rows[:, None] * C + ch[None, :], tc.to(t_ptr.dtype.element_ty), mask=m2d)
             if STATS:
                 nb = tl.sum(rmask.to(tl.float32), axis=0) + tl.zeros((BLOCK_C,), dtype=tl.float32)
@@ -171,7 +173,7 @@ if AVAILABLE:
             tl.store(pm2_ptr + pid_p * C + ch, m2_acc, mask=cmask)
 
     @triton.jit(do_not_specialize=['M', 'C', 'T'])
-    def _stats_merge_kernel(psum_ptr, pm2_ptr, center_ptr, mean_ptr, var_ptr, M, C, T,
+    def _stats_merge_kernel(psum_ptr, pm2_ptr, center_ptr, rscale_ptr, mean_ptr, var_ptr, M, C, T,
                             BLOCK_P: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
         """Chan's merge of the T per-tile (sum, M2) pairs (tile i has min(BLOCK_P, M - i*BLOCK_P) rows),
         BLOCK_T tiles at a time."""
@@ -196,24 +198,25 @@ if AVAILABLE:
             mean = mean + delta * (n_blk / n_new)
             m2 = m2 + m2_blk + delta * delta * (n_acc * n_blk / n_new)
         centre = tl.load(center_ptr + ch, mask=cmask, other=0.).to(tl.float32)
-        tl.store(mean_ptr + ch, mean + centre, mask=cmask)
-        tl.store(var_ptr + ch, m2 / M, mask=cmask)
+        rs = tl.load(rscale_ptr + ch, mask=cmask, other=1.).to(tl.float32)
+        tl.store(mean_ptr + ch, mean / rs + centre, mask=cmask)
+        tl.store(var_ptr + ch, m2 / M / (rs * rs), mask=cmask)
 
     @triton.jit
-    def _grad_at(dt_ptr, t_ptr, k1, k0, src, ok, ch, cmask, C):
-        """g = dt + k1 * t + k0 at rows ``src`` (0 where ``ok`` is false), fp32."""
+    def _grad_at(dt_ptr, t_ptr, a, k1, k0, src, ok, ch, cmask, C):
+        """g = a * dt + k1 * t + k0 at rows ``src`` (0 where ``ok`` is false), fp32."""
         m = ok[:, None] & cmask[None, :]
         off = src[:, None] * C + ch[None, :]
         g = tl.load(dt_ptr + off, mask=m, other=0.).to(tl.float32)
         t = tl.load(t_ptr + off, mask=m, other=0.).to(tl.float32)
-        return tl.where(m, g + k1[None, :] * t + k0[None, :], 0.)
+        return tl.where(m, a[None, :] * g + k1[None, :] * t + k0[None, :], 0.)
 
     @triton.jit
-    def _taps_bwd(x_ptr, dt_ptr, t_ptr, k1, k0, w_ptr, dwp_ptr, rows, h, w, ch, local, rmask, cmask, pid_p, G,
+    def _taps_bwd(x_ptr, dt_ptr, t_ptr, a, k1, k0, w_ptr, dwp_ptr, rows, h, w, ch, local, rmask, cmask, pid_p, G,
                   H, W, C, KH: tl.constexpr, KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
         """Input gradient of a depthwise KHxKW conv at the tile's positions; stores the tile's partial weight
         gradients, (T, KH*KW, G): one contiguous run of the block's channels per tap."""
-        g_own = _grad_at(dt_ptr, t_ptr, k1, k0, rows, rmask, ch, cmask, C)
+        g_own = _grad_at(dt_ptr, t_ptr, a, k1, k0, rows, rmask, ch, cmask, C)
         dx = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
         for i in tl.static_range(KH):
             dh = i - KH // 2
@@ -224,7 +227,7 @@ if AVAILABLE:
                 hq = h - dh
                 wq = w - dw
                 okq = rmask & (hq >= 0) & (hq < H) & (wq >= 0) & (wq < W)
-                gq = _grad_at(dt_ptr, t_ptr, k1, k0, rows - (dh * W + dw), okq, ch, cmask, C)
+                gq = _grad_at(dt_ptr, t_ptr, a, k1, k0, rows - (dh * W + dw), okq, ch, cmask, C)
                 dx += gq * wt[None, :]
                 # dw[i, j] += sum_p g[p] * x[p + (dh, dw)]
                 hs = h + dh
@@ -237,7 +240,7 @@ if AVAILABLE:
         return dx, tl.sum(g_own, axis=0)
 
     @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID_A', 'G_A', 'ID_BLOCKS', 'G_BLOCKS'])
-    def _inception_dw_bwd_kernel(x_ptr, t_ptr, dt_ptr, k1_ptr, k0_ptr, w_sq_ptr, w_w_ptr, w_h_ptr, dx_ptr,
+    def _inception_dw_bwd_kernel(x_ptr, t_ptr, dt_ptr, a_ptr, k1_ptr, k0_ptr, w_sq_ptr, w_w_ptr, w_h_ptr, dx_ptr,
                                  dwp_sq_ptr, dwp_w_ptr, dwp_h_ptr, dbp_ptr, M, H, W, CID_A, G_A, ID_BLOCKS, G_BLOCKS,
                                  KS: tl.constexpr, KB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
                                  ALIGN: tl.constexpr):
@@ -250,19 +253,20 @@ if AVAILABLE:
         h = hw // W
         w = hw % W
         branch, local, cmask, ch = _channels(pid_c, CID_A, G_A, ID_BLOCKS, G_BLOCKS, BLOCK_C, ALIGN)
+        a = tl.load(a_ptr + ch, mask=cmask, other=0.)
         k1 = tl.load(k1_ptr + ch, mask=cmask, other=0.)
         k0 = tl.load(k0_ptr + ch, mask=cmask, other=0.)
         db = tl.zeros((BLOCK_C,), dtype=tl.float32)
         if branch == 0:
-            dx = _grad_at(dt_ptr, t_ptr, k1, k0, rows, rmask, ch, cmask, C)
+            dx = _grad_at(dt_ptr, t_ptr, a, k1, k0, rows, rmask, ch, cmask, C)
         elif branch == 1:
-            dx, db = _taps_bwd(x_ptr, dt_ptr, t_ptr, k1, k0, w_sq_ptr, dwp_sq_ptr, rows, h, w, ch, local, rmask,
+            dx, db = _taps_bwd(x_ptr, dt_ptr, t_ptr, a, k1, k0, w_sq_ptr, dwp_sq_ptr, rows, h, w, ch, local, rmask,
                                cmask, pid_p, G, H, W, C, KS, KS, BLOCK_P, BLOCK_C)
         elif branch == 2:
-            dx, db = _taps_bwd(x_ptr, dt_ptr, t_ptr, k1, k0, w_w_ptr, dwp_w_ptr, rows, h, w, ch, local, rmask,
+            dx, db = _taps_bwd(x_ptr, dt_ptr, t_ptr, a, k1, k0, w_w_ptr, dwp_w_ptr, rows, h, w, ch, local, rmask,
                                cmask, pid_p, G, H, W, C, 1, KB, BLOCK_P, BLOCK_C)
         else:
-            dx, db = _taps_bwd(x_ptr, dt_ptr, t_ptr, k1, k0, w_h_ptr, dwp_h_ptr, rows, h, w, ch, local, rmask,
+            dx, db = _taps_bwd(x_ptr, dt_ptr, t_ptr, a, k1, k0, w_h_ptr, dwp_h_ptr, rows, h, w, ch, local, rmask,
                                cmask, pid_p, G, H, W, C, KB, 1, BLOCK_P, BLOCK_C)
         tl.store(dx_ptr + rows[:, None] * C + ch[None, :], dx.to(dx_ptr.dtype.element_ty),
                  mask=rmask[:, None] & cmask[None, :])
@@ -288,8 +292,9 @@ if AVAILABLE:
     @triton_op('inceptionnext::inception_dw', mutates_args=())
     def inception_dw(x: torch.Tensor, w_sq: torch.Tensor, b_sq: torch.Tensor, w_w: torch.Tensor,
                      b_w: torch.Tensor, w_h: torch.Tensor, b_h: torch.Tensor, center: torch.Tensor,
-                     out_dtype: torch.dtype, stats: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(t - center in ``out_dtype``, channels-last; mean; biased var) -- see the module docstring."""
+                     rscale: torch.Tensor, out_dtype: torch.dtype,
+                     stats: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """((t - center) * rscale in ``out_dtype``, channels-last; mean; biased var) -- see the module docstring."""
         n, c, hgt, wid, g, ks, kb = _check(x, w_sq, w_w, w_h)
         m, cid, block_p, block_c, align, id_blocks, g_blocks = _geometry(x, g, FWD_TILE)
         tiles = triton.cdiv(m, block_p * FWD_SUBTILES)
@@ -300,21 +305,21 @@ if AVAILABLE:
         pm2 = torch.empty_like(psum)
         with device_guard(x.device):
             wrap_triton(_inception_dw_fwd_kernel)[((id_blocks + 3 * g_blocks) * tiles,)](
-                x, t, center, w_sq, b_sq, w_w, b_w, w_h, b_h, psum, pm2, m, hgt, wid, cid // align, g // align,
+                x, t, center, rscale, w_sq, b_sq, w_w, b_w, w_h, b_h, psum, pm2, m, hgt, wid, cid // align, g // align,
                 id_blocks, g_blocks, KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c,
                 SUBTILES=FWD_SUBTILES, ALIGN=align, num_warps=FWD_WARPS)
             if stats:
                 wrap_triton(_stats_merge_kernel)[(triton.cdiv(c, 16),)](
-                    psum, pm2, center, mean, var, m, c, tiles, BLOCK_P=block_p * FWD_SUBTILES, BLOCK_T=128,
+                    psum, pm2, center, rscale, mean, var, m, c, tiles, BLOCK_P=block_p * FWD_SUBTILES, BLOCK_T=128,
                     BLOCK_C=16, num_warps=4)
         return t, mean, var
 
     @triton_op('inceptionnext::inception_dw_backward', mutates_args=())
-    def inception_dw_backward(x: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, k1: torch.Tensor,
+    def inception_dw_backward(x: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, k1: torch.Tensor,
                               k0: torch.Tensor, w_sq: torch.Tensor, w_w: torch.Tensor,
                               w_h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                                           torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(dx, dw_sq, db_sq, dw_w, db_w, dw_h, db_h) for ``g = dt + k1 * t + k0`` (per channel k1, k0)."""
+        """(dx, dw_sq, db_sq, dw_w, db_w, dw_h, db_h) for ``g = a * dt + k1 * t + k0`` (per channel a, k1, k0)."""
         n, c, hgt, wid, g, ks, kb = _check(x, w_sq, w_w, w_h)
         m, cid, block_p, block_c, align, id_blocks, g_blocks = _geometry(x, g, BWD_TILE)
         tiles = triton.cdiv(m, block_p)
@@ -325,7 +330,7 @@ if AVAILABLE:
         dbp = torch.empty((tiles, 3, g), **kw)
         with device_guard(x.device):
             wrap_triton(_inception_dw_bwd_kernel)[((id_blocks + 3 * g_blocks) * tiles,)](
-                x, t, dt, k1, k0, w_sq, w_w, w_h, dx, dwp_sq, dwp_w, dwp_h, dbp, m, hgt, wid, cid // align,
+                x, t, dt, a, k1, k0, w_sq, w_w, w_h, dx, dwp_sq, dwp_w, dwp_h, dbp, m, hgt, wid, cid // align,
                 g // align, id_blocks, g_blocks, KS=ks, KB=kb, BLOCK_P=block_p, BLOCK_C=block_c, ALIGN=align,
                 num_warps=BWD_WARPS)
         return (dx, dwp_sq.sum(0).t().reshape(g, 1, ks, ks).to(w_sq.dtype), dbp[:, 0].sum(0).to(w_sq.dtype),
@@ -333,24 +338,25 @@ if AVAILABLE:
                 dwp_h.sum(0).t().reshape(g, 1, kb, 1).to(w_h.dtype), dbp[:, 2].sum(0).to(w_h.dtype))
 
     def _setup_context(ctx, inputs, output):
-        x, w_sq, _, w_w, _, w_h, _, center, _, stats = inputs
+        x, w_sq, _, w_w, _, w_h, _, center, rscale, _, stats = inputs
         t, mean, _ = output
         ctx.stats = stats
         ctx.m = x.shape[0] * x.shape[2] * x.shape[3]
-        ctx.save_for_backward(x, t, mean, center, w_sq, w_w, w_h)
+        ctx.save_for_backward(x, t, mean, center, rscale, w_sq, w_w, w_h)
 
     def _backward(ctx, dt, dmean, dvar):
-        x, t, mean, center, w_sq, w_w, w_h = ctx.saved_tensors
+        x, u, mean, center, rscale, w_sq, w_w, w_h = ctx.saved_tensors
         if dt is None:
-            dt = torch.zeros_like(t)
-        # d mean / dt = 1/M; d var / dt = 2 (t_true - mean) / M with t_true = t + center:
-        # g = dt + k1 * t + k0, k1 = 2 dvar / M, k0 = dmean / M + k1 (center - mean)
-        k1 = torch.zeros_like(mean) if (dvar is None or not ctx.stats) else dvar.float() * (2.0 / ctx.m)
-        k0 = k1 * (center.float() - mean)
+            dt = torch.zeros_like(u)
+        # u = (t - center) * r; d mean / dt = 1/M; d var / dt = 2 (t - mean) / M with t = u / r + center:
+        # g = r du + k1 u + k0, k1 = 2 dvar / (M r), k0 = dmean / M + 2 dvar (center - mean) / M
+        r = rscale.float()
+        kv = torch.zeros_like(mean) if (dvar is None or not ctx.stats) else dvar.float() * (2.0 / ctx.m)
+        k0 = kv * (center.float() - mean)
         if dmean is not None and ctx.stats:
             k0 = k0 + dmean.float() / ctx.m
-        grads = inception_dw_backward(x, t, dt, k1, k0, w_sq, w_w, w_h)
-        return (*grads, None, None, None)
+        grads = inception_dw_backward(x, u, dt, r, kv / r, k0, w_sq, w_w, w_h)
+        return (*grads, None, None, None, None)
 
     inception_dw.register_autograd(_backward, setup_context=_setup_context)
 else:
@@ -382,7 +388,8 @@ def kernel_specs(c: int, g: int, ks: int, kb: int, x_dtype: torch.dtype, out_dty
         block_p, block_c = _blocks(g, FWD_TILE)
         fn = _inception_dw_fwd_kernel
         types = {n: f'*{wt}' for n in fn.arg_names if n.startswith(('w_', 'b_'))}
-        types.update(x_ptr=f'*{xt}', t_ptr=f'*{ot}', center_ptr='*fp32', psum_ptr='*fp32', pm2_ptr='*fp32')
+        types.update(x_ptr=f'*{xt}', t_ptr=f'*{ot}', center_ptr='*fp32', rscale_ptr='*fp32', psum_ptr='*fp32',
+                     pm2_ptr='*fp32')
         signature, attrs = sig(fn, types)
         specs.append((f'forward{"+stats" if stats else ""}', fn, signature,
                       dict(KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c, SUBTILES=FWD_SUBTILES,
@@ -405,8 +412,8 @@ def kernel_specs(c: int, g: int, ks: int, kb: int, x_dtype: torch.dtype, out_dty
 
 
 def reference(x: torch.Tensor, w_sq: torch.Tensor, b_sq: torch.Tensor, w_w: torch.Tensor, b_w: torch.Tensor,
-              w_h: torch.Tensor, b_h: torch.Tensor, center: torch.Tensor, out_dtype: torch.dtype,
-              stats: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              w_h: torch.Tensor, b_h: torch.Tensor, center: torch.Tensor, rscale: torch.Tensor,
+              out_dtype: torch.dtype, stats: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The same function in torch ops (fp32), for the tests: split, three depthwise convs, cat."""
     import torch.nn.functional as F
     g, ks, kb = w_sq.shape[0], w_sq.shape[-1], w_w.shape[-1]
@@ -419,5 +426,6 @@ def reference(x: torch.Tensor, w_sq: torch.Tensor, b_sq: torch.Tensor, w_w: torc
         var, mean = torch.var_mean(t, dim=(0, 2, 3), unbiased=False)
     else:
         mean = var = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
-    t = (t - center.float().view(1, -1, 1, 1)).to(out_dtype).contiguous(memory_format=torch.channels_last)
+    t = ((t - center.float().view(1, -1, 1, 1)) * rscale.float().view(1, -1, 1, 1)).to(out_dtype)
+    t = t.contiguous(memory_format=torch.channels_last)
     return t, mean, var

@@ -1,11 +1,11 @@
 """The fast block's per-channel tail -- BN folded into fc1, the layer scale into fc2 -- as one Triton kernel each way.
 
-``fold_mlp(mean, var, center, bn_weight, bn_bias, eps, w1, b1, gamma, w2, b2)`` returns the weights the fast
-block's GEMMs take, for a BN over C channels in front of fc1 (HID x C) and a layer scale ``gamma`` after fc2
-(C x HID)::
+``fold_mlp(mean, var, center, rscale, bn_weight, bn_bias, eps, w1, b1, gamma, w2, b2)`` returns the weights the
+fast block's GEMMs take, for a BN over C channels in front of fc1 (HID x C) whose input reaches fc1 as
+``(t - center) * rscale`` (``triton_dwconv``), and a layer scale ``gamma`` after fc2 (C x HID)::
 
     scale = bn_weight / sqrt(var + eps)          shift = (center - mean) * scale + bn_bias
-    w1f = w1 * scale   (per input channel)      b1f = b1 + w1 @ shift
+    w1f = w1 * scale / rscale (per input ch.)   b1f = b1 + w1 @ shift
     w2f = w2 * gamma   (per output channel)     b2f = b2 * gamma
 
 ``bn_weight`` / ``bn_bias`` / ``gamma`` may be None (an affine-free BN, no layer scale: w2f, b2f are w2, b2).
@@ -62,7 +62,7 @@ if AVAILABLE:
         return inv, tl.where(kmask, scale, 0.), tl.where(kmask, shift, 0.), cm
 
     @triton.jit(do_not_specialize=['P1', 'eps'])
-    def _fold_fwd_kernel(mean_ptr, var_ptr, center_ptr, bnw_ptr, bnb_ptr, w1_ptr, b1_ptr, gamma_ptr, w2_ptr, b2_ptr,
+    def _fold_fwd_kernel(mean_ptr, var_ptr, center_ptr, rscale_ptr, bnw_ptr, bnb_ptr, w1_ptr, b1_ptr, gamma_ptr, w2_ptr, b2_ptr,
                          w1f_ptr, b1f_ptr, w2f_ptr, b2f_ptr, C, HID, P1, eps,
                          HAS_BNW: tl.constexpr, HAS_BNB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
         """Programs [0, P1): BLOCK_R rows of w1 (w1f, b1f); programs from P1: BLOCK_R rows of w2 (w2f, b2f)."""
@@ -78,10 +78,11 @@ if AVAILABLE:
                 kmask = k < C
                 _, scale, shift, _ = _affine(mean_ptr, var_ptr, center_ptr, bnw_ptr, bnb_ptr, k, kmask, eps,
                                              HAS_BNW, HAS_BNB)
+                rs = tl.load(rscale_ptr + k, mask=kmask, other=1.).to(tl.float32)
                 m = rmask[:, None] & kmask[None, :]
                 off = rows[:, None] * C + k[None, :]
                 w = tl.load(w1_ptr + off, mask=m, other=0.).to(tl.float32)
-                tl.store(w1f_ptr + off, (w * scale[None, :]).to(w1f_ptr.dtype.element_ty), mask=m)
+                tl.store(w1f_ptr + off, (w * (scale / rs)[None, :]).to(w1f_ptr.dtype.element_ty), mask=m)
                 acc += tl.sum(w * shift[None, :], axis=1)
             b = tl.load(b1_ptr + rows, mask=rmask, other=0.).to(tl.float32)
             tl.store(b1f_ptr + rows, (b + acc).to(b1f_ptr.dtype.element_ty), mask=rmask)
@@ -99,7 +100,8 @@ if AVAILABLE:
             tl.store(b2f_ptr + rows, (b * g).to(b2f_ptr.dtype.element_ty), mask=rmask)
 
     @triton.jit(do_not_specialize=['P1', 'eps'])
-    def _fold_bwd_kernel(dw1f_ptr, db1f_ptr, dw2f_ptr, db2f_ptr, mean_ptr, var_ptr, center_ptr, bnw_ptr, bnb_ptr,
+    def _fold_bwd_kernel(dw1f_ptr, db1f_ptr, dw2f_ptr, db2f_ptr, mean_ptr, var_ptr, center_ptr, rscale_ptr, bnw_ptr,
+                         bnb_ptr,
                          w1_ptr, gamma_ptr, w2_ptr, b2_ptr, dw1_ptr, dscale_p_ptr, dshift_p_ptr, dw2_ptr, dgamma_ptr,
                          db2_ptr, C, HID, P1, eps,
                          HAS_BNW: tl.constexpr, HAS_BNB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -117,12 +119,13 @@ if AVAILABLE:
                 kmask = k < C
                 _, scale, shift, _ = _affine(mean_ptr, var_ptr, center_ptr, bnw_ptr, bnb_ptr, k, kmask, eps,
                                              HAS_BNW, HAS_BNB)
+                rs = tl.load(rscale_ptr + k, mask=kmask, other=1.).to(tl.float32)
                 m = rmask[:, None] & kmask[None, :]
                 off = rows[:, None] * C + k[None, :]
                 g = tl.load(dw1f_ptr + off, mask=m, other=0.).to(tl.float32)
                 w = tl.load(w1_ptr + off, mask=m, other=0.).to(tl.float32)
-                tl.store(dw1_ptr + off, g * scale[None, :] + db1f[:, None] * shift[None, :], mask=m)
-                tl.store(dscale_p_ptr + pid * C + k, tl.sum(g * w, axis=0), mask=kmask)
+                tl.store(dw1_ptr + off, g * (scale / rs)[None, :] + db1f[:, None] * shift[None, :], mask=m)
+                tl.store(dscale_p_ptr + pid * C + k, tl.sum(g * w, axis=0) / rs, mask=kmask)
                 tl.store(dshift_p_ptr + pid * C + k, tl.sum(db1f[:, None] * w, axis=0), mask=kmask)
         else:
             rows = (pid - P1) * BLOCK_R + r
@@ -174,7 +177,8 @@ if AVAILABLE:
         return like if t is None else t
 
     @triton_op('inceptionnext::fold_mlp', mutates_args=())
-    def fold_mlp_op(mean: torch.Tensor, var: torch.Tensor, center: torch.Tensor, bn_weight: Optional[torch.Tensor],
+    def fold_mlp_op(mean: torch.Tensor, var: torch.Tensor, center: torch.Tensor, rscale: torch.Tensor,
+                    bn_weight: Optional[torch.Tensor],
                     bn_bias: Optional[torch.Tensor], eps: float, w1: torch.Tensor, b1: torch.Tensor,
                     gamma: Optional[torch.Tensor], w2: torch.Tensor,
                     b2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -187,7 +191,7 @@ if AVAILABLE:
         b2f = torch.empty_like(b2) if gamma is not None else b2.new_empty(0)
         with device_guard(w1.device):
             wrap_triton(_fold_fwd_kernel)[(p1 + p2,)](
-                mean, var, center, _dummy(bn_weight, mean), _dummy(bn_bias, mean), w1, b1, _dummy(gamma, mean),
+                mean, var, center, rscale, _dummy(bn_weight, mean), _dummy(bn_bias, mean), w1, b1, _dummy(gamma, mean),
                 w2, b2, w1f, b1f, w2f if gamma is not None else w2, b2f if gamma is not None else b2, c, hid, p1, eps,
                 HAS_BNW=bn_weight is not None, HAS_BNB=bn_bias is not None, BLOCK_R=BLOCK_R, BLOCK_K=BLOCK_K,
                 num_warps=WARPS)
@@ -196,7 +200,7 @@ if AVAILABLE:
     @triton_op('inceptionnext::fold_mlp_backward', mutates_args=())
     def fold_mlp_backward(dw1f: torch.Tensor, db1f: torch.Tensor, dw2f: Optional[torch.Tensor],
                           db2f: Optional[torch.Tensor], mean: torch.Tensor, var: torch.Tensor, center: torch.Tensor,
-                          bn_weight: Optional[torch.Tensor], bn_bias: Optional[torch.Tensor], eps: float,
+                          rscale: torch.Tensor, bn_weight: Optional[torch.Tensor], bn_bias: Optional[torch.Tensor], eps: float,
                           w1: torch.Tensor, gamma: Optional[torch.Tensor], w2: torch.Tensor, b2: torch.Tensor
                           ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                      torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -219,7 +223,7 @@ if AVAILABLE:
         with device_guard(w1.device):
             wrap_triton(_fold_bwd_kernel)[(p1 + p2,)](
                 dw1f.contiguous(), db1f.contiguous(), dw2f if g2 else dw1, db2f if g2 else db1f, mean, var, center,
-                _dummy(bn_weight, mean), _dummy(bn_bias, mean), w1, _dummy(gamma, mean), w2, b2, dw1, dscale_p,
+                rscale, _dummy(bn_weight, mean), _dummy(bn_bias, mean), w1, _dummy(gamma, mean), w2, b2, dw1, dscale_p,
                 dshift_p, dw2 if g2 else dw1, dgamma if g2 else dmean, db2 if g2 else dmean, c, hid, p1, eps,
                 HAS_BNW=bn_weight is not None, HAS_BNB=bn_bias is not None, BLOCK_R=BLOCK_R, BLOCK_K=BLOCK_K,
                 num_warps=WARPS)
@@ -230,14 +234,14 @@ if AVAILABLE:
         return dmean, dvar, dbnw, dbnb, dw1, dgamma, dw2, db2
 
     def _setup_context(ctx, inputs, output):
-        mean, var, center, bn_weight, bn_bias, eps, w1, b1, gamma, w2, b2 = inputs
+        mean, var, center, rscale, bn_weight, bn_bias, eps, w1, b1, gamma, w2, b2 = inputs
         ctx.eps = eps
         ctx.has = (bn_weight is not None, bn_bias is not None, gamma is not None)
         ctx.dtypes = [None if t is None else t.dtype for t in (mean, var, bn_weight, bn_bias, w1, b1, gamma, w2, b2)]
-        ctx.save_for_backward(mean, var, center, bn_weight, bn_bias, w1, gamma, w2, b2)
+        ctx.save_for_backward(mean, var, center, rscale, bn_weight, bn_bias, w1, gamma, w2, b2)
 
     def _backward(ctx, dw1f, db1f, dw2f, db2f):
-        mean, var, center, bn_weight, bn_bias, w1, gamma, w2, b2 = ctx.saved_tensors
+        mean, var, center, rscale, bn_weight, bn_bias, w1, gamma, w2, b2 = ctx.saved_tensors
         has_w, has_b, has_g = ctx.has
         dw1f = torch.zeros_like(w1) if dw1f is None else dw1f
         db1f = w1.new_zeros(w1.shape[0]) if db1f is None else db1f
@@ -245,12 +249,12 @@ if AVAILABLE:
             dw2f = torch.zeros_like(w2) if dw2f is None else dw2f
             db2f = torch.zeros_like(b2) if db2f is None else db2f
         dmean, dvar, dbnw, dbnb, dw1, dgamma, dw2, db2 = fold_mlp_backward(
-            dw1f, db1f, dw2f if has_g else None, db2f if has_g else None, mean, var, center,
+            dw1f, db1f, dw2f if has_g else None, db2f if has_g else None, mean, var, center, rscale,
             bn_weight, bn_bias, ctx.eps, w1, gamma, w2, b2)
         t_mean, t_var, t_bnw, t_bnb, t_w1, t_b1, t_g, t_w2, t_b2 = ctx.dtypes
         if not has_g:  # w2f / b2f were empty: w2 and b2 reach the GEMMs directly, their gradients elsewhere
             dgamma, dw2, db2 = None, None, None
-        return (dmean.to(t_mean), dvar.to(t_var), None, dbnw.to(t_bnw) if has_w else None,
+        return (dmean.to(t_mean), dvar.to(t_var), None, None, dbnw.to(t_bnw) if has_w else None,
                 dbnb.to(t_bnb) if has_b else None, None, dw1.to(t_w1), db1f.to(t_b1),
                 dgamma.to(t_g) if has_g else None, dw2.to(t_w2) if has_g else None, db2.to(t_b2) if has_g else None)
 
@@ -259,13 +263,14 @@ else:
     fold_mlp_op = fold_mlp_backward = None
 
 
-def fold_mlp(mean, var, center, bn_weight, bn_bias, eps, w1, b1, gamma, w2, b2):
+def fold_mlp(mean, var, center, rscale, bn_weight, bn_bias, eps, w1, b1, gamma, w2, b2):
     """(w1f, b1f, w2f, b2f) by the kernels (see the module docstring); w1 / w2 as 2-D (rows, columns)."""
-    w1f, b1f, w2f, b2f = fold_mlp_op(mean, var, center, bn_weight, bn_bias, float(eps), w1, b1, gamma, w2, b2)
+    w1f, b1f, w2f, b2f = fold_mlp_op(mean, var, center, rscale, bn_weight, bn_bias, float(eps), w1, b1, gamma, w2,
+                                     b2)
     return (w1f, b1f, w2f, b2f) if gamma is not None else (w1f, b1f, w2, b2)
 
 
-def reference(mean, var, center, bn_weight, bn_bias, eps, w1, b1, gamma, w2, b2):
+def reference(mean, var, center, rscale, bn_weight, bn_bias, eps, w1, b1, gamma, w2, b2):
     """The same function in torch ops (fp32 arithmetic, results in the parameters' dtypes)."""
     scale = torch.rsqrt(var.float() + eps)
     if bn_weight is not None:
@@ -273,7 +278,7 @@ def reference(mean, var, center, bn_weight, bn_bias, eps, w1, b1, gamma, w2, b2)
     shift = (center.float() - mean.float()) * scale
     if bn_bias is not None:
         shift = shift + bn_bias.float()
-    w1f = (w1.float() * scale).to(w1.dtype)
+    w1f = (w1.float() * (scale / rscale.float())).to(w1.dtype)
     b1f = (b1.float() + w1.float() @ shift).to(b1.dtype)
     if gamma is None:
         return w1f, b1f, w2, b2
@@ -288,7 +293,7 @@ def kernel_specs(p_dtype: torch.dtype = torch.float32) -> list:
     ``triton.compile`` without a GPU (tests/test_triton_compile.py); parameters of ``p_dtype``, BN affine and
     layer scale present, statistics fp32, widths as T's."""
     pt = _TRITON_TYPES[p_dtype]
-    fp32_ptrs = ('mean_ptr', 'var_ptr', 'center_ptr', 'dw1_ptr', 'dscale_p_ptr', 'dshift_p_ptr', 'dw2_ptr',
+    fp32_ptrs = ('mean_ptr', 'var_ptr', 'center_ptr', 'rscale_ptr', 'dw1_ptr', 'dscale_p_ptr', 'dshift_p_ptr', 'dw2_ptr',
                  'dgamma_ptr', 'db2_ptr', 'dmean_ptr', 'dvar_ptr', 'dbnw_ptr', 'dbnb_ptr')
     specs = []
     for name, fn, const in (
