@@ -20,7 +20,9 @@ weight and bias gradients, summed in torch (deterministic). ``device_guard``: la
 Memory layout of the launches: a 1-D grid whose program index runs over the channel blocks fastest (the
 identity block(s), then the square, 1xb and bx1 groups' blocks of one row block are neighbours in launch
 order, so they run together and read the same rows of the map: it is read ~once, not once per channel
-block). Each program takes BLOCK_C channels (a power of 2 near the group width) of BLOCK_P rows; when the
+block). Each program takes BLOCK_C channels (a power of 2 near the group width) of BLOCK_P rows (the bx1
+band's programs: 2-D tiles of one image, BAND_TW columns wide, ``_positions``, so its taps read the tile's rows
+plus a halo of b - 1, not b rows per output row); when the
 identity and group widths are multiples of ALIGN (<= 8; InceptionNeXt's are multiples of 4) the kernels know
 the blocks' first channels and masks are ALIGN-aligned and load / store ALIGN channels per instruction
 (vector loads, 64 / 128 bit). The taps are unrolled (``tl.static_range``). The backward's per-tile weight
@@ -52,6 +54,7 @@ MAX_NUMEL = 2 ** 31 - 1
 FWD_TILE, BWD_TILE = 512, 512  # elements per tile (see _blocks); 1024 took 164 registers with the output scale
 FWD_SUBTILES = 4  # tiles per forward program: 4x fewer partial statistics to merge
 FWD_WARPS, BWD_WARPS = 8, 8  # 2 elements of a tile per thread
+BAND_TW = 8  # columns of the KBx1 band's 2-D tiles (rows: the rest of the tile; see _positions)
 
 
 def supported(x: torch.Tensor, square: int, band: int) -> bool:
@@ -103,6 +106,33 @@ if AVAILABLE:
         return pid % N_CB, pid // N_CB
 
     @triton.jit
+    def _positions(pid_p, sub, M, H, W, N_TH, N_TW, TWO_D, BLOCK_P: tl.constexpr, TW: tl.constexpr,
+                   SUBTILES: tl.constexpr):
+        """(rows, mask, h, w) of sub-tile ``sub`` of row block ``pid_p``. 1-D (other branches): SUBTILES x
+        BLOCK_P consecutive positions of the flattened (N, H, W) map. 2-D (``TWO_D``: the KBx1 band): tile
+        (n, th, tw) of N_TH x N_TW per image, SUBTILES * BLOCK_P / TW rows of TW columns, each sub-tile
+        BLOCK_P / TW of those rows: the band's taps then read the tile's rows and a halo of KB - 1, not KB rows
+        per output row."""
+        k = tl.arange(0, BLOCK_P)
+        if TWO_D:
+            RS: tl.constexpr = BLOCK_P // TW
+            per_image = N_TH * N_TW
+            n = pid_p // per_image
+            th = (pid_p % per_image) // N_TW
+            tw = pid_p % N_TW
+            h = th * (SUBTILES * RS) + sub * RS + k // TW
+            w = tw * TW + k % TW
+            rmask = (n * H * W < M) & (h < H) & (w < W)
+            rows = (n * H + h) * W + w
+        else:
+            rows = (pid_p * SUBTILES + sub) * BLOCK_P + k
+            rmask = rows < M
+            hw = rows % (H * W)
+            h = hw // W
+            w = hw % W
+        return rows, rmask, h, w
+
+    @triton.jit
     def _taps_fwd(x_ptr, w_ptr, b_ptr, rows, h, w, ch, local, rmask, cmask, H, W, C,
                   KH: tl.constexpr, KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
         """Depthwise KHxKW conv (zero padding KH//2, KW//2) at the tile's positions, fp32 (taps unrolled)."""
@@ -122,12 +152,12 @@ if AVAILABLE:
         b = tl.load(b_ptr + local, mask=cmask, other=0.)
         return acc + b.to(tl.float32)[None, :]
 
-    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID_A', 'G_A', 'ID_BLOCKS', 'G_BLOCKS'])
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID_A', 'G_A', 'ID_BLOCKS', 'G_BLOCKS', 'N_TH', 'N_TW'])
     def _inception_dw_fwd_kernel(x_ptr, t_ptr, center_ptr, rscale_ptr, w_sq_ptr, b_sq_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_ptr,
-                                 psum_ptr, pm2_ptr, M, H, W, CID_A, G_A, ID_BLOCKS, G_BLOCKS,
+                                 psum_ptr, pm2_ptr, M, H, W, CID_A, G_A, ID_BLOCKS, G_BLOCKS, N_TH, N_TW,
                                  KS: tl.constexpr, KB: tl.constexpr, STATS: tl.constexpr,
                                  BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, SUBTILES: tl.constexpr,
-                                 ALIGN: tl.constexpr):
+                                 ALIGN: tl.constexpr, TW: tl.constexpr):
         """A program: SUBTILES x BLOCK_P rows (positions) of one channel block; with STATS, the rows' sum and
         sum of squares about their mean per channel (fp32; sub-tiles merged with Chan's formula)."""
         C = (CID_A + 3 * G_A) * ALIGN
@@ -139,11 +169,7 @@ if AVAILABLE:
         mean_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
         m2_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
         for sub in range(SUBTILES):
-            rows = (pid_p * SUBTILES + sub) * BLOCK_P + tl.arange(0, BLOCK_P)
-            rmask = rows < M
-            hw = rows % (H * W)
-            h = hw // W
-            w = hw % W
+            rows, rmask, h, w = _positions(pid_p, sub, M, H, W, N_TH, N_TW, branch == 3, BLOCK_P, TW, SUBTILES)
             m2d = rmask[:, None] & cmask[None, :]
             if branch == 0:
                 acc = tl.load(x_ptr + rows[:, None] * C + ch[None, :], mask=m2d, other=0.).to(tl.float32)
@@ -172,31 +198,42 @@ if AVAILABLE:
             tl.store(psum_ptr + pid_p * C + ch, mean_acc * n_acc, mask=cmask)
             tl.store(pm2_ptr + pid_p * C + ch, m2_acc, mask=cmask)
 
-    @triton.jit(do_not_specialize=['M', 'C', 'T'])
-    def _stats_merge_kernel(psum_ptr, pm2_ptr, center_ptr, rscale_ptr, mean_ptr, var_ptr, M, C, T,
-                            BLOCK_P: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-        """Chan's merge of the T per-tile (sum, M2) pairs (tile i has min(BLOCK_P, M - i*BLOCK_P) rows),
-        BLOCK_T tiles at a time."""
+    @triton.jit(do_not_specialize=['M', 'C', 'T', 'H', 'W', 'N_TH', 'N_TW', 'H_START'])
+    def _stats_merge_kernel(psum_ptr, pm2_ptr, center_ptr, rscale_ptr, mean_ptr, var_ptr, M, C, T, H, W, N_TH, N_TW,
+                            H_START, BLOCK_P: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+                            BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+        """Chan's merge of the T per-tile (sum, M2) pairs, BLOCK_T tiles at a time. Tile i holds
+        min(BLOCK_P, M - i*BLOCK_P) rows (0 past the map) for channels before H_START; for the KBx1 band's
+        channels (from H_START) it is the 2-D tile (n, th, tw) of TH x TW positions, cut at the image's edges."""
         ch = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
         cmask = ch < C
+        is_2d = ch >= H_START
+        per_image = N_TH * N_TW
         mean = tl.zeros((BLOCK_C,), dtype=tl.float32)
         m2 = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        n_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)  # rows merged so far
         for t0 in range(0, T, BLOCK_T):
             ti = t0 + tl.arange(0, BLOCK_T)
             tmask = ti < T
-            nb = tl.where(tmask, tl.minimum(M - ti * BLOCK_P, BLOCK_P), 0).to(tl.float32)
+            n1 = tl.minimum(tl.maximum(M - ti * BLOCK_P, 0), BLOCK_P)
+            img = ti // per_image
+            hh = tl.minimum(tl.maximum(H - ((ti % per_image) // N_TW) * TH, 0), TH)
+            ww = tl.minimum(tl.maximum(W - (ti % N_TW) * TW, 0), TW)
+            n2 = tl.where(img * H * W < M, hh * ww, 0)
             m2d = tmask[:, None] & cmask[None, :]
+            nb = tl.where(m2d, tl.where(is_2d[None, :], n2[:, None], n1[:, None]), 0).to(tl.float32)
             s = tl.load(psum_ptr + ti[:, None] * C + ch[None, :], mask=m2d, other=0.)
             q = tl.load(pm2_ptr + ti[:, None] * C + ch[None, :], mask=m2d, other=0.)
             n_blk = tl.sum(nb, axis=0)
-            mean_blk = tl.sum(s, axis=0) / n_blk
-            dev = tl.where(m2d, s / tl.where(tmask, nb, 1.)[:, None] - mean_blk[None, :], 0.)
-            m2_blk = tl.sum(q, axis=0) + tl.sum(nb[:, None] * dev * dev, axis=0)
-            n_acc = tl.minimum(t0 * BLOCK_P, M).to(tl.float32)  # rows merged so far
+            mean_blk = tl.sum(s, axis=0) / tl.maximum(n_blk, 1.)
+            dev = tl.where(nb > 0, s / tl.maximum(nb, 1.) - mean_blk[None, :], 0.)
+            m2_blk = tl.sum(q, axis=0) + tl.sum(nb * dev * dev, axis=0)
             n_new = n_acc + n_blk
             delta = mean_blk - mean
-            mean = mean + delta * (n_blk / n_new)
-            m2 = m2 + m2_blk + delta * delta * (n_acc * n_blk / n_new)
+            ratio = n_blk / tl.maximum(n_new, 1.)
+            mean = mean + delta * ratio
+            m2 = m2 + m2_blk + delta * delta * n_acc * ratio
+            n_acc = n_new
         centre = tl.load(center_ptr + ch, mask=cmask, other=0.).to(tl.float32)
         rs = tl.load(rscale_ptr + ch, mask=cmask, other=1.).to(tl.float32)
         tl.store(mean_ptr + ch, mean / rs + centre, mask=cmask)
@@ -239,20 +276,16 @@ if AVAILABLE:
                          mask=cmask)
         return dx, tl.sum(g_own, axis=0)
 
-    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID_A', 'G_A', 'ID_BLOCKS', 'G_BLOCKS'])
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID_A', 'G_A', 'ID_BLOCKS', 'G_BLOCKS', 'N_TH', 'N_TW'])
     def _inception_dw_bwd_kernel(x_ptr, t_ptr, dt_ptr, a_ptr, k1_ptr, k0_ptr, w_sq_ptr, w_w_ptr, w_h_ptr, dx_ptr,
                                  dwp_sq_ptr, dwp_w_ptr, dwp_h_ptr, dbp_ptr, M, H, W, CID_A, G_A, ID_BLOCKS, G_BLOCKS,
-                                 KS: tl.constexpr, KB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                                 ALIGN: tl.constexpr):
+                                 N_TH, N_TW, KS: tl.constexpr, KB: tl.constexpr, BLOCK_P: tl.constexpr,
+                                 BLOCK_C: tl.constexpr, ALIGN: tl.constexpr, TW: tl.constexpr):
         C = (CID_A + 3 * G_A) * ALIGN
         G = G_A * ALIGN
         pid_c, pid_p = _tile(tl.program_id(0), ID_BLOCKS + 3 * G_BLOCKS)
-        rows = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-        rmask = rows < M
-        hw = rows % (H * W)
-        h = hw // W
-        w = hw % W
         branch, local, cmask, ch = _channels(pid_c, CID_A, G_A, ID_BLOCKS, G_BLOCKS, BLOCK_C, ALIGN)
+        rows, rmask, h, w = _positions(pid_p, 0, M, H, W, N_TH, N_TW, branch == 3, BLOCK_P, TW, 1)
         a = tl.load(a_ptr + ch, mask=cmask, other=0.)
         k1 = tl.load(k1_ptr + ch, mask=cmask, other=0.)
         k0 = tl.load(k0_ptr + ch, mask=cmask, other=0.)
@@ -289,6 +322,12 @@ if AVAILABLE:
         align = _align(cid, g, block_c)
         return m, cid, block_p, block_c, align, triton.cdiv(cid, block_c), triton.cdiv(g, block_c)
 
+    def _band_tiles(x, rows_per_tile: int):
+        """(tiles per image down, across, all) of the KBx1 band's 2-D tiles of rows_per_tile x BAND_TW."""
+        n, _, hgt, wid = x.shape
+        n_th, n_tw = triton.cdiv(hgt, rows_per_tile), triton.cdiv(wid, BAND_TW)
+        return n_th, n_tw, n * n_th * n_tw
+
     @triton_op('inceptionnext::inception_dw', mutates_args=())
     def inception_dw(x: torch.Tensor, w_sq: torch.Tensor, b_sq: torch.Tensor, w_w: torch.Tensor,
                      b_w: torch.Tensor, w_h: torch.Tensor, b_h: torch.Tensor, center: torch.Tensor,
@@ -297,7 +336,9 @@ if AVAILABLE:
         """((t - center) * rscale in ``out_dtype``, channels-last; mean; biased var) -- see the module docstring."""
         n, c, hgt, wid, g, ks, kb = _check(x, w_sq, w_w, w_h)
         m, cid, block_p, block_c, align, id_blocks, g_blocks = _geometry(x, g, FWD_TILE)
-        tiles = triton.cdiv(m, block_p * FWD_SUBTILES)
+        band_th = FWD_SUBTILES * (block_p // BAND_TW)
+        n_th, n_tw, band_tiles = _band_tiles(x, band_th)
+        tiles = max(triton.cdiv(m, block_p * FWD_SUBTILES), band_tiles)  # (programs past a tiling's end: empty)
         t = torch.empty((n, c, hgt, wid), device=x.device, dtype=out_dtype, memory_format=torch.channels_last)
         mean = torch.zeros(c, device=x.device, dtype=torch.float32)
         var = torch.zeros(c, device=x.device, dtype=torch.float32)
@@ -306,12 +347,12 @@ if AVAILABLE:
         with device_guard(x.device):
             wrap_triton(_inception_dw_fwd_kernel)[((id_blocks + 3 * g_blocks) * tiles,)](
                 x, t, center, rscale, w_sq, b_sq, w_w, b_w, w_h, b_h, psum, pm2, m, hgt, wid, cid // align, g // align,
-                id_blocks, g_blocks, KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c,
-                SUBTILES=FWD_SUBTILES, ALIGN=align, num_warps=FWD_WARPS)
+                id_blocks, g_blocks, n_th, n_tw, KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c,
+                SUBTILES=FWD_SUBTILES, ALIGN=align, TW=BAND_TW, num_warps=FWD_WARPS)
             if stats:
                 wrap_triton(_stats_merge_kernel)[(triton.cdiv(c, 16),)](
-                    psum, pm2, center, rscale, mean, var, m, c, tiles, BLOCK_P=block_p * FWD_SUBTILES, BLOCK_T=128,
-                    BLOCK_C=16, num_warps=4)
+                    psum, pm2, center, rscale, mean, var, m, c, tiles, hgt, wid, n_th, n_tw, cid + 2 * g,
+                    BLOCK_P=block_p * FWD_SUBTILES, TH=band_th, TW=BAND_TW, BLOCK_T=128, BLOCK_C=16, num_warps=4)
         return t, mean, var
 
     @triton_op('inceptionnext::inception_dw_backward', mutates_args=())
@@ -322,7 +363,8 @@ if AVAILABLE:
         """(dx, dw_sq, db_sq, dw_w, db_w, dw_h, db_h) for ``g = a * dt + k1 * t + k0`` (per channel a, k1, k0)."""
         n, c, hgt, wid, g, ks, kb = _check(x, w_sq, w_w, w_h)
         m, cid, block_p, block_c, align, id_blocks, g_blocks = _geometry(x, g, BWD_TILE)
-        tiles = triton.cdiv(m, block_p)
+        n_th, n_tw, band_tiles = _band_tiles(x, block_p // BAND_TW)
+        tiles = max(triton.cdiv(m, block_p), band_tiles)
         dt = dt.contiguous(memory_format=torch.channels_last)
         dx = torch.empty_like(x, memory_format=torch.channels_last)
         kw = dict(device=x.device, dtype=torch.float32)
@@ -331,8 +373,8 @@ if AVAILABLE:
         with device_guard(x.device):
             wrap_triton(_inception_dw_bwd_kernel)[((id_blocks + 3 * g_blocks) * tiles,)](
                 x, t, dt, a, k1, k0, w_sq, w_w, w_h, dx, dwp_sq, dwp_w, dwp_h, dbp, m, hgt, wid, cid // align,
-                g // align, id_blocks, g_blocks, KS=ks, KB=kb, BLOCK_P=block_p, BLOCK_C=block_c, ALIGN=align,
-                num_warps=BWD_WARPS)
+                g // align, id_blocks, g_blocks, n_th, n_tw, KS=ks, KB=kb, BLOCK_P=block_p, BLOCK_C=block_c,
+                ALIGN=align, TW=BAND_TW, num_warps=BWD_WARPS)
         return (dx, dwp_sq.sum(0).t().reshape(g, 1, ks, ks).to(w_sq.dtype), dbp[:, 0].sum(0).to(w_sq.dtype),
                 dwp_w.sum(0).t().reshape(g, 1, 1, kb).to(w_w.dtype), dbp[:, 1].sum(0).to(w_w.dtype),
                 dwp_h.sum(0).t().reshape(g, 1, kb, 1).to(w_h.dtype), dbp[:, 2].sum(0).to(w_h.dtype))
@@ -379,8 +421,8 @@ def kernel_specs(c: int, g: int, ks: int, kb: int, x_dtype: torch.dtype, out_dty
     specs = []
 
     def sig(fn, types):
-        signature = {n: types.get(n, 'i32') if not n.isupper() or n in ('M', 'H', 'W', 'C', 'T') or n.endswith('_A')
-                     or n.endswith('_BLOCKS') else 'constexpr' for n in fn.arg_names}
+        signature = {n: types.get(n, 'i32') if not n.isupper() or n in ('M', 'H', 'W', 'C', 'T', 'N_TH', 'N_TW', 'H_START')
+                     or n.endswith('_A') or n.endswith('_BLOCKS') else 'constexpr' for n in fn.arg_names}
         attrs = {(i,): [['tt.divisibility', 16]] for i, n in enumerate(fn.arg_names) if signature[n].startswith('*')}
         return signature, attrs
 
@@ -393,12 +435,12 @@ def kernel_specs(c: int, g: int, ks: int, kb: int, x_dtype: torch.dtype, out_dty
         signature, attrs = sig(fn, types)
         specs.append((f'forward{"+stats" if stats else ""}', fn, signature,
                       dict(KS=ks, KB=kb, STATS=stats, BLOCK_P=block_p, BLOCK_C=block_c, SUBTILES=FWD_SUBTILES,
-                           ALIGN=_align(cid, g, block_c)), attrs, dict(num_warps=FWD_WARPS)))
+                           ALIGN=_align(cid, g, block_c), TW=BAND_TW), attrs, dict(num_warps=FWD_WARPS)))
     fn = _stats_merge_kernel
     signature, attrs = sig(fn, {n: '*fp32' for n in fn.arg_names if n.endswith('_ptr')})
     block_p, _ = _blocks(g, FWD_TILE)
-    specs.append(('stats-merge', fn, signature, dict(BLOCK_P=block_p * FWD_SUBTILES, BLOCK_T=128, BLOCK_C=16), attrs,
-                  dict(num_warps=4)))
+    specs.append(('stats-merge', fn, signature, dict(BLOCK_P=block_p * FWD_SUBTILES, TH=FWD_SUBTILES * (block_p // BAND_TW),
+                                                     TW=BAND_TW, BLOCK_T=128, BLOCK_C=16), attrs, dict(num_warps=4)))
     fn = _inception_dw_bwd_kernel
     block_p, block_c = _blocks(g, BWD_TILE)
     types = {n: '*fp32' for n in fn.arg_names if n.endswith('_ptr')}
@@ -406,7 +448,7 @@ def kernel_specs(c: int, g: int, ks: int, kb: int, x_dtype: torch.dtype, out_dty
                  w_w_ptr=f'*{wt}', w_h_ptr=f'*{wt}')
     signature, attrs = sig(fn, types)
     specs.append(('backward', fn, signature, dict(KS=ks, KB=kb, BLOCK_P=block_p, BLOCK_C=block_c,
-                                                  ALIGN=_align(cid, g, block_c)), attrs,
+                                                  ALIGN=_align(cid, g, block_c), TW=BAND_TW), attrs,
                   dict(num_warps=BWD_WARPS)))
     return specs
 
