@@ -59,11 +59,13 @@ def scores(cm: np.ndarray) -> dict:
                 aAcc=float(tp.sum() / cm.sum()))
 
 
-def _test_dataset(cfg):
+def lazy_test_dataset(cfg):
+    """The config's test data set, built without reading its folders (``lazy_init``): its ``metainfo`` (classes,
+    as the config or the class gives them) and ``ignore_index``; ``from_png_folder`` loads the rest."""
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    return DATASETS.build(cfg.test_dataloader.dataset)
+    return DATASETS.build({**cfg.test_dataloader.dataset, 'lazy_init': True})
 
 
 def from_pickle(path: str):
@@ -84,13 +86,14 @@ def from_pickle(path: str):
                s['pred_sem_seg']['data'].squeeze().numpy())
 
 
-def from_png_folder(folder: str, cfg):
-    """(name, gt, pred) per image of the config's test set, its prediction read from ``folder/<stem>.png``."""
+def from_png_folder(folder: str, dataset):
+    """(name, gt, pred) per image of the test set (``lazy_test_dataset``), its prediction read from
+    ``folder/<stem>.png``."""
     from PIL import Image
     files = {osp.splitext(f)[0]: f for f in os.listdir(folder) if f.endswith('.png')}
     if not files:
         raise UserInputError(f'{folder}: no .png predictions (mmseg tools/test.py --out {folder} writes them)')
-    dataset = _test_dataset(cfg)
+    dataset.full_init()
     shift = 1 if dataset.reduce_zero_label else 0  # IoUMetric wrote label + 1 for such sets
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)

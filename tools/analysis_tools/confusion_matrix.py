@@ -14,7 +14,8 @@ import argparse
 import os
 import os.path as osp
 
-from backbones.analysis.confusion import confusion, from_pickle, from_png_folder, plot, scores, write_csv
+from backbones.analysis.confusion import (confusion, from_pickle, from_png_folder, lazy_test_dataset, plot, scores,
+                                         write_csv)
 from backbones.utils.cli import add_cfg_options, run_cli
 from backbones.utils.config import load_config
 from backbones.utils.errors import UserInputError
@@ -32,22 +33,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     path = osp.expanduser(args.prediction_path)
-    if osp.isdir(path):
-        pairs = from_png_folder(path, cfg)
-    elif osp.isfile(path):
-        pairs = from_pickle(path)
-    else:
+    if not osp.exists(path):
         raise UserInputError(f'{args.prediction_path}: no such file or folder')
-    from mmseg.registry import DATASETS
-    from mmengine.registry import init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    ds_cfg = cfg.test_dataloader.dataset
-    meta = DATASETS.get(ds_cfg['type']).METAINFO if isinstance(ds_cfg.get('type'), str) else {}
-    classes = tuple((ds_cfg.get('metainfo') or {}).get('classes') or meta.get('classes') or ())
+    dataset = lazy_test_dataset(cfg)
+    classes = tuple(dataset.metainfo.get('classes') or ())
     if not classes:
         raise UserInputError(f'{args.config}: test_dataloader.dataset has no classes (metainfo.classes)')
-    ignore = ds_cfg.get('ignore_index', 255)
-    cm = confusion(pairs, len(classes), ignore)
+    pairs = from_png_folder(path, dataset) if osp.isdir(path) else from_pickle(path)
+    cm = confusion(pairs, len(classes), dataset.ignore_index)
     os.makedirs(args.save_dir, exist_ok=True)
     png, csv = osp.join(args.save_dir, 'confusion_matrix.png'), osp.join(args.save_dir, 'confusion_matrix.csv')
     plot(cm, classes, png, args.title, args.color_theme)

@@ -1,6 +1,6 @@
 """``SyntheticADEDataset``: the generated ADE20K-layout set (``write_ade``) as an mmseg data set that carries its
-class names and palette (``METAINFO``), as ``ADE20KDataset`` does for ADE's 150: mmseg's tools that read them off
-the class (``analysis_tools/confusion_matrix.py``, ``misc/browse_dataset.py``) work on it. Registered in the
+class names and palette (``METAINFO``), as ``ADE20KDataset`` does for ADE's 150: tools that read them off the class
+(mmseg's ``misc/browse_dataset.py``, our ``analysis_tools/confusion_matrix.py``) work on it. Registered in the
 ``backbones`` scope (configs: ``type='backbones.SyntheticADEDataset'``); imports mmseg, so the registry imports
 this module on first use only."""
 from mmseg.datasets import BaseSegDataset
