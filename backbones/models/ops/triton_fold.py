@@ -61,6 +61,16 @@ if AVAILABLE:
             shift = shift + tl.load(bnb_ptr + k, mask=kmask, other=0.).to(tl.float32)
         return inv, tl.where(kmask, scale, 0.), tl.where(kmask, shift, 0.), cm
 
+    @triton.jit
+    def _w1_columns(mean_ptr, var_ptr, center_ptr, rscale_ptr, bnw_ptr, bnb_ptr, rows, rmask, k, C, eps,
+                    HAS_BNW: tl.constexpr, HAS_BNB: tl.constexpr):
+        """For columns ``k`` (input channels) of fc1's rows ``rows``: (column mask, w1f / w1 = scale / rscale,
+        rscale, shift, 2-D mask, offsets into the (HID, C) weight)."""
+        kmask = k < C
+        _, scale, shift, _ = _affine(mean_ptr, var_ptr, center_ptr, bnw_ptr, bnb_ptr, k, kmask, eps, HAS_BNW, HAS_BNB)
+        rs = tl.load(rscale_ptr + k, mask=kmask, other=1.).to(tl.float32)
+        return kmask, scale / rs, rs, shift, rmask[:, None] & kmask[None, :], rows[:, None] * C + k[None, :]
+
     @triton.jit(do_not_specialize=['P1', 'eps'])
     def _fold_fwd_kernel(mean_ptr, var_ptr, center_ptr, rscale_ptr, bnw_ptr, bnb_ptr, w1_ptr, b1_ptr, gamma_ptr, w2_ptr, b2_ptr,
                          w1f_ptr, b1f_ptr, w2f_ptr, b2f_ptr, C, HID, P1, eps,
@@ -74,15 +84,10 @@ if AVAILABLE:
             rmask = rows < HID
             acc = tl.zeros((BLOCK_R,), dtype=tl.float32)
             for k0 in range(0, C, BLOCK_K):
-                k = k0 + kk
-                kmask = k < C
-                _, scale, shift, _ = _affine(mean_ptr, var_ptr, center_ptr, bnw_ptr, bnb_ptr, k, kmask, eps,
-                                             HAS_BNW, HAS_BNB)
-                rs = tl.load(rscale_ptr + k, mask=kmask, other=1.).to(tl.float32)
-                m = rmask[:, None] & kmask[None, :]
-                off = rows[:, None] * C + k[None, :]
+                _, f, _, shift, m, off = _w1_columns(mean_ptr, var_ptr, center_ptr, rscale_ptr, bnw_ptr, bnb_ptr,
+                                                     rows, rmask, k0 + kk, C, eps, HAS_BNW, HAS_BNB)
                 w = tl.load(w1_ptr + off, mask=m, other=0.).to(tl.float32)
-                tl.store(w1f_ptr + off, (w * (scale / rs)[None, :]).to(w1f_ptr.dtype.element_ty), mask=m)
+                tl.store(w1f_ptr + off, (w * f[None, :]).to(w1f_ptr.dtype.element_ty), mask=m)
                 acc += tl.sum(w * shift[None, :], axis=1)
             b = tl.load(b1_ptr + rows, mask=rmask, other=0.).to(tl.float32)
             tl.store(b1f_ptr + rows, (b + acc).to(b1f_ptr.dtype.element_ty), mask=rmask)
@@ -116,15 +121,11 @@ if AVAILABLE:
             db1f = tl.load(db1f_ptr + rows, mask=rmask, other=0.).to(tl.float32)
             for k0 in range(0, C, BLOCK_K):
                 k = k0 + kk
-                kmask = k < C
-                _, scale, shift, _ = _affine(mean_ptr, var_ptr, center_ptr, bnw_ptr, bnb_ptr, k, kmask, eps,
-                                             HAS_BNW, HAS_BNB)
-                rs = tl.load(rscale_ptr + k, mask=kmask, other=1.).to(tl.float32)
-                m = rmask[:, None] & kmask[None, :]
-                off = rows[:, None] * C + k[None, :]
+                kmask, f, rs, shift, m, off = _w1_columns(mean_ptr, var_ptr, center_ptr, rscale_ptr, bnw_ptr,
+                                                          bnb_ptr, rows, rmask, k, C, eps, HAS_BNW, HAS_BNB)
                 g = tl.load(dw1f_ptr + off, mask=m, other=0.).to(tl.float32)
                 w = tl.load(w1_ptr + off, mask=m, other=0.).to(tl.float32)
-                tl.store(dw1_ptr + off, g * (scale / rs)[None, :] + db1f[:, None] * shift[None, :], mask=m)
+                tl.store(dw1_ptr + off, g * f[None, :] + db1f[:, None] * shift[None, :], mask=m)
                 tl.store(dscale_p_ptr + pid * C + k, tl.sum(g * w, axis=0) / rs, mask=kmask)
                 tl.store(dshift_p_ptr + pid * C + k, tl.sum(db1f[:, None] * w, axis=0), mask=kmask)
         else:
