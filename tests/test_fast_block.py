@@ -446,23 +446,29 @@ def _fake_kernels(kind):
                            reference=triton_dwconv.reference, calls=calls, fold=fold)
 
 
-@pytest.mark.parametrize('kind', ['exact', 'raises', 'wrong', 'late'])
-def test_triton_self_test_and_fallback(kind, monkeypatch, fast_calls):
-    """The first use runs the op against torch's computation; a compile / launch error or a mismatch gives the
-    plain block (same results) with ONE warning; 'exact' (the control) takes the kernel path."""
+def _run_on_fake_kernels(monkeypatch, fake, batch: int):
+    """Three training steps of T's stage-0 pair (plain, fast) on CPU with ``fake`` as the Triton module, fresh
+    self-test and warning tables: (mismatches, RuntimeWarning messages)."""
     import warnings
     monkeypatch.setattr(fast_block, 'TRITON_DEVICES', {'cpu'})
     monkeypatch.setattr(fast_block, 'SELF_TESTS', {})
     monkeypatch.setattr(fast_block, '_WARNED', set())
-    fake = _fake_kernels(kind)
+    monkeypatch.setattr(fast_block, '_FOLD_FAILED', set())
     monkeypatch.setattr(fast_block, '_triton', lambda: fake)
     dim, mixer = CASES['tiny']
     plain, fast = _pair(_stage(dim, mixer))
-    x = torch.randn(3, dim, 5, 7)
+    x = torch.randn(batch, dim, 5, 7)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         bad = _mismatches(_steps(plain, x), _steps(fast, x))
-    warned = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    return bad, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize('kind', ['exact', 'raises', 'wrong', 'late'])
+def test_triton_self_test_and_fallback(kind, monkeypatch, fast_calls):
+    """The first use runs the op against torch's computation; a compile / launch error or a mismatch gives the
+    plain block (same results) with ONE warning; 'exact' (the control) takes the kernel path."""
+    bad, warned = _run_on_fake_kernels(monkeypatch, _fake_kernels(kind), batch=3)  # ('late' fails for 3)
     assert not bad, bad
     assert len(fast_block.SELF_TESTS) == 1  # once per configuration (both blocks share it), not per call
     if kind == 'exact':
@@ -476,29 +482,17 @@ def test_triton_self_test_and_fallback(kind, monkeypatch, fast_calls):
 def test_fold_kernel_failure_falls_back_to_torch_fold(monkeypatch, fast_calls):
     """The fold kernel passing its self-test but failing later (a launch error on another size): the blocks keep
     the Triton mixer and fold in torch ops, with ONE warning; results as the plain block's."""
-    import warnings
-    monkeypatch.setattr(fast_block, 'TRITON_DEVICES', {'cpu'})
-    monkeypatch.setattr(fast_block, 'SELF_TESTS', {})
-    monkeypatch.setattr(fast_block, '_WARNED', set())
-    monkeypatch.setattr(fast_block, '_FOLD_FAILED', set())
     fake = _fake_kernels('exact')
     used = []
 
     def fold_mlp(*args):
         used.append(1)
-        if len(used) > 2:  # the self-test's two calls (kernel, then reference is torch's) pass
+        if len(used) > 2:  # the self-test's call and the first block's pass; the second block's fails
             raise RuntimeError('CUDA error: an illegal memory access (fold)')
         return fake.fold.reference(*args)
 
     fake.fold.fold_mlp = fold_mlp
-    monkeypatch.setattr(fast_block, '_triton', lambda: fake)
-    dim, mixer = CASES['tiny']
-    plain, fast = _pair(_stage(dim, mixer))
-    x = torch.randn(2, dim, 5, 7)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        bad = _mismatches(_steps(plain, x), _steps(fast, x))
-    warned = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    bad, warned = _run_on_fake_kernels(monkeypatch, fake, batch=2)
     assert not bad, bad
     assert len(warned) == 1 and 'fold kernel failed' in warned[0] and 'illegal memory' in warned[0], warned
     assert fast_calls == ['triton'] * 6 and len(used) == 3  # after the failure the kernel is not tried again
