@@ -177,3 +177,95 @@ def test_synthetic_imagenet_cli(tmp_path):
     assert len(os.listdir(tmp_path / 'd' / 'val' / wnid(2))) == 1
     assert (tmp_path / 'd' / 'meta' / 'train.txt').read_text().split('\n')[0] == f'{wnid(0)}/{wnid(0)}_0.JPEG 0'
     assert CLASSES[:3] == ('rectangle', 'disc', 'triangle')
+
+
+# ---- RandAugment over the whole range its magnitudes reach ------------------------------------------------
+
+def test_posterize_at_every_level_timm_draws():
+    """timm's posterize levels keep 8..0 bits; 0 (magnitude 10) is an all-zero image, 1-7 Pillow's."""
+    from PIL import Image, ImageOps
+
+    from train_cls.transforms import posterize_keep_bits
+    img = Image.effect_noise((16, 12), 60).convert('RGB')
+    assert posterize_keep_bits(img, 8) is img
+    for bits in range(1, 8):
+        assert posterize_keep_bits(img, bits).tobytes() == ImageOps.posterize(img, bits).tobytes()
+    black = posterize_keep_bits(img, 0)
+    assert black.mode == 'RGB' and black.size == img.size and not any(black.tobytes())
+
+
+def test_randaugment_posterize_at_magnitude_10():
+    """The op a config's RandAugment holds, at magnitude 10 (every draw): the black image, not an error."""
+    from train_cls import TimmTransform
+    from train_cls.transforms import _augment_ops
+    from PIL import Image
+    t = TimmTransform(input_size=32, is_training=True, auto_augment='rand-m10-inc1')
+    ops = [op for x in t.transform.transforms for op in _augment_ops(x) if op.name == 'PosterizeIncreasing']
+    assert len(ops) == 1
+    ops[0].prob = 1.0
+    out = ops[0](Image.new('RGB', (20, 10), (200, 100, 50)))
+    assert not any(out.tobytes())
+
+
+def _in1k_train_pipelines():
+    from mmengine.config import Config
+    cfgs = sorted(p for p in os.listdir(os.path.join(REPO, 'configs'))
+                  if p.startswith('inceptionnext-') and ('_in1k.py' in p or '_in1k-' in p))
+    assert len(cfgs) == 5, cfgs
+    return [(c, Config.fromfile(os.path.join(REPO, 'configs', c)).train_dataloader.dataset.pipeline)
+            for c in cfgs]
+
+
+@pytest.mark.slow  # 8000 samples of each shipped recipe's pipeline: ~25 s
+def test_every_in1k_training_pipeline_survives_8000_samples(tmp_path, monkeypatch):
+    """Every shipped in1k recipe's training pipeline, its steps as configured (only the output side is
+    32 px: the ops drawn and their magnitudes do not depend on it), over 8000 seeded samples. The count of
+    0-bit posterize calls shows the draw reached the case that stopped Pillow 13 (magnitude 10: reachable
+    with ``mstd0.5``; atto's ``mstd101`` draws uniformly up to 5 and never meets it)."""
+    import random
+
+    import numpy as np
+    from mmengine.dataset import Compose
+    from PIL import Image
+
+    import train_cls.transforms as tr
+    from train_cls.registry import TRANSFORMS
+    zero_bits, guarded = [], tr.posterize_keep_bits
+
+    def counting(img, bits_to_keep, **kw):
+        if bits_to_keep <= 0:
+            zero_bits.append(1)
+        return guarded(img, bits_to_keep, **kw)
+
+    monkeypatch.setattr(tr, 'posterize_keep_bits', counting)
+    path = str(tmp_path / 'x.jpg')
+    Image.effect_noise((64, 48), 50).convert('RGB').save(path)
+    for name, steps in _in1k_train_pipelines():
+        steps = [dict(s, input_size=32) if s['type'] == 'TimmTransform' else s for s in steps]
+        pipe = Compose([TRANSFORMS.build(s) for s in steps])
+        random.seed(0), np.random.seed(0), torch.manual_seed(0)
+        before = len(zero_bits)
+        for _ in range(8000):
+            out = pipe(dict(img_path=path, gt_label=0))
+            assert out['inputs'].shape == (3, 32, 32), name
+        if 'mstd0.5' in str(steps):
+            assert len(zero_bits) > before, f'{name}: 8000 samples never drew a 0-bit posterize'
+
+
+def test_a_failing_transform_names_itself_and_the_file(root):
+    """A step that raises on one sample: one line naming the step, the file and where it raised."""
+    from train_cls import TransformFailedError
+    from train_cls.registry import TRANSFORMS
+
+    @TRANSFORMS.register_module(force=True)
+    class _RaisesOnce:
+        def __call__(self, results):
+            raise ValueError('bits must be between or equal to 1 and 8\nsecond line')
+
+    ds = ImageNet(data_root=str(root), data_prefix=dict(img_path='train'),
+                  pipeline=[dict(type='LoadImagePIL'), dict(type='_RaisesOnce')])
+    with pytest.raises(TransformFailedError) as e:
+        ds[0]
+    msg = str(e.value)
+    assert msg == (f'_RaisesOnce failed on {ds.get_data_info(0)["img_path"]}: ValueError: bits must be between '
+                   'or equal to 1 and 8 (raised in test_cls_data.py:__call__)')

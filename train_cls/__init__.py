@@ -7,11 +7,11 @@ Everything is registered in the ``train_cls`` scope (``train_cls.registry``): th
 ``configs/inceptionnext-{atto,t,s,b}_*_in1k.py`` and ``configs/inceptionnext-b_8xb32-30e_in1k-384px.py``.
 """
 from . import registry  # noqa: F401  (first: the other modules register into it)
-from .datasets import DatasetError, ImageNet, UnreadableImageError, UnreadableImageWarning
+from .datasets import DatasetError, ImageNet, TransformFailedError, UnreadableImageError, UnreadableImageWarning
 from .metrics import Accuracy
 from .model import ClsDataPreprocessor, InceptionNeXtClassifier, load_classifier_weights
 from .transforms import LoadImagePIL, PackClsInputs, TimmTransform
 
-__all__ = ['ImageNet', 'DatasetError', 'UnreadableImageError', 'UnreadableImageWarning', 'Accuracy',
+__all__ = ['ImageNet', 'DatasetError', 'TransformFailedError', 'UnreadableImageError', 'UnreadableImageWarning', 'Accuracy',
            'ClsDataPreprocessor', 'InceptionNeXtClassifier', 'load_classifier_weights',
            'LoadImagePIL', 'PackClsInputs', 'TimmTransform']

@@ -36,6 +36,21 @@ class UnreadableImageWarning(UserWarning):
     pass
 
 
+class TransformFailedError(DatasetError):
+    """A pipeline step raised on one sample: the message names the step, the file and where it raised."""
+
+
+def _raised_where(exc: BaseException) -> str:
+    """``file.py:function`` of the innermost frame of ``exc``'s traceback."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return '?'
+    code = tb.tb_frame.f_code
+    return f'{osp.basename(code.co_filename)}:{code.co_name}'
+
+
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS)
 
@@ -184,7 +199,7 @@ class ImageNet(BaseDataset):
         training image, an error naming the file in test mode."""
         info = self.get_data_info(idx)
         try:
-            return self.pipeline(info)
+            return self._run_pipeline(info)
         except UnreadableImageError as e:
             if self.test_mode:
                 raise UnreadableImageError(f'{e} -- in the {self.split_name} split, where every image counts: '
@@ -194,3 +209,21 @@ class ImageNet(BaseDataset):
             warnings.warn(msg, UnreadableImageWarning)
             print_log(msg, logger='current', level=30)
             return None
+
+    def _run_pipeline(self, results: dict):
+        """The pipeline step by step; a step that raises (other than an unreadable image or an error that
+        already names its input) is one ``TransformFailedError`` naming the step and the file."""
+        path = results.get('img_path')
+        for t in self.pipeline.transforms:
+            try:
+                results = t(results)
+            except (UnreadableImageError, DatasetError):
+                raise
+            except Exception as e:
+                name = type(t).__name__
+                msg = str(e).splitlines()[0] if str(e) else ''
+                raise TransformFailedError(f'{name} failed on {path}: {type(e).__name__}: {msg} (raised in '
+                                           f'{_raised_where(e)})') from e
+            if results is None:
+                return None
+        return results

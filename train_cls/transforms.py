@@ -5,11 +5,15 @@ training script runs): RandomResizedCrop + flip + RandAugment (train) or resize 
 (eval) on the PIL image, ending in a uint8 CHW tensor. Normalisation, random erasing and
 mixup/cutmix run batch-wise in ``ClsDataPreprocessor`` (on the GPU when there is one), in that order,
 as timm's prefetcher does.
+
+timm's posterize ops keep ``4 - int(m * 0.4)`` bits, 0 at magnitude 10 (reachable with ``mstd`` > 0): "keep no
+bit", a black image. Pillow >= 13 refuses 0 bits, so ``TimmTransform`` gives those ops a posterize that
+returns the black image for 0 bits and calls Pillow for 1-7 (``guard_posterize``).
 """
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from backbones.utils.errors import BadValueError
 
@@ -34,6 +38,43 @@ class LoadImagePIL:
             raise UnreadableImageError(f'cannot read image {path}: {type(e).__name__}: {e}') from None
         results['img'] = img
         return results
+
+
+def posterize_keep_bits(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize op over the whole range its levels give: 8 bits or more keep the image, 1-7 go to
+    Pillow, 0 (magnitude 10 of ``PosterizeIncreasing`` / ``Posterize``) keeps no bit: an all-zero image."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _augment_ops(t) -> list:
+    """timm's ``AugmentOp`` objects inside an auto-augment transform (RandAugment / AugMix ``ops``,
+    AutoAugment ``policy``, a list of sub-policies)."""
+    found = []
+    stack = [getattr(t, 'ops', None), getattr(t, 'policy', None)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif item is not None and hasattr(item, 'aug_fn') and hasattr(item, 'level_fn'):
+            found.append(item)
+    return found
+
+
+def guard_posterize(transform) -> int:
+    """Points every timm posterize op in ``transform`` (a ``Compose`` from ``create_transform``) at
+    ``posterize_keep_bits``; returns how many ops it changed."""
+    from timm.data import auto_augment
+    n = 0
+    for t in getattr(transform, 'transforms', [transform]):
+        for op in _augment_ops(t):
+            if op.aug_fn is auto_augment.posterize:
+                op.aug_fn = posterize_keep_bits
+                n += 1
+    return n
 
 
 @TRANSFORMS.register_module()
@@ -65,6 +106,7 @@ class TimmTransform:
             input_size=tuple(input_size) if isinstance(input_size, (list, tuple)) else input_size,
             is_training=is_training, crop_pct=crop_pct, interpolation=interpolation, mean=tuple(mean),
             use_prefetcher=True, **kwargs)
+        guard_posterize(self.transform)
 
     def __call__(self, results: dict) -> dict:
         out = self.transform(results['img'])
