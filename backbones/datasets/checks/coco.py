@@ -1,52 +1,15 @@
-"""Checks of COCO-layout annotation files that turn bad data into errors naming the problem.
+"""Checks of COCO-layout annotation files: what mmdet's ``CocoDataset`` would drop without a word, or fail on
+in a dataloader worker or at the first evaluation, becomes one error naming the file and the entries; what
+mmdet handles in a documented way (empty images, clipped boxes, crowd objects, unusable polygons) is counted
+in the log. One function per rule; the rules and their reasons: docs/data_checks.md.
 
-mmdet's ``CocoDataset`` drops what it cannot use without a word: annotations whose box lies outside
-the image, whose ``category_id`` is not among the dataset's classes (also ids missing from the file's own
-``categories``), boxes under 1 px; and when nothing is left (say the config's ``metainfo`` class names do not
-match the file's categories, or were forgotten so COCO's 80 names apply) it ends in MMEngine with
-"ValueError: need at least one array to concatenate"; a missing, empty or truncated image file stops training
-whenever a dataloader worker first reaches it; an image that decodes to another size than its entry (an EXIF
-orientation the loader applies) trains on boxes and masks that do not fit it; a crowd RLE of another size
-crashes a worker; a head with other ``num_classes`` than the data set fails in the loss or, with more,
-only in the evaluation after training. ``check_coco_datasets`` reads every CocoDataset of a config before the
-Runner starts and sorts these cases:
-
-errors (``DatasetError`` / ``AnnotationError`` / ``UserInputError``; the tools print one line and exit 2)
-  - an annotation whose ``image_id`` is not in ``images``, or whose ``category_id`` is not in ``categories``
-  - a box entirely outside its image (wrong coordinates: mmdet would silently drop it)
-  - a box of negative width or height (mmdet would drop it as "under 1 px"; the bbox is [x, y, w, h])
-  - for a split that is evaluated (val / test), and the evaluators' own ``ann_file``: an annotation without
-    the keys pycocotools' COCOeval reads (``id``, ``iscrowd``, ``area``; it would stop the run with a
-    KeyError at the first validation, after a whole training interval)
-  - a box that is not 4 numbers, no ``area``, no ``segmentation`` where the pipeline loads masks, an image
-    entry without ``width``/``height``, duplicate image or annotation ids
-  - an RLE mask whose ``size`` is not its image's (where the pipeline loads masks)
-  - a class of the config (``metainfo.classes``, default COCO's 80) missing from the file's categories
-  - an image file that does not exist, is empty, is not an image or is truncated (no JPEG end marker and
-    does not decode), or whose decoded size (EXIF orientation applied as the pipeline's loader applies it)
-    differs from its entry's ``width``/``height`` (local files; the header of every image is read)
-  - ``num_classes`` of a head (``roi_head.bbox_head`` (a list for cascade), ``roi_head.mask_head``,
-    ``bbox_head``) other than the number of the data set's classes
-mmdet's documented handling, reported in the log
-  - images without objects: left out of training by ``filter_cfg.filter_empty_gt`` (kept for evaluation)
-  - boxes partly outside the image: clipped to the image by the pipeline's ``Resize`` (clip_object_border)
-  - boxes narrower or lower than 1 px, and ``iscrowd`` / ``ignore`` objects: not trained on
-  - objects of categories that are not among the config's classes: ignored (training on a subset of classes)
-  - objects whose polygons all have fewer than 3 points (or an odd number of coordinates), or whose RLE
-    mmdet cannot use: ignored by ``LoadAnnotations`` (named in the log); such polygons next to good ones are
-    left out of the mask
-  - images with an EXIF orientation that flips or turns them 180 degrees (same size): assumed annotated as
-    loaded
-
-Wiring: ``backbones.apis.run.preflight`` (tools/train.py, tools/test.py) calls ``check_coco_datasets(cfg, splits)`` after
-``check_data_folders``. Standalone (``check_coco_annotations``):
-    python tools/misc/check_data.py --coco ANN_FILE [--img-dir DIR] [--classes ...] [--train] [--masks]
-Cost: one ``json.load`` per file and one image header per image; measured figures in docs/data_checks.md.
+``check_coco_datasets(cfg, splits)`` runs them on every CocoDataset of a config (``backbones.apis.run``, before
+the Runner); ``check_coco_annotations`` on one file (``tools/misc/check_data.py --coco ANN_FILE ...``).
 """
 import json
 import os.path as osp
 from collections import Counter
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 
@@ -108,6 +71,267 @@ def check_coco_eval_file(ann_file: str) -> None:
         raise AnnotationError(f'{ann_file}: {problems}')
 
 
+def _read_instances(ann_file: str) -> dict:
+    """The parsed file, which must hold the lists ``images``, ``annotations`` and ``categories``."""
+    data = _read_json(ann_file)
+    missing = [k for k in ('images', 'annotations', 'categories') if not isinstance(data.get(k), list)]
+    if missing:
+        raise DatasetError(f'{ann_file} is not a COCO instances file: '
+                           f'no list {names((repr(k) for k in missing), 5)}')
+    return data
+
+
+def _index_images(data: dict, where: str) -> dict:
+    """id -> image entry; each entry has an id, a file name and a positive width and height, ids unique."""
+    images = {}
+    for img in data['images']:
+        if not isinstance(img, dict) or 'id' not in img or 'file_name' not in img:
+            raise AnnotationError(f'{where}: an image entry without "id" or "file_name": {str(img)[:200]}')
+        if img['id'] in images:
+            raise AnnotationError(f'{where}: image id {img["id"]} appears twice in "images"')
+        if not all(isinstance(img.get(k), (int, float)) and img[k] > 0 for k in ('width', 'height')):
+            raise AnnotationError(f'{where}: image {img["id"]} ({img["file_name"]}) has no positive '
+                                  f'"width"/"height" (mmdet needs both): {str(img)[:200]}')
+        images[img['id']] = img
+    return images
+
+
+def _index_categories(data: dict, where: str) -> dict:
+    """id -> category name; each entry has an id, ids unique."""
+    categories = {}
+    for cat in data['categories']:
+        if not isinstance(cat, dict) or 'id' not in cat:
+            raise AnnotationError(f'{where}: a category entry without "id": {str(cat)[:200]}')
+        if cat['id'] in categories:
+            raise AnnotationError(f'{where}: category id {cat["id"]} appears twice in "categories"')
+        categories[cat['id']] = cat.get('name')
+    return categories
+
+
+def _config_category_ids(classes: Optional[Sequence[str]], categories: dict, where: str) -> Optional[set]:
+    """The category ids of the config's classes (None: every category); a class the file lacks is an error."""
+    if classes is None:
+        return None
+    in_file = set(categories.values())
+    absent = [c for c in classes if c not in in_file]
+    if absent:
+        hint = (' (no metainfo=dict(classes=...) in the dataset config, so COCO\'s 80 names apply?)'
+                if len(absent) == len(classes) else '')
+        raise DatasetError(f'{where}: class names of the config not in the file\'s categories: '
+                           f'{names(absent, 5)}; the file has {names(in_file, 5)}{hint}')
+    return {cid for cid, name in categories.items() if name in set(classes)}
+
+
+def _box_problem(ann: dict, img: dict) -> Optional[Tuple[str, str]]:
+    """(kind, text) of a box mmdet would drop without a word: not 4 numbers with an area, of negative size,
+    or entirely outside its image; None for a box it reads."""
+    box = ann.get('bbox')
+    numbers = isinstance(box, (list, tuple)) and all(isinstance(v, (int, float)) for v in box)
+    if not (numbers and len(box) == 4 and isinstance(ann.get('area'), (int, float))):
+        return 'bad_box', (f'annotation {ann.get("id")} (image {img["file_name"]}): bbox {box}, '
+                           f'area {ann.get("area")}')
+    x, y, w, h = box
+    W, H = img['width'], img['height']
+    if w < 0 or h < 0:
+        return 'negative', f'annotation {ann.get("id")} (image {img["file_name"]}): bbox [x, y, w, h] = {box}'
+    meets = min(x + w, W) > max(x, 0) and min(y + h, H) > max(y, 0)
+    if not meets and w > 0 and h > 0:  # a real box that does not meet its image
+        return 'outside', (f'annotation {ann.get("id")} (image {img["file_name"]}, {W}x{H}): '
+                           f'bbox [x, y, w, h] = {box}')
+    return None
+
+
+def _partly_outside(ann: dict, img: dict) -> bool:
+    """The box reaches past the image border by more than ``BOX_TOLERANCE`` (Resize clips it)."""
+    x, y, w, h = ann['bbox']
+    W, H = img['width'], img['height']
+    t = BOX_TOLERANCE
+    return x < -t or y < -t or x + w > W + t or y + h > H + t
+
+
+def _mask_verdict(ann: dict, img: dict, poly2mask: bool) -> Tuple[str, str, int]:
+    """How mmdet's ``LoadAnnotations(with_mask=True, poly2mask=...)`` takes an object's segmentation:
+    (verdict, text, polygons dropped); verdict 'none' (no segmentation), 'ignored' (the object is not trained
+    on: no polygon of 3 points, or an RLE it cannot use), 'rle_size' (an RLE of another size than the
+    image: fails in a worker) or 'ok'."""
+    seg = ann.get('segmentation')
+    what = f'annotation {ann.get("id")} (image {img["file_name"]})'
+    if not seg:
+        return 'none', what, 0
+    if isinstance(seg, list):
+        dropped = _polygons_dropped(seg)
+        if dropped is None:
+            lengths = [len(p) if isinstance(p, (list, tuple)) else p for p in seg]
+            return 'ignored_poly', f'{what}: polygons of {lengths} coordinates (3 points take 6)', 0
+        return 'ok', what, dropped
+    if isinstance(seg, dict):
+        if not poly2mask or not (seg.get('counts') is not None and seg.get('size') is not None
+                                 and isinstance(seg['counts'], (list, str))):
+            return 'ignored_rle', what, 0
+        if list(seg['size']) != [img['height'], img['width']]:
+            return 'rle_size', (f'{what}: RLE size {seg["size"][1]}x{seg["size"][0]}, image '
+                                f'{img["width"]}x{img["height"]} (WxH)'), 0
+    return 'ok', what, 0
+
+
+class _Tally:
+    """What the annotations of one file hold, sorted by rule: errors by kind (``problems``), mmdet's documented
+    handling as counts, the objects it trains on per image (``usable``)."""
+
+    ERRORS = ('unknown_img', 'unknown_cat', 'outside', 'negative', 'bad_box', 'no_mask', 'rle_size')
+
+    def __init__(self):
+        self.problems = {k: [] for k in self.ERRORS}
+        self.ann_ids = Counter()
+        self.bad_poly, self.bad_rle = [], []
+        self.clipped = self.small = self.crowd = self.other_class = self.dropped_parts = 0
+        self.usable = Counter()  # image id -> objects mmdet will train on
+        self.in_classes = set()  # images with an annotation of the config's classes (what filter_empty_gt keeps)
+
+
+def _sort_annotation(t: _Tally, ann: dict, images: dict, categories: dict, wanted: Optional[set],
+                     with_mask: bool, poly2mask: bool) -> None:
+    """Files one annotation under the first rule it meets (mmdet's order of dropping / ignoring)."""
+    t.ann_ids[ann.get('id')] += 1
+    img = images.get(ann.get('image_id'))
+    if img is None:
+        t.problems['unknown_img'].append(f'annotation {ann.get("id")} -> image_id {ann.get("image_id")}')
+        return
+    if ann.get('category_id') not in categories:
+        t.problems['unknown_cat'].append(f'annotation {ann.get("id")} (image {img["file_name"]}) -> category_id '
+                                         f'{ann.get("category_id")}')
+        return
+    problem = _box_problem(ann, img)
+    if problem:
+        t.problems[problem[0]].append(problem[1])
+        return
+    t.clipped += _partly_outside(ann, img)
+    if wanted is None or ann['category_id'] in wanted:
+        t.in_classes.add(ann['image_id'])
+    _, _, w, h = ann['bbox']
+    if ann.get('ignore'):
+        t.crowd += 1
+    elif w < 1 or h < 1 or ann.get('area', 1) <= 0:  # (w or h <= 0: a box that does not meet its image)
+        t.small += 1
+    elif wanted is not None and ann['category_id'] not in wanted:
+        t.other_class += 1
+    else:
+        _sort_object(t, ann, img, with_mask, poly2mask)
+
+
+def _sort_object(t: _Tally, ann: dict, img: dict, with_mask: bool, poly2mask: bool) -> None:
+    """An object mmdet's CocoDataset keeps (crowd ones with an ignore flag); with masks, LoadAnnotations
+    decodes its segmentation and ignores the object if no polygon of 3 points or more is left."""
+    mask_ignored = False
+    if with_mask:
+        verdict, text, dropped = _mask_verdict(ann, img, poly2mask)
+        if verdict == 'none':
+            t.problems['no_mask'].append(text)
+            return
+        if verdict == 'rle_size':
+            t.problems['rle_size'].append(text)
+            return
+        if verdict == 'ignored_poly':
+            t.bad_poly.append(text)
+        elif verdict == 'ignored_rle':
+            t.bad_rle.append(text)
+        mask_ignored = verdict.startswith('ignored')
+        t.dropped_parts += dropped
+    if ann.get('iscrowd'):
+        t.crowd += 1
+    elif not mask_ignored:
+        t.usable[ann['image_id']] += 1
+
+
+def _raise_annotation_problems(t: _Tally, categories: dict, where: str) -> None:
+    """The first kind of error found (in this order) as one ``AnnotationError`` with a count and examples."""
+    what = {
+        'unknown_img': 'annotations of images not in "images"',
+        'unknown_cat': f'annotations with a category_id not in "categories" (ids: {names(sorted(categories), 5)})',
+        'outside': 'boxes entirely outside their image',
+        'negative': 'boxes of negative width or height (a COCO bbox is [x, y, width, height], not two corners; '
+                    'mmdet would drop them as "under 1 px")',
+        'bad_box': 'annotations without a bbox [x, y, w, h] and a numeric area',
+        'no_mask': 'annotations without a segmentation (the pipeline loads masks)',
+        'rle_size': 'RLE masks whose size differs from their image\'s (mmdet would fail on them in a dataloader '
+                    'worker: "cannot reshape array" or "all input arrays must have the same shape")',
+    }
+    for kind in _Tally.ERRORS:
+        if t.problems[kind]:
+            raise AnnotationError(f'{where}: {len(t.problems[kind])} {what[kind]}: {names(t.problems[kind], 3)}')
+    dup = [f'annotation id {i}' for i, n in t.ann_ids.items() if n > 1]
+    if dup:
+        raise AnnotationError(f'{where}: {len(dup)} duplicate annotation ids: {names(dup, 3)}')
+
+
+def _check_image_files(images: dict, img_dir: str, color_type: str, imdecode_backend: Optional[str],
+                       where: str) -> list:
+    """Every image file exists, decodes with the pipeline's loader and has its entry's size (EXIF applied as
+    the loader applies it); returns the images that the EXIF orientation flips or turns 180 degrees."""
+    exif = honours_exif(color_type, imdecode_backend)
+    lost, unreadable, sizes, turned = [], [], [], []
+    for img in images.values():
+        path = osp.join(img_dir, img['file_name'])
+        try:
+            header = read_image_header(path)
+        except FileNotFoundError:
+            lost.append(path)
+            continue
+        why = unusable(header, imdecode_backend, color_type)
+        if why:
+            unreadable.append(f'{path}: {why}')
+            continue
+        mismatch = size_mismatch(header, (img['width'], img['height']), exif)
+        if mismatch:
+            sizes.append(mismatch)
+        elif exif and header.orientation in (2, 3, 4):
+            turned.append(f'{path} (EXIF orientation {header.orientation})')
+    if lost:
+        raise DatasetError(f'{where}: {len(lost)} of {len(images)} image files not found: {names(lost, 3)}')
+    if unreadable:
+        raise DatasetError(f'{where}: {len(unreadable)} of {len(images)} images cannot be loaded: '
+                           f'{names(unreadable, 3)}')
+    if sizes:
+        raise AnnotationError(f'{where}: {len(sizes)} of {len(images)} images differ in size from their '
+                              f'entry in "images" (width/height; boxes and masks would not fit them): '
+                              f'{names(sizes, 3)}')
+    return turned
+
+
+def _handling_notes(t: _Tally, empty: list, bare: list, turned: list, for_training: bool,
+                    filter_empty_gt: bool) -> list:
+    """mmdet's documented handling of what the file holds, as lines for the log."""
+    notes = []
+    if bare:
+        notes.append(f'{len(bare)} images without objects' + (
+            (' (left out of training: filter_empty_gt)' if filter_empty_gt else ' (trained as background)')
+            if for_training else ''))
+    if len(empty) > len(bare):
+        notes.append(f'{len(empty) - len(bare)} images with annotations but no object to train on'
+                     + (' (trained as background)' if for_training else ''))
+    if t.clipped:
+        notes.append(f'{t.clipped} boxes partly outside their image (clipped to it by Resize)')
+    if t.small:
+        notes.append(f'{t.small} boxes of zero size or under 1 px (not trained on)')
+    if t.other_class:
+        notes.append(f'{t.other_class} objects of categories outside the config\'s classes (ignored)')
+    if t.crowd:
+        notes.append(f'{t.crowd} crowd/ignore objects (not trained on)')
+    if t.bad_poly:
+        notes.append(f'{len(t.bad_poly)} objects whose polygons all have fewer than 3 points (not trained on: '
+                     f'mmdet\'s LoadAnnotations ignores them): {names(t.bad_poly, 3)}')
+    if t.dropped_parts:
+        notes.append(f'{t.dropped_parts} polygons of fewer than 3 points left out of their object\'s mask')
+    if t.bad_rle:
+        notes.append(f'{len(t.bad_rle)} objects whose RLE mask mmdet cannot use (not trained on): '
+                     f'{names(t.bad_rle, 3)}')
+    if turned:
+        notes.append(f'{len(turned)} images with an EXIF orientation that flips or turns them 180 degrees '
+                     f'when loaded (same size; assumed the annotations are of the loaded orientation): '
+                     f'{names(turned, 3)}')
+    return notes
+
+
 def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
                            classes: Optional[Sequence[str]] = None, for_training: bool = False,
                            filter_empty_gt: bool = True, with_mask: bool = False, color_type: str = 'color',
@@ -124,204 +348,33 @@ def check_coco_annotations(ann_file: str, img_dir: Optional[str] = None,
     ``EVAL_KEYS``).
     """
     where = f'{ann_file}'
-    data = _read_json(ann_file)
-    missing = [k for k in ('images', 'annotations', 'categories') if not isinstance(data.get(k), list)]
-    if missing:
-        raise DatasetError(f'{where} is not a COCO instances file: '
-                             f'no list {names((repr(k) for k in missing), 5)}')
-
-    images, categories = {}, {}
-    for img in data['images']:
-        if not isinstance(img, dict) or 'id' not in img or 'file_name' not in img:
-            raise AnnotationError(f'{where}: an image entry without "id" or "file_name": {str(img)[:200]}')
-        if img['id'] in images:
-            raise AnnotationError(f'{where}: image id {img["id"]} appears twice in "images"')
-        if not all(isinstance(img.get(k), (int, float)) and img[k] > 0 for k in ('width', 'height')):
-            raise AnnotationError(f'{where}: image {img["id"]} ({img["file_name"]}) has no positive '
-                                 f'"width"/"height" (mmdet needs both): {str(img)[:200]}')
-        images[img['id']] = img
-    for cat in data['categories']:
-        if not isinstance(cat, dict) or 'id' not in cat:
-            raise AnnotationError(f'{where}: a category entry without "id": {str(cat)[:200]}')
-        if cat['id'] in categories:
-            raise AnnotationError(f'{where}: category id {cat["id"]} appears twice in "categories"')
-        categories[cat['id']] = cat.get('name')
-
-    ann_ids, unknown_img, unknown_cat, outside, bad_box, no_mask = Counter(), [], [], [], [], []
-    negative = []
-    rle_size, bad_poly, bad_rle = [], [], []
-    clipped, small, crowd, other_class, dropped_parts = 0, 0, 0, 0, 0
-    usable = Counter()  # image id -> objects mmdet will train on
-    in_classes = set()  # images with an annotation of the config's classes (what filter_empty_gt keeps)
-    wanted = None
-    if classes is not None:
-        in_file = set(categories.values())
-        absent = [c for c in classes if c not in in_file]
-        if absent:
-            hint = (' (no metainfo=dict(classes=...) in the dataset config, so COCO\'s 80 names apply?)'
-                    if len(absent) == len(classes) else '')
-            raise DatasetError(f'{where}: class names of the config not in the file\'s categories: '
-                                 f'{names(absent, 5)}; the file has {names(in_file, 5)}{hint}')
-        wanted = {cid for cid, name in categories.items() if name in set(classes)}
+    data = _read_instances(ann_file)
+    images = _index_images(data, where)
+    categories = _index_categories(data, where)
+    wanted = _config_category_ids(classes, categories, where)
+    t = _Tally()
     for ann in data['annotations']:
         if not isinstance(ann, dict):
             raise AnnotationError(f'{where}: an annotation entry that is not an object: {str(ann)[:200]}')
-        ann_ids[ann.get('id')] += 1
-        img = images.get(ann.get('image_id'))
-        if img is None:
-            unknown_img.append(f'annotation {ann.get("id")} -> image_id {ann.get("image_id")}')
-            continue
-        if ann.get('category_id') not in categories:
-            unknown_cat.append(f'annotation {ann.get("id")} (image {img["file_name"]}) -> category_id '
-                               f'{ann.get("category_id")}')
-            continue
-        box = ann.get('bbox')
-        numbers = isinstance(box, (list, tuple)) and all(isinstance(v, (int, float)) for v in box)
-        if not (numbers and len(box) == 4 and isinstance(ann.get('area'), (int, float))):
-            bad_box.append(f'annotation {ann.get("id")} (image {img["file_name"]}): bbox {box}, '
-                           f'area {ann.get("area")}')
-            continue
-        x, y, w, h = box
-        W, H = img['width'], img['height']
-        if w < 0 or h < 0:
-            negative.append(f'annotation {ann.get("id")} (image {img["file_name"]}): bbox [x, y, w, h] = {box}')
-            continue
-        if min(x + w, W) <= max(x, 0) or min(y + h, H) <= max(y, 0):
-            if w > 0 and h > 0:  # a real box that does not meet its image
-                outside.append(f'annotation {ann.get("id")} (image {img["file_name"]}, {W}x{H}): '
-                               f'bbox [x, y, w, h] = {box}')
-                continue
-        if x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > W + BOX_TOLERANCE or y + h > H + BOX_TOLERANCE:
-            clipped += 1
-        if wanted is None or ann['category_id'] in wanted:
-            in_classes.add(ann['image_id'])
-        if ann.get('ignore'):
-            crowd += 1
-            continue
-        if w < 1 or h < 1 or ann.get('area', 1) <= 0:  # (w or h <= 0: a box that does not meet its image)
-            small += 1
-            continue
-        if wanted is not None and ann['category_id'] not in wanted:
-            other_class += 1
-            continue
-        # mmdet's CocoDataset keeps the object (crowd ones with an ignore flag); with masks, LoadAnnotations
-        # decodes its segmentation, and ignores the object if no polygon of 3 points or more is left
-        seg = ann.get('segmentation')
-        mask_ignored = False
-        if with_mask and not seg:
-            no_mask.append(f'annotation {ann.get("id")} (image {img["file_name"]})')
-            continue
-        if with_mask and isinstance(seg, list):
-            dropped = _polygons_dropped(seg)
-            if dropped is None:
-                mask_ignored = True
-                lengths = [len(p) if isinstance(p, (list, tuple)) else p for p in seg]
-                bad_poly.append(f'annotation {ann.get("id")} (image {img["file_name"]}): polygons of {lengths} '
-                                'coordinates (3 points take 6)')
-            else:
-                dropped_parts += dropped
-        elif with_mask and isinstance(seg, dict):
-            if not poly2mask or not (seg.get('counts') is not None and seg.get('size') is not None
-                                     and isinstance(seg['counts'], (list, str))):
-                mask_ignored = True
-                bad_rle.append(f'annotation {ann.get("id")} (image {img["file_name"]})')
-            elif list(seg['size']) != [H, W]:
-                rle_size.append(f'annotation {ann.get("id")} (image {img["file_name"]}): RLE size '
-                                f'{seg["size"][1]}x{seg["size"][0]}, image {W}x{H} (WxH)')
-                continue
-        if ann.get('iscrowd'):
-            crowd += 1
-        elif not mask_ignored:
-            usable[ann['image_id']] += 1
-
-    dup = [i for i, n in ann_ids.items() if n > 1]
-    for problems, what in ((unknown_img, 'annotations of images not in "images"'),
-                           (unknown_cat, f'annotations with a category_id not in "categories" (ids: '
-                                         f'{names(sorted(categories), 5)})'),
-                           (outside, 'boxes entirely outside their image'),
-                           (negative, 'boxes of negative width or height (a COCO bbox is [x, y, width, height], '
-                                      'not two corners; mmdet would drop them as "under 1 px")'),
-                           (bad_box, 'annotations without a bbox [x, y, w, h] and a numeric area'),
-                           (no_mask, 'annotations without a segmentation (the pipeline loads masks)'),
-                           (rle_size, 'RLE masks whose size differs from their image\'s (mmdet would fail on '
-                                      'them in a dataloader worker: "cannot reshape array" or "all input '
-                                      'arrays must have the same shape")'),
-                           ([f'annotation id {i}' for i in dup], 'duplicate annotation ids')):
-        if problems:
-            raise AnnotationError(f'{where}: {len(problems)} {what}: {names(problems, 3)}')
+        _sort_annotation(t, ann, images, categories, wanted, with_mask, poly2mask)
+    _raise_annotation_problems(t, categories, where)
     problems = eval_key_problems(data['annotations']) if for_evaluation else ''
     if problems:
         raise AnnotationError(f'{where}: {problems}')
+    turned = [] if img_dir is None else _check_image_files(images, img_dir, color_type, imdecode_backend, where)
 
-    turned = []
-    if img_dir is not None:
-        exif = honours_exif(color_type, imdecode_backend)
-        lost, unreadable, sizes = [], [], []
-        for img in images.values():
-            path = osp.join(img_dir, img['file_name'])
-            try:
-                header = read_image_header(path)
-            except FileNotFoundError:
-                lost.append(path)
-                continue
-            why = unusable(header, imdecode_backend, color_type)
-            if why:
-                unreadable.append(f'{path}: {why}')
-                continue
-            mismatch = size_mismatch(header, (img['width'], img['height']), exif)
-            if mismatch:
-                sizes.append(mismatch)
-            elif exif and header.orientation in (2, 3, 4):
-                turned.append(f'{path} (EXIF orientation {header.orientation})')
-        if lost:
-            raise DatasetError(f'{where}: {len(lost)} of {len(images)} image files not found: '
-                               f'{names(lost, 3)}')
-        if unreadable:
-            raise DatasetError(f'{where}: {len(unreadable)} of {len(images)} images cannot be loaded: '
-                               f'{names(unreadable, 3)}')
-        if sizes:
-            raise AnnotationError(f'{where}: {len(sizes)} of {len(images)} images differ in size from their '
-                                  f'entry in "images" (width/height; boxes and masks would not fit them): '
-                                  f'{names(sizes, 3)}')
-
-    empty = [i for i in images if not usable[i]]
-    bare = [i for i in empty if i not in in_classes]  # what filter_empty_gt removes
-    if for_training and not usable:
+    empty = [i for i in images if not t.usable[i]]
+    bare = [i for i in empty if i not in t.in_classes]  # what filter_empty_gt removes
+    if for_training and not t.usable:
         raise DatasetError(f'{where}: no object left to train on ({len(data["annotations"])} annotations, '
                            f'none of the classes {names(classes or [], 5)} with a usable box)')
-    notes = []
-    if bare:
-        notes.append(f'{len(bare)} images without objects' + (
-            (' (left out of training: filter_empty_gt)' if filter_empty_gt else ' (trained as background)')
-            if for_training else ''))
-    if len(empty) > len(bare):
-        notes.append(f'{len(empty) - len(bare)} images with annotations but no object to train on'
-                     + (' (trained as background)' if for_training else ''))
-    if clipped:
-        notes.append(f'{clipped} boxes partly outside their image (clipped to it by Resize)')
-    if small:
-        notes.append(f'{small} boxes of zero size or under 1 px (not trained on)')
-    if other_class:
-        notes.append(f'{other_class} objects of categories outside the config\'s classes (ignored)')
-    if crowd:
-        notes.append(f'{crowd} crowd/ignore objects (not trained on)')
-    if bad_poly:
-        notes.append(f'{len(bad_poly)} objects whose polygons all have fewer than 3 points (not trained on: '
-                     f'mmdet\'s LoadAnnotations ignores them): {names(bad_poly, 3)}')
-    if dropped_parts:
-        notes.append(f'{dropped_parts} polygons of fewer than 3 points left out of their object\'s mask')
-    if bad_rle:
-        notes.append(f'{len(bad_rle)} objects whose RLE mask mmdet cannot use (not trained on): '
-                     f'{names(bad_rle, 3)}')
-    if turned:
-        notes.append(f'{len(turned)} images with an EXIF orientation that flips or turns them 180 degrees '
-                     f'when loaded (same size; assumed the annotations are of the loaded orientation): '
-                     f'{names(turned, 3)}')
+    notes = _handling_notes(t, empty, bare, turned, for_training, filter_empty_gt)
     if notes:
         print_log(f'{osp.basename(ann_file)}: ' + '; '.join(notes), logger='current', level=30)
-    return dict(images=len(images), annotations=len(data['annotations']), objects=sum(usable.values()),
-                empty_images=len(empty), clipped=clipped, small=small, other_class=other_class, crowd=crowd,
-                bad_polygons=len(bad_poly), dropped_polygons=dropped_parts, bad_rle=len(bad_rle))
+    return dict(images=len(images), annotations=len(data['annotations']), objects=sum(t.usable.values()),
+                empty_images=len(empty), clipped=t.clipped, small=t.small, other_class=t.other_class,
+                crowd=t.crowd, bad_polygons=len(t.bad_poly), dropped_polygons=t.dropped_parts,
+                bad_rle=len(t.bad_rle))
 
 
 def _is_coco(ds: dict) -> bool:
@@ -408,5 +461,5 @@ def check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test
     return out
 
 
-if __name__ == '__main__':  # (an earlier layout documented python -m on the check modules)
+if __name__ == '__main__':  # python -m backbones.datasets.checks.coco: points to tools/misc/check_data.py
     standalone_use()
