@@ -11,7 +11,7 @@ and tools that ask ``mmseg.visualization.SegLocalVisualizer.get_current_instance
 import numpy as np
 from mmseg.visualization import SegLocalVisualizer as MMSegLocalVisualizer
 
-from backbones.engine.registry import VISUALIZERS
+from backbones.registry import VISUALIZERS
 
 
 @VISUALIZERS.register_module()

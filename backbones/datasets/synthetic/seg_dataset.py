@@ -5,7 +5,7 @@ class names and palette (``METAINFO``), as ``ADE20KDataset`` does for ADE's 150:
 this module on first use only."""
 from mmseg.datasets import BaseSegDataset
 
-from backbones.datasets.registry import DATASETS
+from backbones.registry import DATASETS
 from backbones.datasets.synthetic.ade import SHAPE_PALETTE, SHAPES
 
 
