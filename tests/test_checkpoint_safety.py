@@ -7,10 +7,12 @@ it in full. A training checkpoint as MMEngine writes it without our plain-data f
 numpy objects pickled) is still read, and resumes.
 """
 import argparse
+import glob
 import os
 import os.path as osp
 import re
 import shlex
+import shutil
 import sys
 
 import numpy as np
@@ -199,3 +201,40 @@ def test_an_old_style_training_checkpoint_still_resumes(tmp_path):
         assert r.iter == 8
         ends.append({k: v.clone() for k, v in r.model.state_dict().items()})
     assert all(torch.equal(ends[0][k], ends[1][k]) for k in ends[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs never replace inputs
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('tool, argv, want', [
+    ('model_converters/convert_weights.py', ['{a}', '{a}', '--backbone-only'], 'DST {a} is the input SRC'),
+    ('model_converters/convert_weights.py', ['{a}', '{link}'], 'is the input SRC'),
+    ('model_converters/convert_weights.py', ['{a}', '{tmp}/sub/../a.pth'], 'is the input SRC'),
+    ('model_converters/convert_weights.py', ['{tmp}/hub/model.safetensors', '{tmp}/hub', '--to', 'timm'],
+     'is the input SRC'),
+    ('model_converters/extract_backbone.py', ['{a}', '{link}'], 'OUT {link} is the input checkpoint'),
+    ('model_converters/publish_model.py', ['{a}', '{a}'], 'is the input checkpoint'),
+    ('deployment/export_onnx.py', ['backbone:atto', '{a}', '--out', '{a}'], '--out {a}: name a .onnx file'),
+    ('deployment/export_onnx.py', ['backbone:atto', '{tmp}/w.onnx', '--out', '{tmp}/w.onnx'],
+     '--out {tmp}/w.onnx is the input checkpoint'),
+], ids=lambda v: v if isinstance(v, str) and '{' not in v else None)
+def test_outputs_never_replace_inputs(tool, argv, want, tmp_path, monkeypatch):
+    """The converter, extractor, publisher and exporter refuse an output that is (or resolves to) an input, before
+    reading anything: the input is unchanged, exit 2, one line."""
+    from backbones import InceptionNeXt
+    monkeypatch.syspath_prepend(TOOLS)
+    monkeypatch.chdir(REPO)
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in InceptionNeXt('atto').state_dict().items()}},
+               tmp_path / 'a.pth')
+    (tmp_path / 'sub').mkdir()
+    (tmp_path / 'hub').mkdir()
+    (tmp_path / 'hub' / 'model.safetensors').write_bytes(b'x')
+    shutil.copy(tmp_path / 'a.pth', tmp_path / 'w.onnx')
+    os.symlink(tmp_path / 'a.pth', tmp_path / 'link.pth')
+    fmt = dict(a=tmp_path / 'a.pth', link=tmp_path / 'link.pth', tmp=tmp_path)
+    before = {p: open(p, 'rb').read() for p in glob.glob(str(tmp_path / '**'), recursive=True) if osp.isfile(p)}
+    code, err = run_in_process(tool, [a.format(**fmt) for a in argv])
+    assert code == 2 and err.startswith('error: ') and len(err.strip().splitlines()) == 1, err[-2000:]
+    assert want.format(**fmt) in err, err
+    after = {p: open(p, 'rb').read() for p in glob.glob(str(tmp_path / '**'), recursive=True) if osp.isfile(p)}
+    assert after == before

@@ -27,7 +27,7 @@ import torch
 from mmengine.logging import print_log
 
 from backbones.utils.errors import BadValueError, CheckpointError
-from backbones.utils.io import atomic_save, atomic_write, error_line, names
+from backbones.utils.io import atomic_save, atomic_write, error_line, names, refuse_output_over_input
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -396,6 +396,7 @@ def publish_checkpoint(src: str, out: str) -> str:
     digits of its sha256>.pth``; returns that path. It loads with ``torch.load(weights_only=True)``."""
     import hashlib
     import io
+    refuse_output_over_input(out, {'checkpoint': src}, 'output')
     ckpt = read_checkpoint(src)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('state_dict'), dict):
         keys = list(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
@@ -418,5 +419,6 @@ def publish_checkpoint(src: str, out: str) -> str:
     if os.path.isdir(out) or not os.path.basename(stem):
         raise CheckpointError(f'output {out} is a folder: give a file name, e.g. {os.path.join(out, "model.pth")}')
     final = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    refuse_output_over_input(final, {'checkpoint': src}, 'output')
     atomic_write(final, lambda f: f.write(data))
     return final
