@@ -315,7 +315,7 @@ def test_ema_is_the_expected_average(ema_run):
 def test_ema_checkpoint_and_extract_backbone(ema_run):
     ckpt_path = ema_run['work'] / 'epoch_2.pth'
     from backbones import read_checkpoint
-    ckpt = read_checkpoint(str(ckpt_path), trusted=True)
+    ckpt = read_checkpoint(str(ckpt_path))
     assert {'state_dict', 'meta', 'ema_state_dict'} <= set(ckpt)
     assert 'steps' in ckpt['ema_state_dict'] and all(k == 'steps' or k.startswith('module.')
                                                      for k in ckpt['ema_state_dict'])

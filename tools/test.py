@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     cfg = run_config(args)
     args.checkpoint = osp.expanduser(args.checkpoint)
     out = check_out_file(args.out) if args.out else None
-    ckpt = read_checkpoint(args.checkpoint, trusted=True)  # a training checkpoint or a plain state dict
+    ckpt = read_checkpoint(args.checkpoint)  # a training checkpoint or a plain state dict
     bad = nonfinite_weights(unwrap_state_dict(ckpt))
     if bad:
         raise CheckpointError(f'{args.checkpoint} has non-finite weights ({len(bad)} tensors, e.g. {names(bad, 3)}): '

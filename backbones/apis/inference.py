@@ -8,7 +8,6 @@ from backbones.engine.checks import check_checkpoint_fits
 from backbones.engine.mmengine_fixes import (
     fallback_syncbn_on_cpu,
     install_mmengine_fixes,
-    trust_run_checkpoints,
 )
 from backbones.models.weights import read_checkpoint, unwrap_state_dict
 from backbones.utils.config import load_config
@@ -16,8 +15,8 @@ from backbones.utils.errors import UserInputError
 
 
 def _read_inputs(image: str, config: str, checkpoint: str):
-    """The image (BGR) and the checkpoint, after checking that the three files exist and can be read; lets
-    MMEngine's loader read the named checkpoint (a training checkpoint of the user's own run) in full."""
+    """The image (BGR) and the checkpoint, after checking that the three files exist and can be read (the
+    checkpoint with the suite's safe reader, ``models.weights.read_checkpoint``)."""
     import mmcv
     for path, what in ((image, 'image'), (config, 'config'), (checkpoint, 'checkpoint')):
         if not osp.isfile(path):
@@ -25,9 +24,8 @@ def _read_inputs(image: str, config: str, checkpoint: str):
     img = mmcv.imread(image)  # None for a file that is not an image
     if img is None:
         raise UserInputError(f'cannot read image {image}')
-    ckpt = read_checkpoint(checkpoint, trusted=True)  # the user named it (as for tools/test.py)
-    install_mmengine_fixes()
-    trust_run_checkpoints(None, checkpoint)
+    ckpt = read_checkpoint(checkpoint)
+    install_mmengine_fixes()  # mmdet's init_detector reads it again, through the same safe reader
     return img, ckpt
 
 

@@ -272,10 +272,9 @@ def _build(cfg, model_cfg) -> nn.Module:
 
 
 def _read_weights(path: str) -> dict:
-    """The file's state dict; the user named the file, so MMEngine training checkpoints (which pickle more
-    than tensors) are read too, as tools/test.py does."""
+    """The file's state dict (an MMEngine training checkpoint, a state dict; read safely)."""
     from backbones.models.weights import read_checkpoint, unwrap_state_dict
-    return unwrap_state_dict(read_checkpoint(path, trusted=True))
+    return unwrap_state_dict(read_checkpoint(path))
 
 
 def _load_strict(model: nn.Module, sd: dict, what: str) -> None:

@@ -14,7 +14,7 @@ from backbones.utils.io import error_line
 def check_resume_checkpoint(path: str) -> dict:
     """Reads a ``--resume`` file; it must be an MMEngine training checkpoint (weights + meta)."""
     try:
-        ckpt = read_checkpoint(path, trusted=True)
+        ckpt = read_checkpoint(path)
     except CheckpointError as e:
         raise CheckpointError(f'--resume: {e}') from None
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt or 'meta' not in ckpt:

@@ -32,7 +32,6 @@ from backbones.engine.mmengine_fixes import (
     from_plain,
     install_mmengine_fixes,
     to_plain,
-    trust_run_checkpoints,
 )
 from backbones.utils.errors import CheckpointError, TrainingDivergedError, UserInputError
 from backbones.utils.io import names
@@ -144,8 +143,8 @@ class ProgressBarHook(Hook):
 
 @HOOKS.register_module()
 class MMEngineFixesHook(Hook):
-    """Installs the fixes when a run starts (any Runner), before it loads ``load_from`` / resumes, and
-    trusts the run's own checkpoints (its work dir and ``load_from``).
+    """Installs the fixes when a run starts (any Runner), before it loads ``load_from`` / resumes (the
+    checkpoint loader that reads every file safely, ``models.weights.read_checkpoint``).
 
     Checkpoints are written as plain data (``to_plain``: MMEngine's message hub and numpy values as tagged
     dicts of tensors and numbers), so that ``torch.load(weights_only=True)`` reads them: ``mmseg.apis
@@ -158,7 +157,6 @@ class MMEngineFixesHook(Hook):
 
     def before_run(self, runner) -> None:
         install_mmengine_fixes()
-        trust_run_checkpoints(runner.work_dir, runner._load_from)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         to_plain(checkpoint)

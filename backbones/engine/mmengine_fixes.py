@@ -9,7 +9,7 @@ that builds its own Runner calls ``install_mmengine_fixes()`` (process-wide, ide
 
 | trap | fix |
 |---|---|
-| torch >= 2.6 loads with ``weights_only=True``; a Runner checkpoint pickles MMEngine's ``HistoryBuffer`` (via ``getattr``), so resume and test failed ("Unsupported global") | MMEngine's local checkpoint loader uses the full unpickler only for the run's own files (the work dir, the ``load_from`` / ``--resume`` file); anything else, pretrained weights included, is read with ``weights_only=True`` |
+| torch >= 2.6 loads with ``weights_only=True``; a Runner checkpoint pickles MMEngine's ``HistoryBuffer`` (via ``getattr``), so resume and test failed ("Unsupported global"); a full unpickle would run any code a file names | MMEngine's local checkpoint loader reads every file with the suite's one safe reader (``models.weights.read_checkpoint``): torch's weights_only unpickler with ``HistoryBuffer`` (its statistics methods only) and numpy values allow-listed; anything else is refused in one line |
 | the same trap in the ecosystem's clients (``init_model``, ``init_detector``, both inferencers, mmseg's / mmdet's analysis tools), which load a checkpoint with torch's default before anything of ours runs | checkpoints are written as plain data (``to_plain``: ``HistoryBuffer`` and numpy values become tagged dicts of tensors and numbers), so ``weights_only=True`` reads them; on resume ``from_plain`` restores the exact objects before MMEngine reads them |
 | MMEngine writes checkpoints in place: a kill mid-write left a truncated file under the final name | the local file backend writes a temp file, fsyncs it and renames it over the target (``utils.atomic_write``) |
 | without a GPU, the ``pytorch`` / ``slurm`` launchers call ``torch.cuda.set_device`` and DDP gets ``device_ids=[rank]`` | the gloo process group is started before the Runner, DDP wraps with ``device_ids=None`` |
@@ -41,32 +41,13 @@ from backbones.utils.io import atomic_write
 # --------------------------------------------------------------------------------------------------
 # Loading and saving checkpoints
 # --------------------------------------------------------------------------------------------------
-_TRUSTED_FILES, _TRUSTED_DIRS = set(), set()
-
-
-def trust_run_checkpoints(work_dir=None, *files) -> None:
-    """Lets MMEngine's loader read the run's own checkpoints (under ``work_dir``, or ``files``) in full."""
-    if work_dir:
-        _TRUSTED_DIRS.add(osp.realpath(work_dir))
-    _TRUSTED_FILES.update(osp.realpath(f) for f in files if f)
-
-
-def is_trusted_checkpoint(path: str) -> bool:
-    real = osp.realpath(path)
-    return real in _TRUSTED_FILES or any(real.startswith(d + os.sep) for d in _TRUSTED_DIRS)
-
-
 def load_local_checkpoint(filename, map_location):
-    """MMEngine's local loader with torch's safe ``weights_only=True``, except for the run's own files.
-
-    A Runner checkpoint pickles MMEngine's ``HistoryBuffer`` (and, through its statistics methods,
-    ``getattr``), which the safe unpickler rejects; allow-listing ``getattr`` would open it to anything,
-    so only the files ``trust_run_checkpoints`` named are read in full.
-    """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=not is_trusted_checkpoint(filename))
+    """MMEngine's local loader, reading through the suite's one safe reader (``models.weights.load_file``):
+    torch's weights_only unpickler with MMEngine's ``HistoryBuffer`` and numpy values allowed, so a training
+    checkpoint (``--resume``, ``load_from``, ``tools/test.py``, mmseg's / mmdet's tools on our configs) is
+    read, and a file that names anything else is refused with one line, never unpickled in full."""
+    from backbones.models.weights import read_checkpoint
+    return read_checkpoint(filename, map_location=map_location)
 
 
 # What torch's weights_only unpickler reads: containers of tensors and plain Python values. A training

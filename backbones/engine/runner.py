@@ -21,7 +21,6 @@ from backbones.engine.mmengine_fixes import (
     lock_work_dir,
     setup_cpu_distributed,
     to_plain,
-    trust_run_checkpoints,
 )
 from backbones.engine.hooks import SaveOnSignalHook
 from backbones.models.weights import state_dict_mismatch, unwrap_state_dict
@@ -34,10 +33,9 @@ GUARD_HOOKS = ('NonFiniteLossHook', 'SaveOnSignalHook')
 
 
 def prepare_config(cfg) -> None:
-    """Installs the fixes and adapts ``cfg`` in place: trusts the run's checkpoints, sets up CPU
+    """Installs the fixes and adapts ``cfg`` in place: sets up CPU
     distributed runs, replaces SyncBN on CPU."""
     install_mmengine_fixes()
-    trust_run_checkpoints(cfg.get('work_dir'), cfg.get('load_from'))
     setup_cpu_distributed(cfg)
     fallback_syncbn_on_cpu(cfg)
     hooks = list(cfg.get('custom_hooks') or [])

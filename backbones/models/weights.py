@@ -17,6 +17,7 @@ Each conversion is a list of (pattern, replacement) rules; every key must match 
 land on the same one.
 """
 import os
+import os.path as osp
 import re
 from collections import OrderedDict
 from fractions import Fraction
@@ -25,8 +26,8 @@ from typing import Dict, Optional, Tuple
 import torch
 from mmengine.logging import print_log
 
-from backbones.utils.errors import CheckpointError
-from backbones.utils.io import atomic_save, atomic_write, error_line, names
+from backbones.utils.errors import BadValueError, CheckpointError
+from backbones.utils.io import atomic_save, atomic_write, error_line, names, refuse_output_over_input
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -76,31 +77,89 @@ OTHER_LAYOUTS = {'ours-backbone': 'our backbone', 'ours': 'our classifier / mmde
                   'unknown': 'an unknown'}
 
 
-def read_checkpoint(path: str, trusted: bool = False) -> dict:
-    """torch.load with errors that say what is wrong with the file.
+# --------------------------------------------------------------------------------------------------
+# Reading a checkpoint file: the one reader every path of the suite uses
+# --------------------------------------------------------------------------------------------------
+# The opt-out for a file the user vouches for (a timm training checkpoint pickling its argparse
+# Namespace, say): read in full, which runs whatever the file names. Off unless set to 1; the error that
+# refuses such a file names it.
+TRUST_ENV = 'INX_TRUST_CHECKPOINTS'
 
-    ``weights_only=True`` (torch's safe unpickler) unless ``trusted``: the tools pass ``trusted`` only
-    for a run's own training checkpoints, which also pickle MMEngine's logging state.
-    """
+
+def _history_buffer_method(obj, name: str):
+    """What ``getattr`` may return while reading an MMEngine training checkpoint written before checkpoints
+    became plain data: only ``HistoryBuffer``'s own statistics methods (its pickle names them through
+    ``getattr(HistoryBuffer, 'mean')``); anything else is refused."""
+    from mmengine.logging import HistoryBuffer
+    if obj is HistoryBuffer and name in ('min', 'max', 'current', 'mean'):
+        return getattr(HistoryBuffer, name)
+    raise CheckpointError(f'refusing getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) in a '
+                          'checkpoint: only MMEngine HistoryBuffer statistics are read')
+
+
+def _training_globals() -> list:
+    """The globals an MMEngine training checkpoint pickles besides tensors when it is not written as plain
+    data (MMEngine's own Runner, or ours before ``to_plain``): ``HistoryBuffer`` (with its statistics methods
+    through a ``getattr`` that returns nothing else) and numpy arrays, scalars and dtypes. Given to torch's
+    weights_only unpickler, which calls nothing but these."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    core = np._core if hasattr(np, '_core') else np.core
+    out = [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), np.ndarray, np.dtype,
+           core.multiarray._reconstruct, core.multiarray.scalar]
+    out += [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'int16', 'int8',
+                                        'uint8', 'uint16', 'uint32', 'uint64', 'bool', 'complex64', 'complex128')]
+    for name in ('numpy.core.multiarray._reconstruct', 'numpy.core.multiarray.scalar'):  # numpy 1.x names
+        out.append((getattr(core.multiarray, name.rsplit('.', 1)[1]), name))
+    return out
+
+
+def trust_all_checkpoints() -> bool:
+    """Whether ``INX_TRUST_CHECKPOINTS=1`` is set (any other value but unset / 0 is an error)."""
+    value = os.environ.get(TRUST_ENV, '').strip()
+    if value in ('', '0'):
+        return False
+    if value == '1':
+        return True
+    raise BadValueError(f'{TRUST_ENV}={value!r}: use 1 (read checkpoints in full, running any code they name) '
+                        'or 0 / unset')
+
+
+def load_file(path: str, map_location='cpu'):
+    """``torch.load`` of a local file with torch's weights_only unpickler and the training-checkpoint types
+    of ``_training_globals`` allowed: tensors, plain data, MMEngine's ``HistoryBuffer`` and numpy values, never
+    anything that runs code. No fallback to the full unpickler (only ``INX_TRUST_CHECKPOINTS=1`` reads in
+    full). Errors are ``CheckpointError`` lines naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint file not found: {path}')
+    if trust_all_checkpoints():
+        return torch.load(path, map_location=map_location, weights_only=False)
     try:
-        return torch.load(path, map_location='cpu', weights_only=not trusted)
+        with torch.serialization.safe_globals(_training_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 -- torch raises several types for bad files
+        if isinstance(e, CheckpointError):  # _history_buffer_method
+            raise CheckpointError(f'{path}: {e}; not read (set {TRUST_ENV}=1 to read a file you trust in '
+                                  'full)') from None
         msg = error_line(e, first=1, limit=300)
         if os.path.getsize(path) == 0:
             raise CheckpointError(f'cannot read checkpoint {path}: the file is empty (0 bytes)') from None
-        found = re.search(r'Unsupported global: GLOBAL ([\w.]+)', str(e))
-        if 'Weights only load failed' in str(e) and found:
-            what = found.group(1)
-            hint = (f'an MMEngine training checkpoint; extract its backbone with `python '
-                    f'tools/model_converters/extract_backbone.py {path} OUT.pth [--ema]` first'
-                    if what.startswith('mmengine.') else 'not a plain state dict of tensors')
-            raise CheckpointError(f'{path} holds more than tensors (it pickles {what}): {hint}') from None
+        found = re.search(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)', str(e))
+        if found:
+            raise CheckpointError(
+                f'{path} pickles {found.group(1)}, not only tensors and plain data: not read, as reading it could '
+                f'run code the file names (set {TRUST_ENV}=1 to read a file you trust in full)') from None
         why = re.search(r'WeightsUnpickler error:\s*(.+)', str(e))
         why = why.group(1).strip() if why else msg  # (not torch's advice to load with weights_only=False)
         raise CheckpointError(f'cannot read checkpoint {path}: not a PyTorch checkpoint (a torch.save file of '
                               f'tensors), or a truncated or corrupt one ({why})') from None
+
+
+def read_checkpoint(path: str, map_location='cpu'):
+    """The checkpoint ``path`` names, read safely (``load_file``): a training checkpoint of MMEngine's Runner
+    (ours or another's), a state dict, an official / timm release file. What every tool, the Runner's
+    ``load_from`` / ``--resume`` and ``init_cfg`` read weights with."""
+    return load_file(osp.expanduser(path), map_location)
 
 
 def unwrap_state_dict(obj) -> StateDict:
@@ -289,17 +348,6 @@ def state_dict_mismatch(own: StateDict, src: StateDict, optional=lambda key: Fal
 # --------------------------------------------------------------------------------------------------
 # Files in, files out (tools/model_converters/convert_weights.py, tools/model_converters/extract_backbone.py)
 # --------------------------------------------------------------------------------------------------
-def read_any_checkpoint(path: str) -> dict:
-    """A plain state dict or official file with torch's safe loader; failing that (an MMEngine training
-    checkpoint of the user's own runs, which pickles more than tensors), with the full unpickler."""
-    try:
-        return read_checkpoint(path)
-    except CheckpointError as e:
-        if 'holds more than tensors' not in str(e):
-            raise
-    return read_checkpoint(path, trusted=True)
-
-
 _EMA_KEYS = ('state_dict_ema', 'model_ema')  # timm's and the official train.py's EMA entries
 
 
@@ -310,7 +358,7 @@ def classifier_weights(path: str, ema: bool = False) -> StateDict:
     ``ema_state_dict`` (keys ``module.*`` plus ``steps``) the raw trained ones; timm-style files keep the
     raw weights in ``state_dict`` / ``model`` and the EMA ones in ``state_dict_ema`` / ``model_ema``.
     """
-    ckpt = read_any_checkpoint(path)
+    ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'{path} holds no state dict (a {type(ckpt).__name__})')
     if isinstance(ckpt.get('ema_state_dict'), dict):  # MMEngine EMAHook
@@ -337,53 +385,6 @@ def save_weights(sd: StateDict, dst: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # Publishing a training checkpoint (tools/model_converters/publish_model.py)
 # --------------------------------------------------------------------------------------------------
-def _history_buffer_method(obj, name: str):
-    """What ``getattr`` may return while reading an MMEngine training checkpoint written before checkpoints
-    became plain data: only ``HistoryBuffer``'s own statistics methods (its pickle names them through
-    ``getattr(HistoryBuffer, 'mean')``); anything else is refused."""
-    from mmengine.logging import HistoryBuffer
-    if obj is HistoryBuffer and name in ('min', 'max', 'current', 'mean'):
-        return getattr(HistoryBuffer, name)
-    raise CheckpointError(f'refusing getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) in a '
-                          'checkpoint: only MMEngine HistoryBuffer statistics are read')
-
-
-def _legacy_training_globals() -> list:
-    """The globals an older MMEngine training checkpoint pickles besides tensors: ``HistoryBuffer`` (with its
-    statistics methods through a ``getattr`` that returns nothing else) and numpy arrays, scalars and dtypes.
-    Given to torch's weights_only unpickler, which still calls nothing but these."""
-    import numpy as np
-    from mmengine.logging import HistoryBuffer
-    core = np._core if hasattr(np, '_core') else np.core
-    out = [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), np.ndarray, np.dtype,
-           core.multiarray._reconstruct, core.multiarray.scalar]
-    out += [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'int16', 'int8',
-                                        'uint8', 'uint16', 'uint32', 'uint64', 'bool', 'complex64', 'complex128')]
-    for name in ('numpy.core.multiarray._reconstruct', 'numpy.core.multiarray.scalar'):  # numpy 1.x names
-        out.append((getattr(core.multiarray, name.rsplit('.', 1)[1]), name))
-    return out
-
-
-def read_training_checkpoint(path: str) -> dict:
-    """A checkpoint of tools/train.py read with torch's weights_only unpickler: a plain-data checkpoint as it
-    is; one written before checkpoints became plain data with MMEngine's ``HistoryBuffer`` and numpy types
-    also allowed (``_legacy_training_globals``), never arbitrary code. Errors name the file."""
-    try:
-        return read_checkpoint(path)
-    except CheckpointError as e:
-        if 'holds more than tensors' not in str(e):
-            raise
-    try:
-        with torch.serialization.safe_globals(_legacy_training_globals()):
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- torch's UnpicklingError, or ours above
-        found = re.search(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)', str(e))
-        msg = (f'it names {found.group(1)}' if found else
-               (str(e).strip().splitlines() or [type(e).__name__])[0][:300])
-        raise CheckpointError(f'{path} holds objects other than tensors, plain data and MMEngine\'s logging '
-                              f'state ({msg}); not read') from None
-
-
 PUBLISHED_META = ('cfg', 'dataset_meta', 'mmengine_version', 'experiment_name', 'seed', 'epoch', 'iter', 'time')
 
 
@@ -395,7 +396,8 @@ def publish_checkpoint(src: str, out: str) -> str:
     digits of its sha256>.pth``; returns that path. It loads with ``torch.load(weights_only=True)``."""
     import hashlib
     import io
-    ckpt = read_training_checkpoint(src)
+    refuse_output_over_input(out, {'checkpoint': src}, 'output')
+    ckpt = read_checkpoint(src)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('state_dict'), dict):
         keys = list(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f'{src} is not an MMEngine checkpoint (no "state_dict" entry; it holds {keys})')
@@ -417,5 +419,6 @@ def publish_checkpoint(src: str, out: str) -> str:
     if os.path.isdir(out) or not os.path.basename(stem):
         raise CheckpointError(f'output {out} is a folder: give a file name, e.g. {os.path.join(out, "model.pth")}')
     final = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    refuse_output_over_input(final, {'checkpoint': src}, 'output')
     atomic_write(final, lambda f: f.write(data))
     return final

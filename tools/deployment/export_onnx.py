@@ -20,6 +20,7 @@ import time
 
 from backbones.utils.cli import add_cfg_options, run_cli
 from backbones.utils.errors import UserInputError
+from backbones.utils.io import refuse_output_over_input
 
 
 def parse_args(argv=None):
@@ -51,6 +52,10 @@ def main(argv=None) -> int:
     from backbones.deploy import onnx as ex
     if args.backbone and args.config.startswith('backbone:'):
         raise UserInputError('--backbone is for a config; backbone:<arch> is a backbone already')
+    if not args.check_only:
+        if not args.out.endswith('.onnx'):
+            raise UserInputError(f'--out {args.out}: name a .onnx file (the exporter writes an ONNX model there)')
+        refuse_output_over_input(args.out, {'checkpoint': args.checkpoint, 'config': args.config}, '--out')
     if args.batch < 1:
         raise UserInputError(f'--batch {args.batch}: must be at least 1')
     exp = ex.build_exportable(args.config, args.checkpoint, backbone=args.backbone, deploy=args.deploy,

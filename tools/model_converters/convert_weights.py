@@ -41,6 +41,7 @@ from backbones.models.timm_export import FORMATS, export_timm
 from backbones.models.weights import identify, read_checkpoint, save_weights, unwrap_state_dict
 from backbones.utils.cli import run_cli
 from backbones.utils.errors import UserInputError
+from backbones.utils.io import refuse_output_over_input
 
 
 def main(argv=None) -> int:
@@ -59,6 +60,8 @@ def main(argv=None) -> int:
     p.add_argument('--input-size', type=int, default=224, help="--to timm: the pretrained_cfg's input size "
                    '(224; 384 for the base-384 fine-tune)')
     args = p.parse_args(argv)
+    refuse_output_over_input(args.dst, {'SRC': args.src}, 'DST',
+                             inside=('model.safetensors', 'pytorch_model.bin', 'config.json'))
     if args.to == 'timm':
         export_timm(args.src, args.dst, arch=args.arch, fmt=args.format, ema=args.ema,
                     input_size=args.input_size, backbone_only=args.backbone_only)

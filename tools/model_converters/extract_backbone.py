@@ -27,6 +27,7 @@ from backbones import extract_backbone
 from backbones.apis.build import check_weights_fit
 from backbones.models.weights import classifier_weights, save_weights
 from backbones.utils.cli import run_cli
+from backbones.utils.io import refuse_output_over_input
 
 
 def main(argv=None) -> int:
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
                    help='keep the whole classifier (backbone.* + head.*) instead of the bare backbone')
     p.add_argument('--arch', help='check that the weights load strictly into this variant (atto, tiny, ...)')
     args = p.parse_args(argv)
+    refuse_output_over_input(args.out, {'checkpoint': args.checkpoint}, 'OUT')
     sd = classifier_weights(args.checkpoint, args.ema)
     out = OrderedDict(sd) if args.with_head else extract_backbone(sd)
     if args.arch:  # strict fit check against the named variant (with --with-head: its head too)
