@@ -20,13 +20,14 @@ def build_model(config, options: Optional[dict] = None, pretrained: bool = False
     from mmengine.config import Config
 
     from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
-    from backbones.utils.config import load_config, merge_cfg_options
+    from backbones.utils.config import check_added_keys, load_config, merge_cfg_options
     if isinstance(config, Config):
         cfg = config.copy()
-        merge_cfg_options(cfg, options)
+        check_added_keys(cfg, merge_cfg_options(cfg, options))
         name = cfg.filename or 'the config'
     else:
         cfg, name = load_config(config, options), config
+        check_added_keys(cfg)
     default_scope = cfg.get('default_scope')
     if scope is not None and default_scope != scope:
         raise UserInputError(f'{name} is not an {scope} config (default_scope={default_scope!r})')

@@ -8,7 +8,7 @@ from backbones.datasets.checks.coco import check_coco_datasets
 from backbones.datasets.checks.common import check_data_folders, check_dataloaders
 from backbones.datasets.checks.segmentation import check_seg_datasets
 from backbones.engine.checks import check_backbone
-from backbones.utils.config import load_config
+from backbones.utils.config import check_added_keys, load_config
 
 
 def run_config(args):
@@ -31,7 +31,8 @@ def build_runner(cfg):
 def preflight(cfg, splits) -> None:
     """Every check that can fail before the Runner is built, for the dataloaders ``splits``: the backbone's
     arguments, the dataloader settings, the data folders, the COCO files (and the evaluators' COCO files)
-    and the segmentation sets."""
+    and the segmentation sets. First the keys ``--cfg-options`` added: the classes they go to take them."""
+    check_added_keys(cfg)
     check_backbone(cfg)
     check_dataloaders(cfg, splits=splits)
     check_data_folders(cfg, splits=splits)
