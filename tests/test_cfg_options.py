@@ -1,6 +1,6 @@
-"""``--cfg-options`` on the shipped configs: keys the config does not list are added as MMEngine adds them (the
-ones mmdet / mmseg users pass every day), and a key that the class built from its dict does not take fails
-before the Runner is built, with one line naming the key and the closest name that class takes."""
+"""``--cfg-options`` on the shipped configs: keys the config does not list are added as MMEngine adds them
+(the ones mmdet / mmseg users pass every day), and a key that the class built from its dict does not take
+fails before the Runner is built, with one line naming the key and the closest name that class takes."""
 import pytest
 
 from backbones.utils.config import check_added_keys, load_config
@@ -37,18 +37,22 @@ def test_keys_the_config_does_not_list_are_added(config, key, value):
 @pytest.mark.parametrize('config,key,msg', [
     (SEG, 'model.backbone.drop_path_rat', r"InceptionNeXt \(model.backbone\) takes no 'drop_path_rat' "
                                           r"\(did you mean drop_path_rate\?\)"),
-    (SEG, 'model.decode_head.chanels', r"UPerHead \(model.decode_head\) takes no 'chanels' \(did you mean channels"),
-    (SEG, 'test_evaluator.classwise', r"IoUMetric \(test_evaluator\) takes no 'classwise'$"),  # mmseg's: it doesn't
-    (SEG, 'randomness.determinstic', r"randomness \(mmengine.runner.set_random_seed\) takes no 'determinstic' "
-                                     r"\(did you mean deterministic\?\)"),
+    (SEG, 'model.decode_head.chanels', r"UPerHead \(model.decode_head\) takes no 'chanels' "
+                                       r"\(did you mean channels"),
+    (SEG, 'test_evaluator.classwise', r"IoUMetric \(test_evaluator\) takes no 'classwise'$"),  # mmseg's: no
+    (SEG, 'randomness.determinstic', r"randomness \(mmengine.runner.set_random_seed\) takes no "
+                                     r"'determinstic' \(did you mean deterministic\?\)"),
     (SEG, 'optim_wrapper.clip_grad.max_nrom', r"takes no 'max_nrom' \(did you mean max_norm\?\)"),
     (SEG, 'train_dataloader.batchsize', r"DataLoader\) takes no 'batchsize' \(did you mean batch_size"),
-    (SEG, 'train_cfg.max_iter', r"IterBasedTrainLoop \(train_cfg\) takes no 'max_iter' \(did you mean max_iters"),
-    (SEG, 'param_scheduler.1.eta_mn', r"PolyLR \(param_scheduler.1\) takes no 'eta_mn' \(did you mean eta_min\?\)"),
+    (SEG, 'train_cfg.max_iter', r"IterBasedTrainLoop \(train_cfg\) takes no 'max_iter' "
+                                r"\(did you mean max_iters"),
+    (SEG, 'param_scheduler.1.eta_mn', r"PolyLR \(param_scheduler.1\) takes no 'eta_mn' "
+                                      r"\(did you mean eta_min\?\)"),
     (SEG, 'default_hooks.logger.intreval', r"LoggerHook \(default_hooks.logger\) takes no 'intreval'"),
-    (SEG, 'train_dataloader.dataset.pipeline.1.reduce_zero_labl', r"LoadAnnotations \(train_dataloader.dataset"
-                                                                  r".pipeline.1\) takes no 'reduce_zero_labl'"),
-    (DET, 'test_evaluator.clas_wise', r"CocoMetric \(test_evaluator\) takes no 'clas_wise' \(did you mean classwise"),
+    (SEG, 'train_dataloader.dataset.pipeline.1.reduce_zero_labl',
+     r"LoadAnnotations \(train_dataloader.dataset.pipeline.1\) takes no 'reduce_zero_labl'"),
+    (DET, 'test_evaluator.clas_wise', r"CocoMetric \(test_evaluator\) takes no 'clas_wise' "
+                                      r"\(did you mean classwise"),
     (SEG, 'trian_cfg.max_iters', r"the top level has no 'trian_cfg', and the Runner takes no such argument "
                                  r"\(did you mean train_cfg"),
 ])
@@ -59,10 +63,11 @@ def test_a_key_no_one_takes_is_named_with_the_closest(config, key, msg):
 
 @pytest.mark.parametrize('options,msg', [
     ({'model.backbone.init_cfg': None, 'model.backbone.init_cfg.checkpoint': 'x.pth'},
-     r"^--cfg-options model.backbone.init_cfg=None and model.backbone.init_cfg.checkpoint='x.pth' in one command: "
-     r"the first replaces model.backbone.init_cfg with None, the second sets a key inside it; pass one of them$"),
+     r"^--cfg-options model.backbone.init_cfg=None and model.backbone.init_cfg.checkpoint='x.pth' in one "
+     r"command: the first replaces model.backbone.init_cfg with None, the second sets a key inside it; "
+     r"pass one of them$"),
     ({'model.backbone.init_cfg.checkpoint': 'x.pth', 'model.backbone.init_cfg': None},  # the other order
-     r"^--cfg-options model.backbone.init_cfg=None and model.backbone.init_cfg.checkpoint='x.pth' in one command"),
+     r"^--cfg-options model.backbone.init_cfg=None and model.backbone.init_cfg.checkpoint='x.pth' in one "),
     ({'model.backbone.arch.depth': 5},
      r"^--cfg-options model.backbone.arch.depth: model.backbone.arch is 'atto' in the config, not a dict"),
     ({'train_dataloader.dataset.pipeline.99.scale': 5},

@@ -55,9 +55,9 @@ def merge_cfg_options(cfg, options: Optional[dict]) -> list:
     for key in options:  # one option sets a value, another a key inside it (in either order)
         inner = next((k for k in options if k.startswith(key + '.')), None)
         if inner is not None and not isinstance(options[key], dict):
-            raise UserInputError(f'--cfg-options {key}={options[key]!r} and {inner}={options[inner]!r} in one '
-                                 f'command: the first replaces {key} with {options[key]!r}, the second sets a '
-                                 f'key inside it; pass one of them')
+            raise UserInputError(f'--cfg-options {key}={options[key]!r} and {inner}={options[inner]!r} in '
+                                 f'one command: the first replaces {key} with {options[key]!r}, the second '
+                                 'sets a key inside it; pass one of them')
     root = getattr(cfg, '_cfg_dict', cfg)
     for key in options:
         node, done = root, []
@@ -103,8 +103,9 @@ def _check_top_level_key(key: str, part: str, top: dict) -> None:
     if part in known:
         return
     near = difflib.get_close_matches(part, sorted(set(top.keys()) | set(known)), n=3)
-    raise UserInputError(f'unknown config key {key!r} in --cfg-options: the top level has no {part!r}, and the '
-                         'Runner takes no such argument' + (f' (did you mean {", ".join(near)}?)' if near else ''))
+    raise UserInputError(f'unknown config key {key!r} in --cfg-options: the top level has no {part!r}, and '
+                         'the Runner takes no such argument'
+                         + (f' (did you mean {", ".join(near)}?)' if near else ''))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,7 +148,8 @@ def _untyped_owner(path: str, node: dict):
     if path == 'auto_scale_lr':
         return 'auto_scale_lr', ['enable', 'base_batch_size']
     if path == 'optim_wrapper.clip_grad':
-        fn = torch.nn.utils.clip_grad_value_ if node.get('type') == 'value' else torch.nn.utils.clip_grad_norm_
+        clip = torch.nn.utils
+        fn = clip.clip_grad_value_ if node.get('type') == 'value' else clip.clip_grad_norm_
         return f'optim_wrapper.clip_grad (torch.nn.utils.{fn.__name__})', ['type'] + args(fn, 'parameters')
     if re.fullmatch(r'\w+_dataloader', path):
         return f'{path} (torch.utils.data.DataLoader)', args(torch.utils.data.DataLoader) + ['sampler']
