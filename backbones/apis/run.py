@@ -7,7 +7,7 @@ import re
 from backbones.datasets.checks.coco import check_coco_datasets
 from backbones.datasets.checks.common import check_data_folders, check_dataloaders
 from backbones.datasets.checks.segmentation import check_seg_datasets
-from backbones.engine.checks import check_backbone
+from backbones.engine.checks import check_backbone, check_optimizer, check_param_schedulers
 from backbones.utils.config import check_added_keys, load_config
 
 
@@ -31,9 +31,13 @@ def build_runner(cfg):
 def preflight(cfg, splits) -> None:
     """Every check that can fail before the Runner is built, for the dataloaders ``splits``: the backbone's
     arguments, the dataloader settings, the data folders, the COCO files (and the evaluators' COCO files)
-    and the segmentation sets. First the keys ``--cfg-options`` added: the classes they go to take them."""
+    and the segmentation sets; for training also the optimizer's values and the schedulers' begin / end.
+    First the keys ``--cfg-options`` added: the classes they go to take them."""
     check_added_keys(cfg)
     check_backbone(cfg)
+    if 'train_dataloader' in splits:
+        check_optimizer(cfg)
+        check_param_schedulers(cfg)
     check_dataloaders(cfg, splits=splits)
     check_data_folders(cfg, splits=splits)
     check_coco_datasets(cfg, splits=splits)
@@ -88,3 +92,22 @@ def raise_if_out_of_memory(e: BaseException, cfg, split: str) -> None:
     raise UserInputError(f'out of {device} memory ({what}) at {split}.batch_size={batch} per process: lower '
                          f'{split}.batch_size{lr}, the input size or {split}.num_workers (now {workers}){amp}'
                          ) from None
+
+
+_ONE_VALUE_PER_CHANNEL = 'Expected more than 1 value per channel when training'
+
+
+def raise_if_batchnorm_got_one_value(e: BaseException, cfg) -> None:
+    """torch's "Expected more than 1 value per channel when training" (a BatchNorm layer in training given
+    one value per channel: one image per process meeting a 1x1 map, as in the pooling branch of UperNet's
+    head) becomes a ``UserInputError`` saying why and what to do; returns (the caller re-raises) otherwise."""
+    if not isinstance(e, ValueError) or _ONE_VALUE_PER_CHANNEL not in str(e):
+        return
+    from backbones.utils.errors import UserInputError
+    batch = (cfg.get('train_dataloader') or {}).get('batch_size')
+    size = re.search(r'input size (torch.Size\(\[[^\]]*\]\))', str(e))
+    raise UserInputError(
+        f'train_dataloader.batch_size={batch} per process: a BatchNorm layer in training got one value per '
+        f'channel{" (input " + size.group(1) + ")" if size else ""}, one image meeting a 1x1 map (the pooling '
+        'branch of the decode head); batch statistics need at least 2 values: use train_dataloader.batch_size '
+        '>= 2 per process (SyncBN, which pools the batch over GPU processes, falls back to BN on CPU)') from None
