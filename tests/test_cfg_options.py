@@ -86,7 +86,7 @@ def test_options_that_cannot_merge_are_one_line(options, msg):
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def ade_root(tmp_path_factory):
-    """A small generated ADE-layout data set: the runs below would otherwise stop at the missing data folder."""
+    """A small generated ADE-layout data set (the runs below would stop at a missing data folder)."""
     from backbones.datasets.synthetic import write_ade
     root = str(tmp_path_factory.mktemp('ade'))
     write_ade(root, num_train=2, num_val=1, size=(64, 64), seed=2)
@@ -104,7 +104,8 @@ def ade_root(tmp_path_factory):
     (['model.backbone.out_indices=[a]'],
      r"^error: model.backbone.out_indices=\['a'\]: stage ids, whole numbers 0..3"),
     (['model.backbone.init_cfg=None', 'model.backbone.init_cfg.checkpoint=x.pth'],
-     r"^error: --cfg-options model.backbone.init_cfg=None and model.backbone.init_cfg.checkpoint='x.pth' in one "),
+     r"^error: --cfg-options model.backbone.init_cfg=None and "
+     r"model.backbone.init_cfg.checkpoint='x.pth' in one "),
     (['model.backbone.drop_path_rat=0.2'], r"^error: unknown config key 'model.backbone.drop_path_rat' in "
                                            r"--cfg-options: InceptionNeXt \(model.backbone\) takes no"),
 ])
@@ -159,9 +160,9 @@ def test_batchnorm_with_one_value_per_channel_is_one_line(tmp_path, monkeypatch)
     assert code == 2, err
     assert err.strip() == (
         'error: train_dataloader.batch_size=1 per process: a BatchNorm layer in training got one value per '
-        'channel (input torch.Size([1, 4, 1, 1])), one image meeting a 1x1 map (the pooling branch of the decode '
-        'head); batch statistics need at least 2 values: use train_dataloader.batch_size >= 2 per process '
-        '(SyncBN, which pools the batch over GPU processes, falls back to BN on CPU)')
+        'channel (input torch.Size([1, 4, 1, 1])), one image meeting a 1x1 map (the pooling branch of the '
+        'decode head); batch statistics need at least 2 values: use train_dataloader.batch_size >= 2 per '
+        'process (SyncBN, which pools the batch over GPU processes, falls back to BN on CPU)')
 
 
 def test_a_data_set_smaller_than_one_batch_is_noticed(tmp_path):
@@ -177,5 +178,5 @@ def test_a_data_set_smaller_than_one_batch_is_noticed(tmp_path):
                                     batch_size=8, num_workers=0)
     with LogCapture() as log:
         runner.train()
-    assert ('train_dataloader: the data set holds 1 sample, fewer than one batch (8): each batch repeats samples; '
-            'lower train_dataloader.batch_size or add data') in log.text
+    assert ('train_dataloader: the data set holds 1 sample, fewer than one batch (8): each batch repeats '
+            'samples; lower train_dataloader.batch_size or add data') in log.text

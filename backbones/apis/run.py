@@ -106,8 +106,9 @@ def raise_if_batchnorm_got_one_value(e: BaseException, cfg) -> None:
     from backbones.utils.errors import UserInputError
     batch = (cfg.get('train_dataloader') or {}).get('batch_size')
     size = re.search(r'input size (torch.Size\(\[[^\]]*\]\))', str(e))
+    shape = f' (input {size.group(1)})' if size else ''
     raise UserInputError(
         f'train_dataloader.batch_size={batch} per process: a BatchNorm layer in training got one value per '
-        f'channel{" (input " + size.group(1) + ")" if size else ""}, one image meeting a 1x1 map (the pooling '
-        'branch of the decode head); batch statistics need at least 2 values: use train_dataloader.batch_size '
-        '>= 2 per process (SyncBN, which pools the batch over GPU processes, falls back to BN on CPU)') from None
+        f'channel{shape}, one image meeting a 1x1 map (the pooling branch of the decode head); batch '
+        'statistics need at least 2 values: use train_dataloader.batch_size >= 2 per process (SyncBN, which '
+        'pools the batch over GPU processes, falls back to BN on CPU)') from None

@@ -42,9 +42,10 @@ def check_backbone(cfg) -> None:
     from backbones.models.inceptionnext import InceptionNeXt
     args = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
     out = args.get('out_indices', ())
-    if any(isinstance(i, bool) or not isinstance(i, int) for i in (out if isinstance(out, (list, tuple)) else [out])):
-        raise BadValueError(f'model.backbone.out_indices={out!r}: stage ids, whole numbers 0..3 (strides 4, 8, '
-                            '16, 32), e.g. [0,1,2,3]')
+    ids = out if isinstance(out, (list, tuple)) else [out]
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+        raise BadValueError(f'model.backbone.out_indices={out!r}: stage ids, whole numbers 0..3 (strides 4, '
+                            '8, 16, 32), e.g. [0,1,2,3]')
     try:
         InceptionNeXt.resolve_arch(args.get('arch', 'tiny'))
     except ValueError as e:
@@ -109,7 +110,8 @@ def check_param_schedulers(cfg) -> None:
             note = f' (no end set: train_cfg.{unit})'
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (begin, end))
         if numbers and end <= begin:
-            where = f'param_scheduler.{i}' if isinstance(cfg.get('param_scheduler'), list) else 'param_scheduler'
+            listed = isinstance(cfg.get('param_scheduler'), list)
+            where = f'param_scheduler.{i}' if listed else 'param_scheduler'
             raise BadValueError(f'{where} ({sched.get("type")}): end={end}{note} is not after begin={begin}; '
-                                f'a scheduler must end after it begins: set {where}.begin / {where}.end to fit '
-                                f'the schedule (train_cfg: {dict(train_cfg)})')
+                                f'a scheduler must end after it begins: set {where}.begin / {where}.end to '
+                                f'fit the schedule (train_cfg: {dict(train_cfg)})')
