@@ -27,7 +27,6 @@ def build_model(config, options: Optional[dict] = None, pretrained: bool = False
         name = cfg.filename or 'the config'
     else:
         cfg, name = load_config(config, options), config
-        check_added_keys(cfg)
     default_scope = cfg.get('default_scope')
     if scope is not None and default_scope != scope:
         raise UserInputError(f'{name} is not an {scope} config (default_scope={default_scope!r})')

@@ -13,7 +13,7 @@ from backbones.utils.config import check_added_keys, load_config
 
 def run_config(args):
     """The config of a train / test run: file + --cfg-options + work dir + launcher + our runner."""
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, check_keys=False)  # preflight checks the added keys
     cfg.work_dir = osp.expanduser(args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0]))  # (a quoted '~/w' reaches us unexpanded)
     cfg.launcher = args.launcher

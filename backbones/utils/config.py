@@ -12,8 +12,10 @@ from backbones.utils.errors import UserInputError
 from backbones.utils.io import error_line
 
 
-def load_config(path: str, options: Optional[dict] = None):
-    """``Config.fromfile(path)`` + strict ``--cfg-options``; errors name the file (and line)."""
+def load_config(path: str, options: Optional[dict] = None, check_keys: bool = True):
+    """``Config.fromfile(path)`` + strict ``--cfg-options``; errors name the file (and line). A key the options
+    add is checked against the class its dict builds (``check_added_keys``) here, or, with
+    ``check_keys=False``, by the caller once the config is final (the train / test tools' pre-flight)."""
     from mmengine.config import Config
     if not osp.isfile(path):
         raise UserInputError(f'config file not found: {path}')
@@ -28,6 +30,8 @@ def load_config(path: str, options: Optional[dict] = None):
     except Exception as e:  # noqa: BLE001 -- MMEngine raises many types for a config it cannot read
         raise UserInputError(f'cannot read config {path}: {error_line(e)}') from None
     merge_cfg_options(cfg, options)
+    if check_keys:
+        check_added_keys(cfg)
     return cfg
 
 
