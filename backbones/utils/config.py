@@ -1,5 +1,6 @@
-"""Reading a config: the file (errors name it and the line), strict ``--cfg-options`` (unknown keys and
-values of another kind are errors)."""
+"""Reading a config: the file (errors name it and the line), checked ``--cfg-options``: a key the config
+does not list is added when the class built from its dict takes it (a key no one takes, and a value of
+another kind than the config's, are errors naming the key)."""
 import ast
 import difflib
 import importlib
