@@ -9,7 +9,7 @@ from mmengine.fileio import get_file_backend
 
 from backbones.engine.mmengine_fixes import AtomicLocalBackend, fallback_syncbn_on_cpu, install_mmengine_fixes
 from backbones.engine.optimizers import InceptionNeXtLayerDecayConstructor
-from backbones.utils.config import merge_cfg_options
+from backbones.utils.config import check_added_keys, merge_cfg_options
 from backbones.utils.errors import UserInputError
 
 
@@ -48,16 +48,19 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
 
 def test_cfg_options_are_strict():
-    cfg = Config(dict(model=dict(backbone=dict(arch='tiny')), train_cfg=dict(max_iters=3),
+    cfg = Config(dict(model=dict(backbone=dict(arch='tiny')),
+                      train_cfg=dict(type='IterBasedTrainLoop', max_iters=3),
                       pipeline=[dict(type='Load'), dict(type='Resize', scale=(64, 64))]))
     merge_cfg_options(cfg, {'model.backbone.arch': 'atto', 'pipeline.1.scale': (32, 32)})
     assert cfg.model.backbone.arch == 'atto' and cfg.pipeline[1].scale == (32, 32)
     with pytest.raises(UserInputError, match="unknown config key 'pipeline.2.scale'"):
         merge_cfg_options(cfg, {'pipeline.2.scale': 5})
-    with pytest.raises(UserInputError, match=r"unknown config key 'train_cfg.max_iter'.*did you mean max_iters"):
-        merge_cfg_options(cfg, {'train_cfg.max_iter': 5})
     with pytest.raises(UserInputError, match="the top level has no 'trian_cfg'"):
         merge_cfg_options(cfg, {'trian_cfg.max_iters': 5})
+    # a key the config does not list is added; the loop's signature, not the config, catches the typo
+    check_added_keys(cfg, merge_cfg_options(cfg, {'train_cfg.val_interval': 2}))
+    with pytest.raises(UserInputError, match=r"'train_cfg.max_iter'.*did you mean max_iters"):
+        check_added_keys(cfg, merge_cfg_options(cfg, {'train_cfg.max_iter': 5}))
 
 
 def test_syncbn_falls_back_to_bn_on_cpu():

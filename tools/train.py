@@ -19,6 +19,7 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
 
 
 from backbones.apis.run import build_runner, preflight, raise_if_out_of_memory, run_config  # noqa: E402
+from backbones.apis.run import raise_if_batchnorm_got_one_value  # noqa: E402
 from backbones.engine.checks import check_checkpoint_fits, check_resume_checkpoint  # noqa: E402
 from backbones.engine.mmengine_fixes import lock_work_dir  # noqa: E402
 from backbones.engine.runner import check_work_dir_is_new  # noqa: E402
@@ -76,6 +77,7 @@ def main(argv=None) -> int:
         runner.train()
     except Exception as e:  # noqa: BLE001 -- only running out of memory is re-worded; the rest goes on
         raise_if_out_of_memory(e, cfg, 'train_dataloader')
+        raise_if_batchnorm_got_one_value(e, cfg)
         raise
     return 0
 

@@ -12,18 +12,18 @@ def build_model(config, options: Optional[dict] = None, pretrained: bool = False
                 scope: Optional[str] = None) -> torch.nn.Module:
     """The model of ``config`` (a path or an MMEngine ``Config``), on CPU, in eval mode.
 
-    ``options``: ``--cfg-options``-style overrides (keys must exist). ``pretrained=False`` skips the
-    backbone's ``init_cfg`` (no checkpoint needed). ``scope`` (``'mmdet'``, ``'mmseg'``, ``'train_cls'``):
-    the config must be of that task. Without a GPU, SyncBN becomes BN. The model is built under the
-    config's ``default_scope``, whose registries are imported first.
+    ``options``: ``--cfg-options``-style overrides (a key the config lacks must be one its class takes).
+    ``pretrained=False`` skips the backbone's ``init_cfg`` (no checkpoint needed). ``scope`` (``'mmdet'``,
+    ``'mmseg'``, ``'train_cls'``): the config must be of that task. Without a GPU, SyncBN becomes BN. The model
+    is built under the config's ``default_scope``, whose registries are imported first.
     """
     from mmengine.config import Config
 
     from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
-    from backbones.utils.config import load_config, merge_cfg_options
+    from backbones.utils.config import check_added_keys, load_config, merge_cfg_options
     if isinstance(config, Config):
         cfg = config.copy()
-        merge_cfg_options(cfg, options)
+        check_added_keys(cfg, merge_cfg_options(cfg, options))
         name = cfg.filename or 'the config'
     else:
         cfg, name = load_config(config, options), config

@@ -7,13 +7,13 @@ import re
 from backbones.datasets.checks.coco import check_coco_datasets
 from backbones.datasets.checks.common import check_data_folders, check_dataloaders
 from backbones.datasets.checks.segmentation import check_seg_datasets
-from backbones.engine.checks import check_backbone
-from backbones.utils.config import load_config
+from backbones.engine.checks import check_backbone, check_optimizer, check_param_schedulers
+from backbones.utils.config import check_added_keys, load_config
 
 
 def run_config(args):
     """The config of a train / test run: file + --cfg-options + work dir + launcher + our runner."""
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, check_keys=False)  # preflight checks the added keys
     cfg.work_dir = osp.expanduser(args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0]))  # (a quoted '~/w' reaches us unexpanded)
     cfg.launcher = args.launcher
@@ -31,8 +31,13 @@ def build_runner(cfg):
 def preflight(cfg, splits) -> None:
     """Every check that can fail before the Runner is built, for the dataloaders ``splits``: the backbone's
     arguments, the dataloader settings, the data folders, the COCO files (and the evaluators' COCO files)
-    and the segmentation sets."""
+    and the segmentation sets; for training also the optimizer's values and the schedulers' begin / end.
+    First the keys ``--cfg-options`` added: the classes they go to take them."""
+    check_added_keys(cfg)
     check_backbone(cfg)
+    if 'train_dataloader' in splits:
+        check_optimizer(cfg)
+        check_param_schedulers(cfg)
     check_dataloaders(cfg, splits=splits)
     check_data_folders(cfg, splits=splits)
     check_coco_datasets(cfg, splits=splits)
@@ -87,3 +92,23 @@ def raise_if_out_of_memory(e: BaseException, cfg, split: str) -> None:
     raise UserInputError(f'out of {device} memory ({what}) at {split}.batch_size={batch} per process: lower '
                          f'{split}.batch_size{lr}, the input size or {split}.num_workers (now {workers}){amp}'
                          ) from None
+
+
+_ONE_VALUE_PER_CHANNEL = 'Expected more than 1 value per channel when training'
+
+
+def raise_if_batchnorm_got_one_value(e: BaseException, cfg) -> None:
+    """torch's "Expected more than 1 value per channel when training" (a BatchNorm layer in training given
+    one value per channel: one image per process meeting a 1x1 map, as in the pooling branch of UperNet's
+    head) becomes a ``UserInputError`` saying why and what to do; returns (the caller re-raises) otherwise."""
+    if not isinstance(e, ValueError) or _ONE_VALUE_PER_CHANNEL not in str(e):
+        return
+    from backbones.utils.errors import UserInputError
+    batch = (cfg.get('train_dataloader') or {}).get('batch_size')
+    size = re.search(r'input size (torch.Size\(\[[^\]]*\]\))', str(e))
+    shape = f' (input {size.group(1)})' if size else ''
+    raise UserInputError(
+        f'train_dataloader.batch_size={batch} per process: a BatchNorm layer in training got one value per '
+        f'channel{shape}, one image meeting a 1x1 map (the pooling branch of the decode head); batch '
+        'statistics need at least 2 values: use train_dataloader.batch_size >= 2 per process (SyncBN, which '
+        'pools the batch over GPU processes, falls back to BN on CPU)') from None

@@ -7,7 +7,7 @@ checkpoint), ``check_checkpoint_fits`` (a checkpoint of another model). The data
 import torch
 
 from backbones.models.weights import read_checkpoint, state_dict_mismatch
-from backbones.utils.errors import CheckpointError, UserInputError
+from backbones.utils.errors import BadValueError, CheckpointError, UserInputError
 from backbones.utils.io import error_line
 
 
@@ -41,6 +41,11 @@ def check_backbone(cfg) -> None:
         return
     from backbones.models.inceptionnext import InceptionNeXt
     args = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
+    out = args.get('out_indices', ())
+    ids = out if isinstance(out, (list, tuple)) else [out]
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+        raise BadValueError(f'model.backbone.out_indices={out!r}: stage ids, whole numbers 0..3 (strides 4, '
+                            '8, 16, 32), e.g. [0,1,2,3]')
     try:
         InceptionNeXt.resolve_arch(args.get('arch', 'tiny'))
     except ValueError as e:
@@ -52,3 +57,61 @@ def check_backbone(cfg) -> None:
         msg = error_line(e)
         key = next((k for k in args if k in msg), None)
         raise UserInputError(f'model.backbone{"." + key if key else ""}: {msg}') from None
+
+
+# Torch's optimizers name the value they refuse in words; the config key it comes from.
+_OPTIMIZER_WORDS = (('learning rate', 'lr'), ('weight_decay', 'weight_decay'), ('epsilon', 'eps'),
+                    ('beta parameter', 'betas'), ('momentum', 'momentum'), ('dampening', 'dampening'))
+
+
+def check_optimizer(cfg) -> None:
+    """``optim_wrapper.optimizer`` builds: the optimizer class is built on one stand-in parameter, so a value
+    it refuses (``lr=-1``: torch's ValueError, 36 lines under the Runner) is one error naming
+    ``optim_wrapper.optimizer.<key>`` and the value."""
+    opt = (cfg.get('optim_wrapper') or {}).get('optimizer')
+    if not isinstance(opt, dict) or not isinstance(opt.get('type'), str):
+        return
+    from mmengine.registry import OPTIMIZERS, DefaultScope
+    scope = cfg.get('default_scope')
+    try:
+        with DefaultScope.overwrite_default_scope(scope), OPTIMIZERS.switch_scope_and_registry(scope) as reg:
+            cls = reg.get(opt['type'])
+    except Exception:  # noqa: BLE001 -- a scope that cannot be imported: the Runner will say so
+        cls = None
+    if cls is None:
+        return
+    args = {k: v for k, v in opt.items() if k not in ('type', '_scope_')}
+    try:
+        cls([torch.nn.Parameter(torch.zeros(1))], **args)
+    except (ValueError, TypeError) as e:
+        msg = error_line(e)
+        key = next((k for words, k in _OPTIMIZER_WORDS if words in msg.lower() and k in args), None)
+        key = key or next((k for k in args if k in msg), None)
+        what = f'.{key}={args[key]!r}' if key else ''
+        raise BadValueError(f'optim_wrapper.optimizer{what}: {cls.__name__} refuses it ({msg})') from None
+
+
+def check_param_schedulers(cfg) -> None:
+    """Each ``param_scheduler`` ends after it begins, with the ``end`` MMEngine gives one that sets none (the
+    train loop's ``max_iters`` / ``max_epochs``): shortening ``train_cfg.max_iters`` below a scheduler's
+    ``begin`` is otherwise a ValueError from inside the Runner naming neither the scheduler nor the key."""
+    schedulers = cfg.get('param_scheduler')
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    train_cfg = cfg.get('train_cfg') or {}
+    for i, sched in enumerate(schedulers or []):
+        if not isinstance(sched, dict):
+            continue
+        by_epoch = sched.get('by_epoch', True)
+        begin, end, note = sched.get('begin', 0), sched.get('end'), ''
+        if end is None:
+            unit = 'max_epochs' if by_epoch else 'max_iters'
+            end = train_cfg.get(unit)
+            note = f' (no end set: train_cfg.{unit})'
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (begin, end))
+        if numbers and end <= begin:
+            listed = isinstance(cfg.get('param_scheduler'), list)
+            where = f'param_scheduler.{i}' if listed else 'param_scheduler'
+            raise BadValueError(f'{where} ({sched.get("type")}): end={end}{note} is not after begin={begin}; '
+                                f'a scheduler must end after it begins: set {where}.begin / {where}.end to '
+                                f'fit the schedule (train_cfg: {dict(train_cfg)})')

@@ -165,6 +165,27 @@ class RobustRunner(Runner):
             auto_scale_lr = dict(auto_scale_lr, base_batch_size=base / accum)
         return Runner.scale_lr(self, optim_wrapper, auto_scale_lr)
 
+    def build_train_loop(self, loop):
+        """MMEngine's, and a notice in the log when the training set holds fewer samples than one batch of
+        all processes: an infinite sampler then repeats samples within a batch (one image at batch 8 trains on
+        8 copies)."""
+        loop = super().build_train_loop(loop)
+        loader = getattr(loop, 'dataloader', None)
+        batch = getattr(loader, 'batch_size', None)
+        try:
+            size = len(loader.dataset)
+        except (AttributeError, TypeError):
+            return loop
+        if isinstance(batch, int) and size < batch * self.world_size:
+            per = f'{batch} per process x {self.world_size} processes' if self.world_size > 1 else f'{batch}'
+            infinite = type(getattr(loader, 'sampler', None)).__name__ == 'InfiniteSampler'
+            what = ('each batch repeats samples' if infinite or self.world_size > 1
+                    else 'each epoch is one short batch')
+            self.logger.warning(f'train_dataloader: the data set holds {size} sample{"s" * (size != 1)}, '
+                                f'fewer than one batch ({per}): {what}; lower train_dataloader.batch_size or '
+                                'add data')
+        return loop
+
 
 def _worker_ignores_sigterm(init_fn, worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -27,9 +27,11 @@ class CfgOptionsAction(argparse.Action):
 
 
 def add_cfg_options(parser, example: str = 'train_dataloader.batch_size=4') -> None:
-    """``--cfg-options k=v ...`` (``load_config`` checks that the keys exist)."""
+    """``--cfg-options k=v ...`` (``backbones.utils.config``: a key the config lacks must be one that the
+    class built from its dict takes)."""
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, default=None,
-                        help=f'override config keys, e.g. {example} (keys must exist; spaces in a value are kept)')
+                        help=f'override config keys, e.g. {example} (a key the config does not list must be one '
+                             'its class takes; spaces in a value are kept)')
 
 
 def add_common_args(parser) -> None:
