@@ -155,11 +155,110 @@ def load_file(path: str, map_location='cpu'):
                               f'tensors), or a truncated or corrupt one ({why})') from None
 
 
+# --------------------------------------------------------------------------------------------------
+# Weights by URL or hub name: downloaded once into torch's hub cache, then read like local files
+# --------------------------------------------------------------------------------------------------
+HUB_PREFIXES = ('hf-hub:', 'hf_hub:', 'timm/')  # timm's hub names: timm/inception_next_tiny.sail_in1k
+DOWNLOAD_TIMEOUT_S = 60  # per network operation: an offline compute node fails in a minute, never hangs
+
+
+def is_url(name: str) -> bool:
+    return str(name).startswith(('http://', 'https://'))
+
+
+def is_hub_name(name: str) -> bool:
+    return str(name).startswith(HUB_PREFIXES) and not osp.exists(name)
+
+
+def cache_path(url: str) -> str:
+    """Where ``url`` is kept: ``$TORCH_HOME/hub/checkpoints/<file name>``, the folder MMEngine, torchvision and
+    timm's URL loads use (so a file one of them downloaded is found here, and the other way round)."""
+    from urllib.parse import urlparse
+    name = osp.basename(urlparse(url).path)
+    if not name:
+        raise CheckpointError(f'{url}: the URL names no file')
+    return osp.join(torch.hub.get_dir(), 'checkpoints', name)
+
+
+def known_hash(url: str) -> Optional[str]:
+    """The sha256 prefix a release file carries in its name (``name-<hex>.pth``, torch.hub's convention, which
+    ``publish_model.py`` writes too), or None."""
+    found = torch.hub.HASH_REGEX.search(osp.basename(url))
+    return found.group(1) if found and len(found.group(1)) >= 8 else None
+
+
+def download(url: str, dst: Optional[str] = None) -> str:
+    """``url`` downloaded into ``dst`` (default ``cache_path(url)``) once, with a progress bar, its hash checked
+    where its name carries one; a file already there is used without a request. Unreachable, offline, 404: one
+    ``CheckpointError`` naming the URL and the path to copy the file to."""
+    import socket
+    import urllib.error
+    dst = dst or cache_path(url)
+    if osp.isfile(dst):
+        return dst
+    os.makedirs(osp.dirname(dst) or '.', exist_ok=True)
+    print_log(f'downloading {url} to {dst}', logger='current')
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        torch.hub.download_url_to_file(url, dst, hash_prefix=known_hash(url), progress=True)
+    except RuntimeError as e:
+        if 'invalid hash value' in str(e):
+            raise CheckpointError(f'{url}: the downloaded file does not match the sha256 prefix in its name '
+                                  f'({error_line(e)}); not kept') from None
+        raise
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        why = getattr(e, 'reason', None) or error_line(e) or type(e).__name__
+        code = f'HTTP {e.code}: ' if isinstance(e, urllib.error.HTTPError) else ''
+        raise CheckpointError(f'cannot download {url} ({code}{why}); on a machine without network access, '
+                              f'download it elsewhere and copy it to {dst}') from None
+    finally:
+        socket.setdefaulttimeout(old)
+    return dst
+
+
+def hub_file(name: str) -> str:
+    """The weights file of a Hugging Face hub model (``timm/inception_next_tiny.sail_in1k``, or ``hf-hub:`` + that):
+    ``model.safetensors`` through huggingface_hub's cache (downloaded once)."""
+    repo = name.split(':', 1)[1] if name.startswith(('hf-hub:', 'hf_hub:')) else name
+    try:
+        from huggingface_hub import hf_hub_download
+        return hf_hub_download(repo_id=repo, filename='model.safetensors')
+    except Exception as e:  # noqa: BLE001 -- offline, no such repo, no such file: one line either way
+        raise CheckpointError(f'cannot get {name} from the Hugging Face hub ({error_line(e, first=1, limit=200)}); '
+                              f'offline, run `huggingface-cli download {repo} model.safetensors` where there is '
+                              'network access and copy its cache (~/.cache/huggingface/hub) here, or give the '
+                              'file\'s local path') from None
+
+
+def resolve_checkpoint(name: str) -> str:
+    """A local file for a checkpoint name: a path as it is (``~`` expanded); an ``http(s)://`` URL downloaded once
+    into torch's hub cache (``download``); a timm hub name through huggingface_hub (``hub_file``)."""
+    name = str(name)
+    if is_url(name):
+        return download(name)
+    if is_hub_name(name):
+        return hub_file(name)
+    return osp.expanduser(name)
+
+
 def read_checkpoint(path: str, map_location='cpu'):
-    """The checkpoint ``path`` names, read safely (``load_file``): a training checkpoint of MMEngine's Runner
-    (ours or another's), a state dict, an official / timm release file. What every tool, the Runner's
-    ``load_from`` / ``--resume`` and ``init_cfg`` read weights with."""
-    return load_file(osp.expanduser(path), map_location)
+    """The checkpoint ``path`` names, read safely: a local file, an ``http(s)://`` URL or a timm hub name
+    (``resolve_checkpoint``: downloaded once); a ``.safetensors`` file with safetensors, any other with
+    ``load_file``. A training checkpoint of MMEngine's Runner (ours or another's), a state dict, an official /
+    timm release file. What every tool, the Runner's ``load_from`` / ``--resume`` and ``init_cfg`` read weights
+    with."""
+    local = resolve_checkpoint(path)
+    if local.endswith('.safetensors'):
+        if not osp.isfile(local):
+            raise CheckpointError(f'checkpoint file not found: {local}')
+        from safetensors.torch import load_file as load_safetensors
+        try:
+            return load_safetensors(local, device=str(map_location or 'cpu'))
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f'cannot read {local}: not a safetensors file ({error_line(e, first=1, limit=200)})'
+                                  ) from None
+    return load_file(local, map_location)
 
 
 def unwrap_state_dict(obj) -> StateDict:
@@ -182,6 +281,15 @@ def select_state_dict(obj):
     if all(k.startswith('module.') for k in obj):
         obj = {k[len('module.'):]: v for k, v in obj.items()}
     return OrderedDict(obj), entry, others
+
+
+def model_state_dict(obj) -> StateDict:
+    """The weights of a checkpoint as our models name them: unwrapped (``unwrap_state_dict``), and converted when
+    they are in an official / timm layout (``LAYOUTS``), as the backbone loader does; other layouts as they are.
+    What ``tools/test.py``, the demos, the exporter and the Runner's ``load_from`` load."""
+    sd = unwrap_state_dict(obj)
+    layout = detect_layout(sd)
+    return convert_state_dict(sd, layout) if layout in LAYOUTS else sd
 
 
 def detect_layout(sd: StateDict) -> str:
