@@ -95,3 +95,48 @@ def test_404_and_unreachable_urls_are_one_line_naming_the_cache_path(server, tor
     runner._load_from = f'{base}/missing.pth'
     with pytest.raises(CheckpointError, match=f'cannot download {base}/missing.pth .*copy it to'):
         runner.load_or_resume()
+
+
+def test_download_weights_fills_a_folder_for_an_offline_machine(server, torch_home, tmp_path, monkeypatch):
+    """tools/misc/download_weights.py: the files of the named models, once; then an offline read finds them."""
+    from backbones.models.weights import read_checkpoint
+    from tests.test_tool_errors import load_tool
+    base, root, requests = server
+    tool = load_tool('misc/download_weights.py')
+    monkeypatch.setattr(tool, 'RELEASE', base + '/inceptionnext_{}.pth')
+    n = len(requests)
+    assert tool.main(['atto', '--to', str(tmp_path / 'fetched')]) == 0
+    assert tool.main(['atto', '--to', str(tmp_path / 'fetched')]) == 0
+    assert len(requests) == n + 1 and (tmp_path / 'fetched' / 'inceptionnext_atto.pth').is_file()
+    assert tool.main(['atto']) == 0  # into the cache the URL loads look in
+    assert (torch_home / 'inceptionnext_atto.pth').is_file()
+    read_checkpoint(f'http://127.0.0.1:{free_port()}/model/inceptionnext_atto.pth')  # no server there: the cache
+
+
+@pytest.mark.slow
+def test_every_model_of_the_index_has_weights_and_mim_download_reads_it(tmp_path):
+    """Every entry of configs/metafile.yml names its weights (mim 0.3.7's download fails on one without), the
+    classifiers carry the release's top-1; ``mim download`` of every entry, in a fresh interpreter, with the
+    files already in the destination (no network: mim skips a file that is there) dumps every config."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from .conftest import subprocess_env
+    models = yaml.safe_load(open(osp.join(REPO, 'configs', 'metafile.yml')))['Models']
+    assert all(m.get('Weights', '').startswith('https://') for m in models), [m['Name'] for m in models]
+    top1 = {m['Name']: m['Results'][0]['Metrics'].get('Top 1 Accuracy') for m in models
+            if m['Results'][0]['Task'] == 'Image Classification'}
+    assert top1['inceptionnext-t_8xb128-300e_in1k'] == 82.3 and top1['inceptionnext-b_8xb32-30e_in1k-384px'] == 85.2
+    assert all(top1.values())
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    for m in models:
+        (dest / osp.basename(m['Weights'])).write_bytes(b'')
+    names = [m['Name'] for m in models]
+    r = subprocess.run([sys.executable, '-m', 'mim', 'download', 'inceptionnext-dense', '--config', *names,
+                        '--dest', str(dest)], capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+                       env=subprocess_env())
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert sorted(p for p in os.listdir(dest) if p.endswith('.py')) == sorted(n + '.py' for n in names)
