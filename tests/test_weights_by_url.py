@@ -140,3 +140,27 @@ def test_every_model_of_the_index_has_weights_and_mim_download_reads_it(tmp_path
                        env=subprocess_env())
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert sorted(p for p in os.listdir(dest) if p.endswith('.py')) == sorted(n + '.py' for n in names)
+
+
+def test_layouts_a_user_holds_are_converted_on_load(tmp_path, monkeypatch):
+    """The backbone of a dense checkpoint (with the per-output norms ``out_norms.*``) goes through the converter's
+    --arch check and the exporter's backbone:ARCH; an official-layout classifier file gives our classifier's keys
+    (what tools/test.py, the demos and load_from load)."""
+    from backbones.deploy.onnx import build_exportable
+    from backbones.models.weights import model_state_dict
+    from tests.test_tool_errors import run_in_process
+    torch.manual_seed(0)
+    dense = InceptionNeXt('atto', out_norm=True)
+    sd = {'backbone.' + k: v for k, v in dense.state_dict().items()}
+    sd['decode_head.conv_seg.weight'] = torch.zeros(4, 8, 1, 1)
+    torch.save({'state_dict': sd, 'meta': {}}, tmp_path / 'seg.pth')
+    monkeypatch.syspath_prepend(osp.join(REPO, 'tools'))
+    code, err = run_in_process('model_converters/convert_weights.py',
+                               [str(tmp_path / 'seg.pth'), str(tmp_path / 'bb.pth'), '--backbone-only', '--arch', 'atto'])
+    assert code in (0, None), err
+    exp = build_exportable('backbone:atto', str(tmp_path / 'seg.pth'))
+    (got,) = [v for k, v in exp.reference.state_dict().items() if k.endswith('stages.2.blocks.1.mlp.fc1.weight')]
+    assert torch.equal(got, sd['backbone.stages.2.blocks.1.mlp.fc1.weight'])
+    official = timm.create_model('inception_next_atto', pretrained=False).state_dict()
+    ours = model_state_dict({'model': official})
+    assert torch.equal(ours['backbone.stem.conv.weight'], official['stem.0.weight']) and 'head.fc2.weight' in ours
