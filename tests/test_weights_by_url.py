@@ -155,8 +155,8 @@ def test_layouts_a_user_holds_are_converted_on_load(tmp_path, monkeypatch):
     sd['decode_head.conv_seg.weight'] = torch.zeros(4, 8, 1, 1)
     torch.save({'state_dict': sd, 'meta': {}}, tmp_path / 'seg.pth')
     monkeypatch.syspath_prepend(osp.join(REPO, 'tools'))
-    code, err = run_in_process('model_converters/convert_weights.py',
-                               [str(tmp_path / 'seg.pth'), str(tmp_path / 'bb.pth'), '--backbone-only', '--arch', 'atto'])
+    argv = [str(tmp_path / 'seg.pth'), str(tmp_path / 'bb.pth'), '--backbone-only', '--arch', 'atto']
+    code, err = run_in_process('model_converters/convert_weights.py', argv)
     assert code in (0, None), err
     exp = build_exportable('backbone:atto', str(tmp_path / 'seg.pth'))
     (got,) = [v for k, v in exp.reference.state_dict().items() if k.endswith('stages.2.blocks.1.mlp.fc1.weight')]

@@ -75,7 +75,7 @@ def check_out_file(out: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = run_config(args)
-    args.checkpoint = osp.expanduser(args.checkpoint)  # or a URL / hub name: read_checkpoint downloads it once
+    args.checkpoint = osp.expanduser(args.checkpoint)  # or a URL / hub name (read_checkpoint downloads it)
     out = check_out_file(args.out) if args.out else None
     ckpt = read_checkpoint(args.checkpoint)  # a training checkpoint or a plain state dict
     state = model_state_dict(ckpt)  # official / timm classifier files converted, as load_from does

@@ -52,8 +52,8 @@ def load_local_checkpoint(filename, map_location):
 
 def load_url_checkpoint(filename, map_location, model_dir=None, progress=True):
     """MMEngine's ``http(s)://`` loader, the suite's way: downloaded once into ``$TORCH_HOME/hub/checkpoints``
-    (MMEngine's own cache folder), its hash checked where the name carries one, read safely; offline or a
-    bad URL is one line naming the URL and the path to copy the file to. (MMEngine's own unpickles in full.)"""
+    (MMEngine's own cache folder), its hash checked where the name carries one, read safely; offline or a bad
+    URL is one line naming the URL and the path to copy the file to. (MMEngine's own unpickles in full.)"""
     from backbones.models.weights import read_checkpoint
     return read_checkpoint(filename, map_location=map_location)
 

@@ -121,15 +121,15 @@ def trust_all_checkpoints() -> bool:
         return False
     if value == '1':
         return True
-    raise BadValueError(f'{TRUST_ENV}={value!r}: use 1 (read checkpoints in full, running any code they name) '
-                        'or 0 / unset')
+    raise BadValueError(f'{TRUST_ENV}={value!r}: use 1 (read checkpoints in full, running any code they '
+                        'name) or 0 / unset')
 
 
 def load_file(path: str, map_location='cpu'):
     """``torch.load`` of a local file with torch's weights_only unpickler and the training-checkpoint types
-    of ``_training_globals`` allowed: tensors, plain data, MMEngine's ``HistoryBuffer`` and numpy values, never
-    anything that runs code. No fallback to the full unpickler (only ``INX_TRUST_CHECKPOINTS=1`` reads in
-    full). Errors are ``CheckpointError`` lines naming the file."""
+    of ``_training_globals`` allowed: tensors, plain data, MMEngine's ``HistoryBuffer`` and numpy values,
+    never anything that runs code. No fallback to the full unpickler (only ``INX_TRUST_CHECKPOINTS=1`` reads
+    in full). Errors are ``CheckpointError`` lines naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint file not found: {path}')
     if trust_all_checkpoints():
@@ -147,8 +147,8 @@ def load_file(path: str, map_location='cpu'):
         found = re.search(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)', str(e))
         if found:
             raise CheckpointError(
-                f'{path} pickles {found.group(1)}, not only tensors and plain data: not read, as reading it could '
-                f'run code the file names (set {TRUST_ENV}=1 to read a file you trust in full)') from None
+                f'{path} pickles {found.group(1)}, not only tensors and plain data: not read, as reading it '
+                f'could run code the file names (set {TRUST_ENV}=1 to read a file you trust in full)') from None
         why = re.search(r'WeightsUnpickler error:\s*(.+)', str(e))
         why = why.group(1).strip() if why else msg  # (not torch's advice to load with weights_only=False)
         raise CheckpointError(f'cannot read checkpoint {path}: not a PyTorch checkpoint (a torch.save file of '
@@ -167,12 +167,15 @@ def is_url(name: str) -> bool:
 
 
 def is_hub_name(name: str) -> bool:
-    return str(name).startswith(HUB_PREFIXES) and not osp.exists(name)
+    """``timm/<model>.<tag>`` (or ``hf-hub:`` + a repo id) that is not a local path or a file name."""
+    name = str(name)
+    return (name.startswith(HUB_PREFIXES) and not osp.exists(name)
+            and not name.endswith(('.pth', '.pt', '.bin', '.safetensors', '.ckpt')))
 
 
 def cache_path(url: str) -> str:
-    """Where ``url`` is kept: ``$TORCH_HOME/hub/checkpoints/<file name>``, the folder MMEngine, torchvision and
-    timm's URL loads use (so a file one of them downloaded is found here, and the other way round)."""
+    """Where ``url`` is kept: ``$TORCH_HOME/hub/checkpoints/<file name>``, the folder MMEngine, torchvision
+    and timm's URL loads use (so a file one of them downloaded is found here, and the other way round)."""
     from urllib.parse import urlparse
     name = osp.basename(urlparse(url).path)
     if not name:
@@ -188,9 +191,9 @@ def known_hash(url: str) -> Optional[str]:
 
 
 def download(url: str, dst: Optional[str] = None) -> str:
-    """``url`` downloaded into ``dst`` (default ``cache_path(url)``) once, with a progress bar, its hash checked
-    where its name carries one; a file already there is used without a request. Unreachable, offline, 404: one
-    ``CheckpointError`` naming the URL and the path to copy the file to."""
+    """``url`` downloaded into ``dst`` (default ``cache_path(url)``) once, with a progress bar, its hash
+    checked where its name carries one; a file already there is used without a request. Unreachable, offline,
+    404: one ``CheckpointError`` naming the URL and the path to copy the file to."""
     import socket
     import urllib.error
     dst = dst or cache_path(url)
@@ -218,22 +221,23 @@ def download(url: str, dst: Optional[str] = None) -> str:
 
 
 def hub_file(name: str) -> str:
-    """The weights file of a Hugging Face hub model (``timm/inception_next_tiny.sail_in1k``, or ``hf-hub:`` + that):
-    ``model.safetensors`` through huggingface_hub's cache (downloaded once)."""
+    """The weights file of a Hugging Face hub model (``timm/inception_next_tiny.sail_in1k``, or ``hf-hub:`` +
+    that): ``model.safetensors`` through huggingface_hub's cache (downloaded once)."""
     repo = name.split(':', 1)[1] if name.startswith(('hf-hub:', 'hf_hub:')) else name
     try:
         from huggingface_hub import hf_hub_download
         return hf_hub_download(repo_id=repo, filename='model.safetensors')
     except Exception as e:  # noqa: BLE001 -- offline, no such repo, no such file: one line either way
-        raise CheckpointError(f'cannot get {name} from the Hugging Face hub ({error_line(e, first=1, limit=200)}); '
-                              f'offline, run `huggingface-cli download {repo} model.safetensors` where there is '
-                              'network access and copy its cache (~/.cache/huggingface/hub) here, or give the '
-                              'file\'s local path') from None
+        why = error_line(e, first=1, limit=200)
+        raise CheckpointError(f'cannot get {name} from the Hugging Face hub ({why}); offline, run '
+                              f'`huggingface-cli download {repo} model.safetensors` where there is network '
+                              'access and copy its cache (~/.cache/huggingface/hub) here, or give the file\'s '
+                              'local path') from None
 
 
 def resolve_checkpoint(name: str) -> str:
-    """A local file for a checkpoint name: a path as it is (``~`` expanded); an ``http(s)://`` URL downloaded once
-    into torch's hub cache (``download``); a timm hub name through huggingface_hub (``hub_file``)."""
+    """A local file for a checkpoint name: a path as it is (``~`` expanded); an ``http(s)://`` URL downloaded
+    once into torch's hub cache (``download``); a timm hub name through huggingface_hub (``hub_file``)."""
     name = str(name)
     if is_url(name):
         return download(name)
@@ -246,8 +250,8 @@ def read_checkpoint(path: str, map_location='cpu'):
     """The checkpoint ``path`` names, read safely: a local file, an ``http(s)://`` URL or a timm hub name
     (``resolve_checkpoint``: downloaded once); a ``.safetensors`` file with safetensors, any other with
     ``load_file``. A training checkpoint of MMEngine's Runner (ours or another's), a state dict, an official /
-    timm release file. What every tool, the Runner's ``load_from`` / ``--resume`` and ``init_cfg`` read weights
-    with."""
+    timm release file. What every tool, the Runner's ``load_from`` / ``--resume`` and ``init_cfg`` read
+    weights with."""
     local = resolve_checkpoint(path)
     if local.endswith('.safetensors'):
         if not osp.isfile(local):
@@ -256,8 +260,8 @@ def read_checkpoint(path: str, map_location='cpu'):
         try:
             return load_safetensors(local, device=str(map_location or 'cpu'))
         except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f'cannot read {local}: not a safetensors file ({error_line(e, first=1, limit=200)})'
-                                  ) from None
+            why = error_line(e, first=1, limit=200)
+            raise CheckpointError(f'cannot read {local}: not a safetensors file ({why})') from None
     return load_file(local, map_location)
 
 
@@ -284,9 +288,9 @@ def select_state_dict(obj):
 
 
 def model_state_dict(obj) -> StateDict:
-    """The weights of a checkpoint as our models name them: unwrapped (``unwrap_state_dict``), and converted when
-    they are in an official / timm layout (``LAYOUTS``), as the backbone loader does; other layouts as they are.
-    What ``tools/test.py``, the demos, the exporter and the Runner's ``load_from`` load."""
+    """The weights of a checkpoint as our models name them: unwrapped (``unwrap_state_dict``), and converted
+    when they are in an official / timm layout (``LAYOUTS``), as the backbone loader does; other layouts as
+    they are. What ``tools/test.py``, the demos, the exporter and the Runner's ``load_from`` load."""
     sd = unwrap_state_dict(obj)
     layout = detect_layout(sd)
     return convert_state_dict(sd, layout) if layout in LAYOUTS else sd
@@ -459,14 +463,14 @@ def state_dict_mismatch(own: StateDict, src: StateDict, optional=lambda key: Fal
 _EMA_KEYS = ('state_dict_ema', 'model_ema')  # timm's and the official train.py's EMA entries
 
 
-def classifier_weights(path: str, ema: bool = False) -> StateDict:
+def classifier_weights(path: str, ema: bool = False, ckpt=None) -> StateDict:
     """The classifier state dict (``backbone.*`` [+ ``head.*``]) of any supported file; raw or EMA weights.
 
     EMA: MMEngine's EMAHook *swaps* the two copies when it saves: ``state_dict`` holds the EMA weights and
     ``ema_state_dict`` (keys ``module.*`` plus ``steps``) the raw trained ones; timm-style files keep the
     raw weights in ``state_dict`` / ``model`` and the EMA ones in ``state_dict_ema`` / ``model_ema``.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt  # (a caller that read the file already passes it)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'{path} holds no state dict (a {type(ckpt).__name__})')
     if isinstance(ckpt.get('ema_state_dict'), dict):  # MMEngine EMAHook

@@ -5,11 +5,11 @@
     python tools/misc/download_weights.py --all --to /shared/torch_home/hub/checkpoints
 
 NAMES are model names of configs/metafile.yml (``mim search inceptionnext-dense``), config file names, or
-``atto`` / ``tiny`` / ``small`` / ``base`` / ``base_384`` (the official release files). Each file is downloaded
-once (a file already there is kept, no request) into torch's hub cache, ``$TORCH_HOME/hub/checkpoints`` (default
-``~/.cache/torch/hub/checkpoints``), where the configs, ``tools/test.py`` and MMEngine look for a URL's file;
-``--to DIR`` writes there instead: copy DIR to ``$TORCH_HOME/hub/checkpoints`` of the offline machine.
-"""
+``atto`` / ``tiny`` / ``small`` / ``base`` / ``base_384`` (the official release files). Each file is
+downloaded once (a file already there is kept, no request) into torch's hub cache,
+``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch/hub/checkpoints``), where the configs,
+``tools/test.py`` and MMEngine look for a URL's file; ``--to DIR`` writes there instead: copy DIR to
+``$TORCH_HOME/hub/checkpoints`` of the offline machine."""
 import argparse
 import os.path as osp
 
@@ -39,8 +39,8 @@ def index(path: str = METAFILE) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('names', nargs='*', help='model names of configs/metafile.yml, config file names, or arches: '
-                   + ', '.join(ARCHES))
+    p.add_argument('names', nargs='*', help='model names of configs/metafile.yml, config file names, or '
+                   'arches: ' + ', '.join(ARCHES))
     p.add_argument('--all', action='store_true', help='every weights file the model index names')
     p.add_argument('--to', help='write the files into this folder instead of $TORCH_HOME/hub/checkpoints')
     args = p.parse_args(argv)
@@ -55,8 +55,9 @@ def main(argv=None) -> int:
         elif name in models:
             found = models[name]
         else:
-            raise UserInputError(f'unknown model {name!r}: use a name of {METAFILE} (e.g. '
-                                 f'{next(iter(models), "?")}), a config file name, or one of {", ".join(ARCHES)}')
+            example = next(iter(models), '?')
+            raise UserInputError(f'unknown model {name!r}: use a name of {METAFILE} (e.g. {example}), a config '
+                                 f'file name, or one of {", ".join(ARCHES)}')
         urls += [u for u in found if u not in urls]
     for url in urls:
         dst = osp.join(osp.expanduser(args.to), osp.basename(url)) if args.to else cache_path(url)
