@@ -160,13 +160,14 @@ def test_the_opt_out_reads_in_full_and_is_checked(evil, monkeypatch):
 
 
 @pytest.mark.slow
-def test_mmseg_own_test_tool_on_our_config_runs_no_checkpoint(evil, tmp_path):
-    """mmseg's own tools/test.py on our config (its Runner installs our fixes through the config): one line."""
+def test_mmseg_own_test_tool_on_our_config_runs_no_checkpoint(evil, tmp_path, ade):
+    """mmseg's own tools/test.py on our config (its Runner installs our fixes through the config): refused, with
+    our line at the end of mmseg's traceback."""
     import mmseg
     path, marker = evil
     tool = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'test.py')
-    out = run([sys.executable, tool, osp.join(REPO, SEG), path, '--work-dir', str(tmp_path / 'w')], expect=1,
-              env={'INX_TRUST_CHECKPOINTS': ''})
+    out = run([sys.executable, tool, osp.join(REPO, SEG), path, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+               *[a.format(ade=ade) for a in DATA]], expect=1, env={'INX_TRUST_CHECKPOINTS': ''})
     assert not osp.exists(marker)
     assert re.search('pickles (posix.system|argparse.Namespace)', out) and 'INX_TRUST_CHECKPOINTS=1' in out, out[-3000:]
 
