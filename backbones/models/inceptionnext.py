@@ -37,7 +37,7 @@ from backbones.models.weights import (
     describe_weights,
     extract_backbone,
     identify,
-    state_dict_mismatch,
+    load_strict,
 )
 from backbones.utils.errors import BadValueError, CheckpointError
 
@@ -752,8 +752,7 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
         src = OrderedDict((k, v) for k, v in src.items() if not k.startswith('out_norms.'))
         print_log('the checkpoint\'s out_norms.* (the per-output norms of a dense model) are left out: this '
                   'backbone has none', logger='current')
-    problems = state_dict_mismatch(
-        own, src, optional=lambda k: k.startswith('out_norms.') or k.endswith('num_batches_tracked'))
+    problems = load_strict(model, src, optional=lambda k: k.startswith('out_norms.'))
     if problems:
         hint = ''
         if 'stem.conv.weight' in src and src['stem.conv.weight'].shape[1] != own['stem.conv.weight'].shape[1]:
@@ -765,13 +764,10 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
         if prefix in (None, 'backbone.'):
             about = '. ' + explain(layout, sd)
         raise CheckpointError(f'checkpoint does not fit InceptionNeXt{arch}{hint}: {problems}{about}')
-    model.load_state_dict(src, strict=False)
 
 
 def load_classifier_weights(model: nn.Module, path_or_sd) -> None:
     """Loads a classifier checkpoint (ours, converted, official or timm) with every key and shape checked."""
-    sd = classifier_state_dict(path_or_sd)
-    problems = state_dict_mismatch(model.state_dict(), sd, optional=lambda k: k.endswith('num_batches_tracked'))
+    problems = load_strict(model, classifier_state_dict(path_or_sd))
     if problems:
         raise CheckpointError(f'classifier checkpoint does not fit the model: {problems}')
-    model.load_state_dict(sd, strict=False)

@@ -457,6 +457,17 @@ def state_dict_mismatch(own: StateDict, src: StateDict, optional=lambda key: Fal
     return ' | '.join(p for p in parts if p)
 
 
+def load_strict(model: torch.nn.Module, sd: StateDict, optional=lambda key: False, n: int = 6) -> str:
+    """The strict fit every loader of the suite uses: loads ``sd`` into ``model`` when every key and shape fits
+    (``optional`` keys and BatchNorm's ``num_batches_tracked`` may be absent) and returns ''; otherwise loads
+    nothing and returns what does not fit (``state_dict_mismatch``), for the caller's error."""
+    problems = state_dict_mismatch(model.state_dict(), sd, n=n,
+                                   optional=lambda k: k.endswith('num_batches_tracked') or optional(k))
+    if not problems:
+        model.load_state_dict(sd, strict=False)
+    return problems
+
+
 # --------------------------------------------------------------------------------------------------
 # Files in, files out (tools/model_converters/convert_weights.py, tools/model_converters/extract_backbone.py)
 # --------------------------------------------------------------------------------------------------
