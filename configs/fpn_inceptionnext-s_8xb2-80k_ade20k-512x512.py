@@ -1,3 +1,5 @@
 _base_ = ['fpn_inceptionnext-t_8xb2-80k_ade20k-512x512.py']
+# the official ImageNet-1k release: downloaded once into $TORCH_HOME/hub/checkpoints (a local path works too)
+pretrained = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_small.pth'
 model = dict(backbone=dict(arch='small', drop_path_rate=0.2,
-                           init_cfg=dict(checkpoint='checkpoints/inceptionnext_small_backbone.pth')))
+                           init_cfg=dict(checkpoint=pretrained)))

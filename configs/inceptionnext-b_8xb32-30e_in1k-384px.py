@@ -7,11 +7,13 @@
 # --with-head, from a run of inceptionnext-b_8xb128-300e_in1k.py) or an official / timm inceptionnext_base file.
 _base_ = ['_base_/models/inceptionnext_cls.py', '_base_/datasets/imagenet.py',
           '_base_/schedules/imagenet_300e_adamw.py', '_base_/default_runtime.py']
+# the official ImageNet-1k release: downloaded once into $TORCH_HOME/hub/checkpoints (a local path works too)
+pretrained = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_base.pth'
 model = dict(
     backbone=dict(arch='base', drop_path_rate=0.7),
     head=dict(drop_rate=0.5),
     data_preprocessor=dict(mixup=None),
-    init_cfg=dict(_delete_=True, type='Pretrained', checkpoint='checkpoints/inceptionnext_base_cls.pth'))
+    init_cfg=dict(_delete_=True, type='Pretrained', checkpoint=pretrained))
 randomness = dict(diff_rank_seed=True)
 # the base's pipelines at 384 (eval crop_pct 1.0)
 train_pipeline = [dict(t, input_size=384) if t.type == 'TimmTransform' else t for t in _base_.train_pipeline]

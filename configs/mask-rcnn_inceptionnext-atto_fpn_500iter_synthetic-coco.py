@@ -3,14 +3,16 @@
 # iteration-based (500 iterations at batch 4, lr 1e-3 as for training from scratch on such a small task; steps
 # at 400).
 # CPU runs shrink the heads through --cfg-options (tests/test_det_train.py: channels 64, 64 sampled RoIs,
-# anchor scale 4), and the backbone starts from checkpoints/inceptionnext_atto_backbone.pth
-# (tools/model_converters/convert_weights.py) or any file given as model.backbone.init_cfg.checkpoint=...
+# anchor scale 4), and the backbone starts from the official atto release (`pretrained`, downloaded once and
+# converted on load) or any file or URL given as model.backbone.init_cfg.checkpoint=...
 _base_ = ['_base_/models/mask-rcnn_inceptionnext_fpn.py', '_base_/datasets/synthetic_coco.py',
           '_base_/schedules/det_1x_adamw.py', '_base_/default_runtime.py']
 num_classes = 3
+# the official ImageNet-1k release: downloaded once into $TORCH_HOME/hub/checkpoints (a local path works too)
+pretrained = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_atto.pth'
 model = dict(
     backbone=dict(arch='atto', drop_path_rate=0.1,
-                  init_cfg=dict(checkpoint='checkpoints/inceptionnext_atto_backbone.pth')),
+                  init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=[40, 80, 160, 320]),
     roi_head=dict(bbox_head=dict(num_classes=num_classes), mask_head=dict(num_classes=num_classes)))
 optim_wrapper = dict(optimizer=dict(lr=1e-3))

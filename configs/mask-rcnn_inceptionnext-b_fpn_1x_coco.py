@@ -1,7 +1,9 @@
 # Mask R-CNN, InceptionNeXt-B + FPN, COCO, 1x: 12 decay layers and the ConvNeXt-B detection recipe's drop
 # path 0.7; B's stages are 128/256/512/1024 wide.
 _base_ = ['./mask-rcnn_inceptionnext-t_fpn_1x_coco.py']
+# the official ImageNet-1k release: downloaded once into $TORCH_HOME/hub/checkpoints (a local path works too)
+pretrained = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_base.pth'
 model = dict(backbone=dict(arch='base', drop_path_rate=0.7,
-                           init_cfg=dict(checkpoint='checkpoints/inceptionnext_base_backbone.pth')),
+                           init_cfg=dict(checkpoint=pretrained)),
              neck=dict(in_channels=[128, 256, 512, 1024]))
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))

@@ -1,6 +1,8 @@
 # Mask R-CNN, InceptionNeXt-B + FPN, COCO, 3x multi-scale + crop: 12 decay layers, drop path 0.7.
 _base_ = ['./mask-rcnn_inceptionnext-t_fpn_ms-crop-3x_coco.py']
+# the official ImageNet-1k release: downloaded once into $TORCH_HOME/hub/checkpoints (a local path works too)
+pretrained = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_base.pth'
 model = dict(backbone=dict(arch='base', drop_path_rate=0.7,
-                           init_cfg=dict(checkpoint='checkpoints/inceptionnext_base_backbone.pth')),
+                           init_cfg=dict(checkpoint=pretrained)),
              neck=dict(in_channels=[128, 256, 512, 1024]))
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))

@@ -138,6 +138,10 @@ def test_converted_timm_weights_evaluate_with_test_py(data, tmp_path):
     assert 'missing keys' not in out and 'unexpected key' not in out
     m = metrics_line(out.stdout)
     assert 0 <= m['accuracy/top1'] <= m['accuracy/top5'] <= 100
+    # the timm file as it is: converted on load, the same scores
+    out = tool('tools/test.py', CONFIG, tmp_path / 'timm.pth', '--work-dir', tmp_path / 'wt', '--cfg-options',
+               *data_options(data, ('test',)), 'test_dataloader.batch_size=100', env=ONE)
+    assert metrics_line(out.stdout) == m
     # a converted checkpoint of another variant is refused with the names of the problem
     torch.save(timm.create_model('inception_next_atto', num_classes=7).state_dict(), tmp_path / 'timm7.pth')
     tool('tools/model_converters/convert_weights.py', tmp_path / 'timm7.pth', tmp_path / 'o7.pth', env=ONE)

@@ -27,6 +27,7 @@ DIMS = {'atto': [40, 80, 160, 320], 'tiny': [96, 192, 384, 768], 'small': [96, 1
         'base': [128, 256, 512, 1024]}
 DEPTHS = {'atto': (2, 2, 6, 2), 'tiny': (3, 3, 9, 3), 'small': (3, 3, 27, 3), 'base': (3, 3, 27, 3)}
 DROP_PATH = {'atto': 0.1, 'tiny': 0.4, 'small': 0.6, 'base': 0.7}  # ConvNeXt detection recipes (T, S, B)
+RELEASE = 'https://github.com/sail-sg/inceptionnext/releases/download/model'  # the official ImageNet-1k files
 
 
 pytestmark = pytest.mark.usefixtures('mmdet_registered')
@@ -63,7 +64,7 @@ def test_recipe(name):
     # backbone: four normed outputs (strides 4..32) into the FPN, SyncBN, pretrained file named by the leaf
     assert bb.type == 'InceptionNeXt' and tuple(bb.out_indices) == (0, 1, 2, 3) and bb.out_norm is True
     assert bb.norm_cfg.type == 'SyncBN' and bb.drop_path_rate == DROP_PATH[arch]
-    assert bb.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/inceptionnext_{arch}_backbone.pth')
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=f'{RELEASE}/inceptionnext_{arch}.pth')
     assert cfg.model.neck.type == 'FPN' and cfg.model.neck.in_channels == DIMS[arch]
     # optimizer: AdamW, wd 0.05, our layer-wise decay (6 layers for T, 12 for S/B)
     ow = cfg.optim_wrapper

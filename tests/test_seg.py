@@ -83,7 +83,8 @@ def test_pretrained_backbone_really_loads(tmp_path):
     tool('tools/model_converters/convert_weights.py', str(tmp_path / 'official.pth'), str(tmp_path / 'atto_backbone.pth'),
          '--backbone-only', '--arch', 'atto')
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_8xb2-160k_ade20k-512x512.py'))
-    assert cfg.model.backbone.init_cfg.checkpoint == 'checkpoints/inceptionnext_atto_backbone.pth'
+    release = 'https://github.com/sail-sg/inceptionnext/releases/download/model/'
+    assert cfg.model.backbone.init_cfg.checkpoint == release + 'inceptionnext_atto.pth'  # the official file
     cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'atto_backbone.pth')
     model = build_seg_model(cfg)
     model.init_weights()

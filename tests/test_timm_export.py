@@ -137,3 +137,18 @@ def test_refuses_what_timm_has_no_variant_for(tmp_path):
     torch.save({'backbone.' + k: v for k, v in m.state_dict().items()}, src)
     out = run([PY, 'tools/model_converters/convert_weights.py', src, str(tmp_path / 'x'), '--to', 'timm'], expect=2)
     assert out.strip().splitlines()[-1].startswith('error: ') and 'no InceptionNeXt variant timm has' in out
+
+
+def test_hub_config_carries_the_class_names_of_the_training_checkpoint(tmp_path):
+    """config.json's ``label_names`` (what Hugging Face pipelines show) from ``meta.dataset_meta.classes``; none
+    when the checkpoint has no names or they do not match the head."""
+    from backbones.models.timm_export import export_timm
+    ours = _ours('atto', num_classes=3)
+    classes = ['cat', 'dog', 'bird']
+    torch.save({'state_dict': ours.state_dict(), 'meta': {'dataset_meta': {'classes': classes}}}, tmp_path / 'c.pth')
+    export_timm(str(tmp_path / 'c.pth'), str(tmp_path / 'hub'), log=lambda *a: None)
+    assert json.load(open(tmp_path / 'hub' / 'config.json'))['label_names'] == classes
+    torch.save({'state_dict': ours.state_dict(), 'meta': {'dataset_meta': {'classes': classes[:2]}}},
+               tmp_path / 'd.pth')
+    export_timm(str(tmp_path / 'd.pth'), str(tmp_path / 'hub2'), log=lambda *a: None)
+    assert 'label_names' not in json.load(open(tmp_path / 'hub2' / 'config.json'))

@@ -108,6 +108,11 @@ IN_PROCESS = {
         (['{tmp}/image.png', DET, '{tmp}/atto.pth'], 'not a segmentation config'),
         (['{tmp}/image.png', SEG, '{tmp}/atto.pth', '--opacity', 'half'], "invalid float value: 'half'"),
     ],
+    'misc/download_weights.py': [
+        ([], 'name the models (or arches) whose weights to fetch, or pass --all'),
+        (['nope'], "unknown model 'nope'"),
+        (['atto', '--to', '{tmp}/garbage.pth'], 'garbage.pth'),
+    ],
     'misc/demo_det.py': [
         (['{tmp}/missing.jpg', DET, '{tmp}/atto.pth'], 'missing.jpg'),
         (['{tmp}/image.png', SEG, '{tmp}/atto.pth'], 'not a detection config'),

@@ -21,7 +21,7 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
 from backbones.apis.run import build_runner, preflight, raise_if_out_of_memory, run_config  # noqa: E402
 from backbones.engine.checks import check_checkpoint_fits  # noqa: E402
 from backbones.engine.hooks import nonfinite_weights  # noqa: E402
-from backbones.models.weights import read_checkpoint, unwrap_state_dict  # noqa: E402
+from backbones.models.weights import model_state_dict, read_checkpoint  # noqa: E402
 from backbones.utils.cli import add_common_args, run_cli  # noqa: E402
 from backbones.utils.errors import CheckpointError, UserInputError  # noqa: E402
 from backbones.utils.io import names  # noqa: E402
@@ -75,10 +75,11 @@ def check_out_file(out: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = run_config(args)
-    args.checkpoint = osp.expanduser(args.checkpoint)
+    args.checkpoint = osp.expanduser(args.checkpoint)  # or a URL / hub name (read_checkpoint downloads it)
     out = check_out_file(args.out) if args.out else None
     ckpt = read_checkpoint(args.checkpoint)  # a training checkpoint or a plain state dict
-    bad = nonfinite_weights(unwrap_state_dict(ckpt))
+    state = model_state_dict(ckpt)  # official / timm classifier files converted, as load_from does
+    bad = nonfinite_weights(state)
     if bad:
         raise CheckpointError(f'{args.checkpoint} has non-finite weights ({len(bad)} tensors, e.g. {names(bad, 3)}): '
                               'it was saved by a diverged run; its scores would be meaningless')
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     cfg.setdefault('custom_hooks', [])
     cfg.custom_hooks.append(dict(type='ProgressBarHook'))
     runner = build_runner(cfg)
-    check_checkpoint_fits(runner.model, {'state_dict': unwrap_state_dict(ckpt)}, args.checkpoint)
+    check_checkpoint_fits(runner.model, {'state_dict': state}, args.checkpoint)
     try:
         metrics = runner.test()
     except Exception as e:  # noqa: BLE001 -- only running out of memory is re-worded; the rest goes on

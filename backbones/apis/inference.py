@@ -9,7 +9,7 @@ from backbones.engine.mmengine_fixes import (
     fallback_syncbn_on_cpu,
     install_mmengine_fixes,
 )
-from backbones.models.weights import read_checkpoint, unwrap_state_dict
+from backbones.models.weights import model_state_dict, read_checkpoint, resolve_checkpoint
 from backbones.utils.config import load_config
 from backbones.utils.errors import UserInputError
 
@@ -18,6 +18,7 @@ def _read_inputs(image: str, config: str, checkpoint: str):
     """The image (BGR) and the checkpoint, after checking that the three files exist and can be read (the
     checkpoint with the suite's safe reader, ``models.weights.read_checkpoint``)."""
     import mmcv
+    checkpoint = resolve_checkpoint(checkpoint)  # a URL / hub name: downloaded once
     for path, what in ((image, 'image'), (config, 'config'), (checkpoint, 'checkpoint')):
         if not osp.isfile(path):
             raise UserInputError(f'{what} file not found: {path}')
@@ -26,7 +27,7 @@ def _read_inputs(image: str, config: str, checkpoint: str):
         raise UserInputError(f'cannot read image {image}')
     ckpt = read_checkpoint(checkpoint)
     install_mmengine_fixes()  # mmdet's init_detector reads it again, through the same safe reader
-    return img, ckpt
+    return img, ckpt, checkpoint
 
 
 def _dataset_meta(ckpt, cfg, scope: str) -> dict:
@@ -51,13 +52,13 @@ def segment(image: str, config: str, checkpoint: str, out: str, opacity: float =
     from mmseg.apis import inference_model, init_model
     from mmseg.structures import SegDataSample
     from mmseg.visualization import SegLocalVisualizer
-    img, ckpt = _read_inputs(image, config, checkpoint)
+    img, ckpt, checkpoint = _read_inputs(image, config, checkpoint)
     cfg = load_config(config)
     if cfg.get('default_scope') != 'mmseg':
         raise UserInputError(f'{config} is not a segmentation config '
                              f'(default_scope={cfg.get("default_scope")!r})')
     model = init_model(cfg, None, device=device)  # also turns SyncBN into BN off-GPU
-    state = unwrap_state_dict(ckpt)
+    state = model_state_dict(ckpt)
     check_checkpoint_fits(model, {'state_dict': state}, checkpoint)  # mmseg's loader only warns
     model.load_state_dict(state)
     model.dataset_meta = _dataset_meta(ckpt, cfg, 'mmseg')
@@ -83,7 +84,7 @@ def detect(image: str, config: str, checkpoint: str, out: Optional[str] = None, 
     ``out``, ``total`` (detections before the threshold) and ``masks`` (whether it segments)."""
     import mmcv
     import torch
-    img, ckpt = _read_inputs(image, config, checkpoint)
+    img, ckpt, checkpoint = _read_inputs(image, config, checkpoint)
 
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
@@ -96,7 +97,7 @@ def detect(image: str, config: str, checkpoint: str, out: Optional[str] = None, 
         fallback_syncbn_on_cpu(cfg)
     cfg.model.backbone.init_cfg = None  # the checkpoint holds the backbone too
     model = init_detector(cfg, checkpoint, palette='none', device=device)
-    check_checkpoint_fits(model, {'state_dict': unwrap_state_dict(ckpt)}, checkpoint)  # mmdet's only warns
+    check_checkpoint_fits(model, {'state_dict': model_state_dict(ckpt)}, checkpoint)  # mmdet's only warns
     model.dataset_meta = _dataset_meta(ckpt, cfg, 'mmdet')
     model.dataset_meta.setdefault('palette', 'random')
 

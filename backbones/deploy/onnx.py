@@ -278,13 +278,12 @@ def _read_weights(path: str) -> dict:
 
 
 def _load_strict(model: nn.Module, sd: dict, what: str) -> None:
-    from backbones.models.weights import state_dict_mismatch
-    problems = state_dict_mismatch(model.state_dict(), sd, optional=lambda k: k.endswith('num_batches_tracked'), n=4)
+    from backbones.models.weights import load_strict
+    problems = load_strict(model, sd, n=4)
     if problems:
         hint = ('' if any(k.startswith('decode_head.') for k in sd) else
                 ' (no decode_head weights: a backbone or classifier file? export it with --backbone)')
         raise CheckpointError(f'checkpoint does not fit {what}{hint}: {problems}')
-    model.load_state_dict(sd, strict=False)
 
 
 def build_exportable(config: str, checkpoint: Optional[str] = None, *, backbone: bool = False,

@@ -50,6 +50,14 @@ def load_local_checkpoint(filename, map_location):
     return read_checkpoint(filename, map_location=map_location)
 
 
+def load_url_checkpoint(filename, map_location, model_dir=None, progress=True):
+    """MMEngine's ``http(s)://`` loader, the suite's way: downloaded once into ``$TORCH_HOME/hub/checkpoints``
+    (MMEngine's own cache folder), its hash checked where the name carries one, read safely; offline or a bad
+    URL is one line naming the URL and the path to copy the file to. (MMEngine's own unpickles in full.)"""
+    from backbones.models.weights import read_checkpoint
+    return read_checkpoint(filename, map_location=map_location)
+
+
 # What torch's weights_only unpickler reads: containers of tensors and plain Python values. A training
 # checkpoint adds MMEngine's ``HistoryBuffer`` (message hub), numpy arrays and scalars (RNG states, logged
 # values); ``to_plain`` turns each into a dict tagged with ``PLAIN_TAG`` holding tensors and numbers, and
@@ -164,6 +172,7 @@ class AtomicLocalBackend(LocalBackend):
 def install_mmengine_fixes() -> None:
     """Installs the loader and the file backend above in MMEngine (process-wide; calling again is a no-op)."""
     CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=load_url_checkpoint, force=True)
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
     # get_file_backend caches instances: drop local ones made before the swap
     for key, backend in list(mm_io.backend_instances.items()):

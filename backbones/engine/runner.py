@@ -23,7 +23,7 @@ from backbones.engine.mmengine_fixes import (
     to_plain,
 )
 from backbones.engine.hooks import SaveOnSignalHook
-from backbones.models.weights import state_dict_mismatch, unwrap_state_dict
+from backbones.models.weights import model_state_dict, state_dict_mismatch
 from backbones.utils.errors import CheckpointError, UserInputError
 from backbones.utils.io import names
 
@@ -126,7 +126,7 @@ class RobustRunner(Runner):
         while is_model_wrapper(model) or isinstance(model, BaseTTAModel):  # DDP, --tta: the weights of the inner model
             model = model.module
         try:
-            src = unwrap_state_dict(checkpoint)
+            src = model_state_dict(checkpoint)
         except CheckpointError as e:
             raise CheckpointError(f'load_from={filename}: {e}') from None
         own = model.state_dict()

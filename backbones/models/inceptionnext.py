@@ -13,6 +13,7 @@ Shapes for an input of (N, 3, H, W): the stem gives stride 4, stages 1..3 each h
 outputs are (N, dims[i], H // 4 // 2**i, W // 4 // 2**i) (floor division at every step, as the
 strided convolutions do); H and W must be at least 32 when the last stage is used.
 """
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -20,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from timm.layers import DropPath, trunc_normal_
@@ -35,7 +37,7 @@ from backbones.models.weights import (
     describe_weights,
     extract_backbone,
     identify,
-    state_dict_mismatch,
+    load_strict,
 )
 from backbones.utils.errors import BadValueError, CheckpointError
 
@@ -713,7 +715,7 @@ def fitting_arches(sd: StateDict) -> List[str]:
         own = _arch_shapes(arch)
         if any(k not in b and not (k.startswith('out_norms.') or k.endswith('num_batches_tracked')) for k in own):
             continue
-        if any(k not in own or own[k] != shape for k, shape in b.items()):
+        if any(k not in own or own[k] != shape for k, shape in b.items() if not k.startswith('out_norms.')):
             continue
         if 'head.fc2.weight' in sd:
             with torch.device('meta'):
@@ -744,8 +746,13 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
     layout, sd = identify(path_or_sd)
     src = extract_backbone(sd, prefix)
     own = model.state_dict()
-    problems = state_dict_mismatch(
-        own, src, optional=lambda k: k.startswith('out_norms.') or k.endswith('num_batches_tracked'))
+    if not any(k.startswith('out_norms.') for k in own) and any(k.startswith('out_norms.') for k in src):
+        # a backbone of a dense model (its per-output norms) into one without them: the norms belong to the
+        # dense head's input, not to the backbone's weights
+        src = OrderedDict((k, v) for k, v in src.items() if not k.startswith('out_norms.'))
+        print_log('the checkpoint\'s out_norms.* (the per-output norms of a dense model) are left out: this '
+                  'backbone has none', logger='current')
+    problems = load_strict(model, src, optional=lambda k: k.startswith('out_norms.'))
     if problems:
         hint = ''
         if 'stem.conv.weight' in src and src['stem.conv.weight'].shape[1] != own['stem.conv.weight'].shape[1]:
@@ -757,13 +764,10 @@ def load_backbone_weights(model: nn.Module, path_or_sd, prefix: Optional[str] = 
         if prefix in (None, 'backbone.'):
             about = '. ' + explain(layout, sd)
         raise CheckpointError(f'checkpoint does not fit InceptionNeXt{arch}{hint}: {problems}{about}')
-    model.load_state_dict(src, strict=False)
 
 
 def load_classifier_weights(model: nn.Module, path_or_sd) -> None:
     """Loads a classifier checkpoint (ours, converted, official or timm) with every key and shape checked."""
-    sd = classifier_state_dict(path_or_sd)
-    problems = state_dict_mismatch(model.state_dict(), sd, optional=lambda k: k.endswith('num_batches_tracked'))
+    problems = load_strict(model, classifier_state_dict(path_or_sd))
     if problems:
         raise CheckpointError(f'classifier checkpoint does not fit the model: {problems}')
-    model.load_state_dict(sd, strict=False)

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 
 from backbones.models.inceptionnext import InceptionNeXt, fitting_arches
-from backbones.models.weights import StateDict, classifier_weights
+from backbones.models.weights import StateDict, classifier_weights, read_checkpoint
 from backbones.utils.errors import CheckpointError, UserInputError
 from backbones.utils.io import atomic_save, atomic_write, names
 
@@ -105,7 +105,8 @@ def export_timm(src: str, out: str, arch: Optional[str] = None, fmt: str = 'safe
     """
     if fmt not in FORMATS:
         raise UserInputError(f'--format {fmt}: one of {", ".join(FORMATS)}')
-    sd = classifier_weights(src, ema)
+    ckpt = read_checkpoint(src)
+    sd = classifier_weights(src, ema, ckpt=ckpt)
     others = sorted({k.split('.')[0] for k in sd if not k.startswith(('backbone.', 'head.'))})
     if others:  # an mmdet / mmseg model: its backbone
         log(f'{osp.basename(src)}: a dense model ({", ".join(others)} besides the backbone): exporting its backbone')
@@ -135,6 +136,9 @@ def export_timm(src: str, out: str, arch: Optional[str] = None, fmt: str = 'safe
         if fmt in ('pth', 'both'):
             written['weights_pth'] = _save(timm_sd, osp.join(out, 'pytorch_model.bin'), 'pth')
         cfg = timm_config(arch, num_classes, input_size, osp.basename(src))
+        classes = _class_names(ckpt)
+        if has_head and classes and len(classes) == num_classes:  # Hugging Face pipelines show these names
+            cfg['label_names'] = classes
         text = json.dumps(cfg, indent=2) + '\n'
         written['config'] = osp.join(out, 'config.json')
         atomic_write(written['config'], lambda f: f.write(text.encode()))
@@ -143,6 +147,13 @@ def export_timm(src: str, out: str, arch: Optional[str] = None, fmt: str = 'safe
         + (f'{num_classes}-class head' if has_head else 'no classifier head (load with features_only=True, '
            'pretrained_strict=False)') + ' -> ' + ', '.join(written.values()))
     return written
+
+
+def _class_names(ckpt) -> list:
+    """The class names a training checkpoint of ours carries (``meta.dataset_meta.classes``), or []."""
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    classes = ((meta or {}).get('dataset_meta') or {}).get('classes') if isinstance(meta, dict) else None
+    return [str(c) for c in classes] if isinstance(classes, (list, tuple)) else []
 
 
 def _save(sd: StateDict, path: str, fmt: str) -> str:

@@ -121,15 +121,15 @@ def trust_all_checkpoints() -> bool:
         return False
     if value == '1':
         return True
-    raise BadValueError(f'{TRUST_ENV}={value!r}: use 1 (read checkpoints in full, running any code they name) '
-                        'or 0 / unset')
+    raise BadValueError(f'{TRUST_ENV}={value!r}: use 1 (read checkpoints in full, running any code they '
+                        'name) or 0 / unset')
 
 
 def load_file(path: str, map_location='cpu'):
     """``torch.load`` of a local file with torch's weights_only unpickler and the training-checkpoint types
-    of ``_training_globals`` allowed: tensors, plain data, MMEngine's ``HistoryBuffer`` and numpy values, never
-    anything that runs code. No fallback to the full unpickler (only ``INX_TRUST_CHECKPOINTS=1`` reads in
-    full). Errors are ``CheckpointError`` lines naming the file."""
+    of ``_training_globals`` allowed: tensors, plain data, MMEngine's ``HistoryBuffer`` and numpy values,
+    never anything that runs code. No fallback to the full unpickler (only ``INX_TRUST_CHECKPOINTS=1`` reads
+    in full). Errors are ``CheckpointError`` lines naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint file not found: {path}')
     if trust_all_checkpoints():
@@ -147,19 +147,122 @@ def load_file(path: str, map_location='cpu'):
         found = re.search(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)', str(e))
         if found:
             raise CheckpointError(
-                f'{path} pickles {found.group(1)}, not only tensors and plain data: not read, as reading it could '
-                f'run code the file names (set {TRUST_ENV}=1 to read a file you trust in full)') from None
+                f'{path} pickles {found.group(1)}, not only tensors and plain data: not read, as reading it '
+                f'could run code the file names (set {TRUST_ENV}=1 to read a file you trust in full)') from None
         why = re.search(r'WeightsUnpickler error:\s*(.+)', str(e))
         why = why.group(1).strip() if why else msg  # (not torch's advice to load with weights_only=False)
         raise CheckpointError(f'cannot read checkpoint {path}: not a PyTorch checkpoint (a torch.save file of '
                               f'tensors), or a truncated or corrupt one ({why})') from None
 
 
+# --------------------------------------------------------------------------------------------------
+# Weights by URL or hub name: downloaded once into torch's hub cache, then read like local files
+# --------------------------------------------------------------------------------------------------
+HUB_PREFIXES = ('hf-hub:', 'hf_hub:', 'timm/')  # timm's hub names: timm/inception_next_tiny.sail_in1k
+DOWNLOAD_TIMEOUT_S = 60  # per network operation: an offline compute node fails in a minute, never hangs
+
+
+def is_url(name: str) -> bool:
+    return str(name).startswith(('http://', 'https://'))
+
+
+def is_hub_name(name: str) -> bool:
+    """``timm/<model>.<tag>`` (or ``hf-hub:`` + a repo id) that is not a local path or a file name."""
+    name = str(name)
+    return (name.startswith(HUB_PREFIXES) and not osp.exists(name)
+            and not name.endswith(('.pth', '.pt', '.bin', '.safetensors', '.ckpt')))
+
+
+def cache_path(url: str) -> str:
+    """Where ``url`` is kept: ``$TORCH_HOME/hub/checkpoints/<file name>``, the folder MMEngine, torchvision
+    and timm's URL loads use (so a file one of them downloaded is found here, and the other way round)."""
+    from urllib.parse import urlparse
+    name = osp.basename(urlparse(url).path)
+    if not name:
+        raise CheckpointError(f'{url}: the URL names no file')
+    return osp.join(torch.hub.get_dir(), 'checkpoints', name)
+
+
+def known_hash(url: str) -> Optional[str]:
+    """The sha256 prefix a release file carries in its name (``name-<hex>.pth``, torch.hub's convention, which
+    ``publish_model.py`` writes too), or None."""
+    found = torch.hub.HASH_REGEX.search(osp.basename(url))
+    return found.group(1) if found and len(found.group(1)) >= 8 else None
+
+
+def download(url: str, dst: Optional[str] = None) -> str:
+    """``url`` downloaded into ``dst`` (default ``cache_path(url)``) once, with a progress bar, its hash
+    checked where its name carries one; a file already there is used without a request. Unreachable, offline,
+    404: one ``CheckpointError`` naming the URL and the path to copy the file to."""
+    import socket
+    import urllib.error
+    dst = dst or cache_path(url)
+    if osp.isfile(dst):
+        return dst
+    os.makedirs(osp.dirname(dst) or '.', exist_ok=True)
+    print_log(f'downloading {url} to {dst}', logger='current')
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        torch.hub.download_url_to_file(url, dst, hash_prefix=known_hash(url), progress=True)
+    except RuntimeError as e:
+        if 'invalid hash value' in str(e):
+            raise CheckpointError(f'{url}: the downloaded file does not match the sha256 prefix in its name '
+                                  f'({error_line(e)}); not kept') from None
+        raise
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        why = getattr(e, 'reason', None) or error_line(e) or type(e).__name__
+        code = f'HTTP {e.code}: ' if isinstance(e, urllib.error.HTTPError) else ''
+        raise CheckpointError(f'cannot download {url} ({code}{why}); on a machine without network access, '
+                              f'download it elsewhere and copy it to {dst}') from None
+    finally:
+        socket.setdefaulttimeout(old)
+    return dst
+
+
+def hub_file(name: str) -> str:
+    """The weights file of a Hugging Face hub model (``timm/inception_next_tiny.sail_in1k``, or ``hf-hub:`` +
+    that): ``model.safetensors`` through huggingface_hub's cache (downloaded once)."""
+    repo = name.split(':', 1)[1] if name.startswith(('hf-hub:', 'hf_hub:')) else name
+    try:
+        from huggingface_hub import hf_hub_download
+        return hf_hub_download(repo_id=repo, filename='model.safetensors')
+    except Exception as e:  # noqa: BLE001 -- offline, no such repo, no such file: one line either way
+        why = error_line(e, first=1, limit=200)
+        raise CheckpointError(f'cannot get {name} from the Hugging Face hub ({why}); offline, run '
+                              f'`huggingface-cli download {repo} model.safetensors` where there is network '
+                              'access and copy its cache (~/.cache/huggingface/hub) here, or give the file\'s '
+                              'local path') from None
+
+
+def resolve_checkpoint(name: str) -> str:
+    """A local file for a checkpoint name: a path as it is (``~`` expanded); an ``http(s)://`` URL downloaded
+    once into torch's hub cache (``download``); a timm hub name through huggingface_hub (``hub_file``)."""
+    name = str(name)
+    if is_url(name):
+        return download(name)
+    if is_hub_name(name):
+        return hub_file(name)
+    return osp.expanduser(name)
+
+
 def read_checkpoint(path: str, map_location='cpu'):
-    """The checkpoint ``path`` names, read safely (``load_file``): a training checkpoint of MMEngine's Runner
-    (ours or another's), a state dict, an official / timm release file. What every tool, the Runner's
-    ``load_from`` / ``--resume`` and ``init_cfg`` read weights with."""
-    return load_file(osp.expanduser(path), map_location)
+    """The checkpoint ``path`` names, read safely: a local file, an ``http(s)://`` URL or a timm hub name
+    (``resolve_checkpoint``: downloaded once); a ``.safetensors`` file with safetensors, any other with
+    ``load_file``. A training checkpoint of MMEngine's Runner (ours or another's), a state dict, an official /
+    timm release file. What every tool, the Runner's ``load_from`` / ``--resume`` and ``init_cfg`` read
+    weights with."""
+    local = resolve_checkpoint(path)
+    if local.endswith('.safetensors'):
+        if not osp.isfile(local):
+            raise CheckpointError(f'checkpoint file not found: {local}')
+        from safetensors.torch import load_file as load_safetensors
+        try:
+            return load_safetensors(local, device=str(map_location or 'cpu'))
+        except Exception as e:  # noqa: BLE001
+            why = error_line(e, first=1, limit=200)
+            raise CheckpointError(f'cannot read {local}: not a safetensors file ({why})') from None
+    return load_file(local, map_location)
 
 
 def unwrap_state_dict(obj) -> StateDict:
@@ -182,6 +285,15 @@ def select_state_dict(obj):
     if all(k.startswith('module.') for k in obj):
         obj = {k[len('module.'):]: v for k, v in obj.items()}
     return OrderedDict(obj), entry, others
+
+
+def model_state_dict(obj) -> StateDict:
+    """The weights of a checkpoint as our models name them: unwrapped (``unwrap_state_dict``), and converted
+    when they are in an official / timm layout (``LAYOUTS``), as the backbone loader does; other layouts as
+    they are. What ``tools/test.py``, the demos, the exporter and the Runner's ``load_from`` load."""
+    sd = unwrap_state_dict(obj)
+    layout = detect_layout(sd)
+    return convert_state_dict(sd, layout) if layout in LAYOUTS else sd
 
 
 def detect_layout(sd: StateDict) -> str:
@@ -345,20 +457,31 @@ def state_dict_mismatch(own: StateDict, src: StateDict, optional=lambda key: Fal
     return ' | '.join(p for p in parts if p)
 
 
+def load_strict(model: torch.nn.Module, sd: StateDict, optional=lambda key: False, n: int = 6) -> str:
+    """The strict fit every loader of the suite uses: loads ``sd`` into ``model`` when every key and shape fits
+    (``optional`` keys and BatchNorm's ``num_batches_tracked`` may be absent) and returns ''; otherwise loads
+    nothing and returns what does not fit (``state_dict_mismatch``), for the caller's error."""
+    problems = state_dict_mismatch(model.state_dict(), sd, n=n,
+                                   optional=lambda k: k.endswith('num_batches_tracked') or optional(k))
+    if not problems:
+        model.load_state_dict(sd, strict=False)
+    return problems
+
+
 # --------------------------------------------------------------------------------------------------
 # Files in, files out (tools/model_converters/convert_weights.py, tools/model_converters/extract_backbone.py)
 # --------------------------------------------------------------------------------------------------
 _EMA_KEYS = ('state_dict_ema', 'model_ema')  # timm's and the official train.py's EMA entries
 
 
-def classifier_weights(path: str, ema: bool = False) -> StateDict:
+def classifier_weights(path: str, ema: bool = False, ckpt=None) -> StateDict:
     """The classifier state dict (``backbone.*`` [+ ``head.*``]) of any supported file; raw or EMA weights.
 
     EMA: MMEngine's EMAHook *swaps* the two copies when it saves: ``state_dict`` holds the EMA weights and
     ``ema_state_dict`` (keys ``module.*`` plus ``steps``) the raw trained ones; timm-style files keep the
     raw weights in ``state_dict`` / ``model`` and the EMA ones in ``state_dict_ema`` / ``model_ema``.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt  # (a caller that read the file already passes it)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'{path} holds no state dict (a {type(ckpt).__name__})')
     if isinstance(ckpt.get('ema_state_dict'), dict):  # MMEngine EMAHook

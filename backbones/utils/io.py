@@ -123,9 +123,10 @@ def atomic_save(obj, path: str) -> None:
 
 
 def refuse_output_over_input(out: str, inputs: dict, option: str = 'output', inside=()) -> None:
-    """Raises ``UserInputError`` when the output ``out`` is, or resolves to (a link, ``..``, another spelling),
-    one of the ``inputs`` (``{what: path}``; empty entries, URLs and ``backbone:<arch>`` are skipped): writing it
-    would replace the user's file. ``inside``: file names the tool writes inside ``out`` when it is a folder."""
+    """Raises ``UserInputError`` when the output ``out`` is, or resolves to (a link, ``..``, another
+    spelling), one of the ``inputs`` (``{what: path}``; empty entries, URLs and ``backbone:<arch>`` are
+    skipped): writing it would replace the user's file. ``inside``: file names the tool writes inside ``out``
+    when it is a folder."""
     from backbones.utils.errors import UserInputError
     targets = [out] + [os.path.join(out, name) for name in inside]
     for what, path in inputs.items():
@@ -134,5 +135,5 @@ def refuse_output_over_input(out: str, inputs: dict, option: str = 'output', ins
         src = os.path.realpath(os.path.expanduser(str(path)))
         for target in targets:
             if os.path.realpath(os.path.expanduser(target)) == src:
-                raise UserInputError(f'{option} {out} is the input {what} ({path}): writing it would replace the '
-                                     'input; name another file')
+                raise UserInputError(f'{option} {out} is the input {what} ({path}): writing it would replace '
+                                     'the input; name another file')

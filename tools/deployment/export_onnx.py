@@ -54,7 +54,8 @@ def main(argv=None) -> int:
         raise UserInputError('--backbone is for a config; backbone:<arch> is a backbone already')
     if not args.check_only:
         if not args.out.endswith('.onnx'):
-            raise UserInputError(f'--out {args.out}: name a .onnx file (the exporter writes an ONNX model there)')
+            raise UserInputError(f'--out {args.out}: name a .onnx file (the exporter writes an ONNX model '
+                                 'there)')
         refuse_output_over_input(args.out, {'checkpoint': args.checkpoint, 'config': args.config}, '--out')
     if args.batch < 1:
         raise UserInputError(f'--batch {args.batch}: must be at least 1')
