@@ -23,7 +23,7 @@ from backbones.engine.mmengine_fixes import (
     to_plain,
     trust_run_checkpoints,
 )
-from backbones.engine.hooks import SaveOnSignalHook
+from backbones.engine.hooks import HANDLED_SIGNALS, SaveOnSignalHook
 from backbones.models.weights import state_dict_mismatch, unwrap_state_dict
 from backbones.utils.errors import CheckpointError, UserInputError
 from backbones.utils.io import names
@@ -106,9 +106,10 @@ class RobustRunner(Runner):
 
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        """MMEngine's, but the worker processes ignore SIGTERM: torch's workers die of it, and the main process
-        then fails at once ("DataLoader worker is killed by signal: Terminated") instead of saving a checkpoint
-        (``hooks.SaveOnSignalHook``); Slurm signals every process of a job step. A worker still ends with the
+        """MMEngine's, but the worker processes ignore SIGTERM, SIGUSR1 and SIGINT (the signals of
+        ``hooks.SaveOnSignalHook``): torch's workers die of them, and the main process then fails at once
+        ("DataLoader worker is killed by signal: Terminated") instead of saving a checkpoint; Slurm signals
+        every process of a job step, a terminal's Ctrl-C its whole process group. A worker still ends with the
         main process."""
         loader = Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
         if getattr(loader, 'num_workers', 0) > 0:
@@ -169,7 +170,8 @@ class RobustRunner(Runner):
 
 
 def _worker_ignores_sigterm(init_fn, worker_id: int) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in HANDLED_SIGNALS | {signal.SIGTERM}:  # (SaveOnSignalHook's signals; the main process saves)
+        signal.signal(sig, signal.SIG_IGN)
     if init_fn is not None:
         init_fn(worker_id)
 
