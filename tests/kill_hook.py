@@ -1,4 +1,5 @@
-"""A hook for the fault tests: SIGKILLs its own training process right after iteration ``at_iter``.
+"""Hooks for the fault tests: ``KillAfterIterHook`` sends a signal (SIGKILL unless told) to its own training
+process right after iteration ``at_iter`` (in process ``rank`` only, or in every process).
 
 Imported by the test configs through ``custom_imports`` (tests/ is a package; tools put the repo root
 on sys.path). Its priority is the lowest, so the CheckpointHook of that iteration has already run.
@@ -14,12 +15,12 @@ from mmengine.registry import HOOKS
 class KillAfterIterHook(Hook):
     priority = 'LOWEST'
 
-    def __init__(self, at_iter: int):
-        self.at_iter = at_iter
+    def __init__(self, at_iter: int, rank=None, sig='SIGKILL'):
+        self.at_iter, self.rank, self.sig = at_iter, rank, getattr(signal, sig)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.at_iter:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if runner.iter + 1 == self.at_iter and self.rank in (None, runner.rank):
+            os.kill(os.getpid(), self.sig)
 
 
 @HOOKS.register_module()

@@ -7,7 +7,10 @@ The config's ``default_scope`` decides which registries build it; this tool has 
 ``--resume`` alone resumes from the work dir's last checkpoint; with the RNGStateHook of
 configs/_base_/default_runtime.py the resumed run is bitwise the uninterrupted one on CPU. A work dir that
 holds an earlier run is refused without ``--resume`` (``--restart`` trains from scratch there).
-A non-finite loss stops the run (exit 2); SIGTERM saves a checkpoint and exits 143 (docs/reliability.md).
+``--auto-resume`` resumes when the work dir holds a checkpoint and starts afresh otherwise; a Slurm requeue
+(``SLURM_RESTART_COUNT`` > 0) and a torchrun restart (``TORCHELASTIC_RESTART_COUNT`` > 0) do that by
+themselves. A non-finite loss stops the run (exit 2); SIGTERM, SIGUSR1 and SIGINT save a checkpoint and exit
+128 + n (docs/reliability.md).
 """
 import argparse
 import os.path as osp
@@ -20,11 +23,13 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
 
 from backbones.apis.run import build_runner, preflight, raise_if_out_of_memory, run_config  # noqa: E402
 from backbones.apis.run import raise_if_batchnorm_got_one_value  # noqa: E402
-from backbones.engine.checks import check_checkpoint_fits, check_resume_checkpoint  # noqa: E402
+from backbones.engine.checks import check_resume_checkpoint  # noqa: E402
 from backbones.engine.mmengine_fixes import lock_work_dir  # noqa: E402
+from backbones.engine.resume import check_resume_fits, find_resume_checkpoint, restarted  # noqa: E402
 from backbones.engine.runner import check_work_dir_is_new  # noqa: E402
 from backbones.utils.cli import add_common_args, run_cli  # noqa: E402
 from backbones.utils.errors import UserInputError  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -32,6 +37,9 @@ def parse_args(argv=None):
     p.add_argument('config')
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
                    help='resume from CKPT, or (no value) from the last checkpoint in the work dir')
+    p.add_argument('--auto-resume', action='store_true',
+                   help='resume if the work dir holds a checkpoint, else train from scratch (what a requeued '
+                        'Slurm job or a restarted torchrun group does by itself)')
     p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper; needs a GPU)')
     p.add_argument('--compile', action='store_true', help="torch.compile the train step (MMEngine's cfg.compile)")
     p.add_argument('--restart', action='store_true',
@@ -52,15 +60,28 @@ def main(argv=None) -> int:
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.compile and not isinstance(cfg.get('compile'), dict):  # (a dict of options from --cfg-options stays)
         cfg.compile = True
-    ckpt, path = None, args.resume
-    if path == 'auto':  # MMEngine's own look-up (work_dir/last_checkpoint), done here to check the file
-        from mmengine.runner import find_latest_checkpoint
-        path = find_latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+    if args.restart and (args.resume or args.auto_resume):
+        raise UserInputError(f'--{"resume" if args.resume else "auto-resume"} continues the work dir\'s run, '
+                             '--restart trains from scratch: pass one')
+    why, path, automatic = restarted(), args.resume, False
+    if path == 'auto' or why or args.auto_resume:
+        found = find_resume_checkpoint(cfg.work_dir)
+        if found and why:  # the work dir holds this job's own progress: continue it (a --restart or
+            # --resume CKPT on the command line meant the first start)
+            print_log(f'{why}: resuming the run in {cfg.work_dir}', logger='current')
+            path, args.restart = found, False
+        elif path == 'auto' or (args.auto_resume and not path):
+            path = found
+        automatic = bool(found) and path == found and (bool(why) or args.auto_resume)
+        args.resume = args.resume or ('auto' if path else None)
+    ckpt = None
     if path:
         ckpt = check_resume_checkpoint(path)
+        if not check_resume_fits(cfg, ckpt, path, auto=automatic):
+            print_log(f'{path} ends the run (train_cfg\'s last iteration / epoch): nothing is left to train',
+                      logger='current')
+            return 0
         cfg.resume, cfg.load_from = True, path
-    if args.resume and args.restart:
-        raise UserInputError('--resume continues the work dir\'s run, --restart trains from scratch: pass one')
     cfg.restart = args.restart
     preflight(cfg, splits=('train_dataloader', 'val_dataloader'))
     lock_work_dir(cfg.work_dir)  # before the Runner writes its config and logs there
@@ -71,8 +92,6 @@ def main(argv=None) -> int:
         opt = getattr(runner.optim_wrapper, 'optimizer', None)
         if opt is not None:
             opt.param_groups[:] = [dict(g) for g in opt.param_groups]
-    if ckpt is not None:
-        check_checkpoint_fits(runner.model, ckpt, path)
     try:
         runner.train()
     except Exception as e:  # noqa: BLE001 -- only running out of memory is re-worded; the rest goes on

@@ -18,6 +18,11 @@ def run_config(args):
         'work_dirs', osp.splitext(osp.basename(args.config))[0]))  # (a quoted '~/w' reaches us unexpanded)
     cfg.launcher = args.launcher
     cfg.setdefault('runner_type', 'RobustRunner')  # installs backbones.engine.mmengine_fixes
+    if args.launcher == 'slurm':  # each process's rank from srun's variables, before anything asks for it
+        for name, slurm in (('RANK', 'SLURM_PROCID'), ('WORLD_SIZE', 'SLURM_NTASKS'),
+                            ('LOCAL_RANK', 'SLURM_LOCALID')):
+            if slurm in os.environ:
+                os.environ.setdefault(name, os.environ[slurm])
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return cfg

@@ -6,8 +6,9 @@
 - ``ProgressBarHook``: a progress bar with ETA over the test set, for ``tools/test.py``.
 - ``NonFiniteLossHook``: a training run stops at the first non-finite loss (or skips such steps, if the
   config says so), before the optimizer applies it; non-finite weights are never validated or saved.
-- ``SaveOnSignalHook``: SIGTERM (Slurm, Kubernetes, torchrun) ends the current iteration, saves a
-  checkpoint that ``--resume`` continues from, and exits 143.
+- ``SaveOnSignalHook``: SIGTERM (Slurm, Kubernetes, torchrun), SIGUSR1 (``sbatch --signal=USR1@90``) and
+  SIGINT (Ctrl-C) end the current iteration, save a checkpoint that ``--resume`` continues from, and exit
+  128 + n.
 
 ``RobustRunner`` adds the last two to any config that lacks them (``backbones.engine.runner``); the
 configs list them in ``configs/_base_/default_runtime.py`` so that a plain MMEngine Runner has them too.
@@ -167,6 +168,15 @@ class MMEngineFixesHook(Hook):
 # --------------------------------------------------------------------------------------------------
 # Divergence: stop at the first non-finite loss, never save non-finite weights
 # --------------------------------------------------------------------------------------------------
+def _world_max(value: int) -> int:
+    """The largest of every process's ``value`` (one tiny all-reduce when distributed)."""
+    if get_dist_info()[1] == 1:
+        return int(value)
+    t = torch.tensor([float(value)])
+    all_reduce(t, op='max')
+    return int(t.item())
+
+
 def _world_any(flag: bool, device=None) -> bool:
     """``flag`` or'ed over all processes (one tiny all-reduce when distributed), so every rank decides
     alike and none waits in a collective for a rank that stopped."""
@@ -355,27 +365,59 @@ class NonFiniteLossHook(Hook):
 
 
 # --------------------------------------------------------------------------------------------------
-# SIGTERM: save and stop at the end of the iteration
+# SIGTERM, SIGUSR1, SIGINT: save and stop at the end of the iteration
 # --------------------------------------------------------------------------------------------------
+DEFAULT_SIGNALS = ('SIGTERM', 'SIGUSR1', 'SIGINT')
+# The signals the installed hooks handle: dataloader workers ignore them (``RobustRunner.build_dataloader``),
+# so that a signal sent to the whole process group (Slurm, a terminal's Ctrl-C) stops only the main process.
+HANDLED_SIGNALS = {getattr(signal, name) for name in DEFAULT_SIGNALS}
+
+
+def signal_numbers(signals) -> tuple:
+    """``signals`` (names such as ``'SIGUSR1'`` / ``'USR1'``, or numbers) as ``signal.Signals``; anything else
+    is a ``UserInputError`` naming it. SIGKILL and SIGSTOP cannot be caught and are refused too."""
+    if isinstance(signals, (str, int)):
+        signals = [signals]
+    out = []
+    for s in signals or ():
+        try:
+            if isinstance(s, str):
+                name = s.upper() if s.upper().startswith('SIG') else 'SIG' + s.upper()
+                sig = signal.Signals[name]
+            else:
+                sig = signal.Signals(int(s))
+        except (KeyError, ValueError, TypeError):
+            raise UserInputError(f'SaveOnSignalHook(signals=...): {s!r} is not a signal (use names such as '
+                                 f'{", ".join(DEFAULT_SIGNALS)})') from None
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            raise UserInputError(f'SaveOnSignalHook(signals=...): {sig.name} cannot be caught')
+        if sig not in out:
+            out.append(sig)
+    return tuple(out)
+
+
 @HOOKS.register_module()
 class SaveOnSignalHook(Hook):
-    """On SIGTERM (Slurm's preemption and time limit, Kubernetes, torchrun's shutdown), finishes the current
-    training iteration, saves ``iter_<n>.pth`` (and points ``last_checkpoint`` at it), logs what it did and
-    exits 143, so that ``tools/train.py CONFIG --resume`` continues from that iteration. When the save is
-    impossible (non-finite weights, a full disk), the log says so and names the last checkpoint.
+    """On SIGTERM (Slurm's preemption and time limit, Kubernetes, torchrun's shutdown), SIGUSR1 (Slurm's
+    ``--signal=USR1@<seconds>`` warning before the time limit) or SIGINT (Ctrl-C, and torchrun passing on a
+    Ctrl-C), finishes the current training iteration, saves ``iter_<n>.pth`` (and points
+    ``last_checkpoint`` at it), logs what it did in one line and exits 128 + n (143, 138, 130: what the signal
+    itself would give), so that ``tools/train.py CONFIG --resume`` continues from that iteration. When the
+    save is impossible (non-finite weights, a full disk), the log says so and names the last checkpoint.
+    ``signals`` sets which signals do this (names or numbers).
 
     The handler is installed before the dataloader workers start (``RobustRunner.train``; a plain Runner:
-    ``before_train``, after its first workers started) so they inherit it and survive a SIGTERM sent to the whole process group. A second
-    SIGTERM kills at once. All processes agree on the iteration to stop at (a one-number all-reduce each
-    iteration). An epoch-based loop saves mid-epoch too; ``--resume`` then restarts that epoch from its
-    first batch (MMEngine's epoch loop cannot skip into an epoch), which the log says.
+    ``before_train``, after its first workers started) so they inherit it and survive a signal sent to the
+    whole process group. A second signal of the same kind acts at once (as if the hook were not there). All
+    processes agree on the iteration to stop at (a one-number all-reduce each iteration). An epoch-based loop
+    saves mid-epoch too; ``--resume`` then restarts that epoch from its first batch (MMEngine's epoch loop
+    cannot skip into an epoch), which the log says.
     """
 
     priority = 'LOWEST'  # after the CheckpointHook of the same iteration
-    EXIT_CODE = 143  # 128 + SIGTERM, what the signal itself would give
 
-    def __init__(self, signals=('SIGTERM',)):
-        self.signals = tuple(signals)
+    def __init__(self, signals=DEFAULT_SIGNALS):
+        self.signals = signal_numbers(signals)
         self._received = None
         self._installed = False
 
@@ -383,14 +425,17 @@ class SaveOnSignalHook(Hook):
         if self._installed or threading.current_thread() is not threading.main_thread():
             return
         self._previous = {}
-        for name in self.signals:
-            sig = getattr(signal, name)
+        for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._handle)
+        HANDLED_SIGNALS.update(self.signals)
         self._installed = True
 
     def _handle(self, signum, frame) -> None:
-        self._received = signum
-        signal.signal(signum, self._previous.get(signum) or signal.SIG_DFL)  # a second one acts at once
+        if self._received is None:
+            self._received = signum
+        previous = self._previous.get(signum)
+        # a second one acts at once
+        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
 
     def before_train(self, runner) -> None:
         self.install()
@@ -402,9 +447,12 @@ class SaveOnSignalHook(Hook):
             self._installed = False
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if not _world_any(self._received is not None):
+        signum = _world_max(self._received or 0)
+        if not signum:
             return
-        name = signal.Signals(self._received).name if self._received is not None else 'a signal (another process)'
+        name = signal.Signals(signum).name
+        if self._received is None:
+            name += ' (in another process)'
         it = runner.iter + 1
         ckpt = _checkpoint_hook(runner)
         out_dir = ckpt.out_dir if ckpt is not None and getattr(ckpt, 'out_dir', None) else runner.work_dir
@@ -436,4 +484,5 @@ class SaveOnSignalHook(Hook):
         if what.startswith('saved'):
             what += f'; --resume continues from it{epoch_note}'
         runner.logger.warning(f'{name} received: stopped after iteration {it}; {what}')
-        raise SystemExit(self.EXIT_CODE)
+        self.after_train(runner)  # the handlers as they were (code that catches the exit goes on without them)
+        raise SystemExit(128 + signum)

@@ -12,7 +12,7 @@ that builds its own Runner calls ``install_mmengine_fixes()`` (process-wide, ide
 | torch >= 2.6 loads with ``weights_only=True``; a Runner checkpoint pickles MMEngine's ``HistoryBuffer`` (via ``getattr``), so resume and test failed ("Unsupported global"); a full unpickle would run any code a file names | MMEngine's local checkpoint loader reads every file with the suite's one safe reader (``models.weights.read_checkpoint``): torch's weights_only unpickler with ``HistoryBuffer`` (its statistics methods only) and numpy values allow-listed; anything else is refused in one line |
 | the same trap in the ecosystem's clients (``init_model``, ``init_detector``, both inferencers, mmseg's / mmdet's analysis tools), which load a checkpoint with torch's default before anything of ours runs | checkpoints are written as plain data (``to_plain``: ``HistoryBuffer`` and numpy values become tagged dicts of tensors and numbers), so ``weights_only=True`` reads them; on resume ``from_plain`` restores the exact objects before MMEngine reads them |
 | MMEngine writes checkpoints in place: a kill mid-write left a truncated file under the final name | the local file backend writes a temp file, fsyncs it and renames it over the target (``utils.atomic_write``) |
-| without a GPU, the ``pytorch`` / ``slurm`` launchers call ``torch.cuda.set_device`` and DDP gets ``device_ids=[rank]`` | the gloo process group is started before the Runner, DDP wraps with ``device_ids=None`` |
+| without a GPU, the ``pytorch`` / ``slurm`` launchers call ``torch.cuda.set_device`` and DDP gets ``device_ids=[rank]`` | the gloo process group is started before the Runner (MASTER_ADDR from ``scontrol`` under srun; a bounded wait; a torchrun restart's own store prefix), DDP wraps with ``device_ids=None`` |
 | ``SyncBatchNorm`` refuses CPU tensors | configs keep SyncBN (right for multi-GPU); CPU runs switch it to BN and say so in the log |
 | two training runs started on the same work dir both ran to the end, one's checkpoints and config over the other's | a training run holds a lock on its work dir (``lock_work_dir``); a second one stops with an error naming the first |
 | ``Runner.scale_lr`` takes the real batch as world size x batch size and ignores ``accumulative_counts``: the classification recipe's 4096 (8 x 128 x 4 accumulation steps) counted as 1024, lr scaled down 4x | ``RobustRunner.scale_lr`` counts the accumulation steps |
@@ -187,16 +187,88 @@ def setup_cpu_distributed(cfg) -> None:
     """Without CUDA: start the gloo process group (torchrun or srun env) and wrap DDP without device ids."""
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
         return
-    if cfg.launcher == 'slurm':  # srun exports these; MASTER_ADDR/PORT come from tools/slurm_*.sh
+    if cfg.launcher == 'slurm':  # srun exports these; MASTER_PORT comes from tools/slurm_*.sh
         os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
         os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
         os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
+        if 'MASTER_ADDR' not in os.environ:
+            os.environ['MASTER_ADDR'] = slurm_master_addr()
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend='gloo')
+        start_process_group_or_fail()
     wrapper = dict(cfg.get('model_wrapper_cfg') or {})
     wrapper.setdefault('type', 'MMDistributedDataParallel')
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def slurm_master_addr() -> str:
+    """The first host of the job's node list (``scontrol show hostnames $SLURM_NODELIST``), as MMEngine's
+    slurm launcher derives it on GPU nodes."""
+    import subprocess
+    nodes = os.environ.get('SLURM_STEP_NODELIST') or os.environ.get('SLURM_NODELIST') or ''
+    if not nodes:
+        raise UserInputError('--launcher slurm: neither MASTER_ADDR nor SLURM_NODELIST is set (run under '
+                             'srun, e.g. tools/slurm_train.sh, or export MASTER_ADDR)')
+    try:
+        out = subprocess.run(['scontrol', 'show', 'hostnames', nodes], capture_output=True, text=True,
+                             timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UserInputError(f'--launcher slurm: cannot run "scontrol show hostnames {nodes}" to find '
+                             f'MASTER_ADDR ({e}); export MASTER_ADDR') from None
+    hosts = out.stdout.split()
+    if out.returncode != 0 or not hosts:
+        raise UserInputError(f'--launcher slurm: "scontrol show hostnames {nodes}" gave no host (exit '
+                             f'{out.returncode}: {out.stderr.strip()[:200]}); export MASTER_ADDR')
+    return hosts[0]
+
+
+def start_process_group_or_fail() -> None:
+    """``init_process_group('gloo')`` from the environment, but a group that does not form within
+    ``DIST_START_TIMEOUT`` seconds (default 300) ends the process with one ``error:`` line and exit 2 instead
+    of waiting for half an hour (gloo's default): a rank that never came, a wrong MASTER_ADDR / PORT, a
+    restarted torchrun group that cannot re-form. The timeout of the collectives stays gloo's.
+
+    A torchrun restart (``TORCHELASTIC_RESTART_COUNT`` > 0) keeps the agent's store, which still holds the
+    first group's addresses under the same keys: a process of the new group could read a dead peer's address
+    ("Gloo connectFullMesh failed ... Connection refused"). Each restart's group therefore gets its own key
+    prefix; a group that fails to form all the same is one line too."""
+    import sys
+    import threading
+    try:
+        limit = float(os.environ.get('DIST_START_TIMEOUT', '300'))
+    except ValueError:
+        raise UserInputError(f'DIST_START_TIMEOUT={os.environ["DIST_START_TIMEOUT"]!r}: expected seconds'
+                             ) from None
+    rank, world = os.environ.get('RANK', '?'), os.environ.get('WORLD_SIZE', '?')
+    restart = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0)
+
+    def give_up():
+        where = f'{os.environ.get("MASTER_ADDR", "?")}:{os.environ.get("MASTER_PORT", "?")}'
+        again = (f'; torchrun restart {restart}: the restarted group could not re-form; run the same '
+                 'command again, it resumes from the last checkpoint') if restart else ''
+        print(f'error: process {rank} of {world}: the process group did not form within {limit:g} s '
+              f'(DIST_START_TIMEOUT) at {where}; a process missing, or another MASTER_ADDR / PORT{again}',
+              file=sys.stderr, flush=True)
+        os._exit(2)
+
+    timer = threading.Timer(limit, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        if restart:
+            store, rank_, world_ = next(torch_dist.rendezvous('env://'))
+            store = torch_dist.PrefixStore(f'inceptionnext/restart_{restart}', store)
+            torch_dist.init_process_group(backend='gloo', store=store, rank=rank_, world_size=world_)
+        else:
+            torch_dist.init_process_group(backend='gloo')
+    except RuntimeError as e:
+        again = (f'; torchrun restart {restart}: the restarted group could not re-form; run the same command '
+                 'again, it resumes from the last checkpoint') if restart else ''
+        first = (str(e).strip().splitlines() or [''])[0][:300]
+        raise UserInputError(f'process {rank} of {world}: the process group could not form ({first}){again}'
+                             ) from None
+    finally:
+        timer.cancel()
 
 
 def fallback_syncbn_on_cpu(cfg) -> int:

@@ -11,7 +11,7 @@ from functools import partial
 
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import BaseLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from backbones.engine.mmengine_fixes import (
@@ -22,8 +22,9 @@ from backbones.engine.mmengine_fixes import (
     setup_cpu_distributed,
     to_plain,
 )
-from backbones.engine.hooks import SaveOnSignalHook
-from backbones.models.weights import model_state_dict, state_dict_mismatch
+from backbones.engine.hooks import HANDLED_SIGNALS, SaveOnSignalHook
+from backbones.engine.resume import find_resume_checkpoint
+from backbones.models.weights import model_state_dict, state_dict_mismatch, unwrap_state_dict
 from backbones.utils.errors import CheckpointError, UserInputError
 from backbones.utils.io import names
 
@@ -89,6 +90,13 @@ class RobustRunner(Runner):
             from_plain(kwargs['checkpoint'])
         super().call_hook(fn_name, **kwargs)
         if fn_name == 'before_save_checkpoint':
+            meta = kwargs['checkpoint'].setdefault('meta', {})
+            loop = self._train_loop
+            loader = getattr(loop, 'dataloader', None) if isinstance(loop, BaseLoop) else None
+            if loader is not None and isinstance(getattr(loader, 'batch_size', None), int):
+                # what a resume compares its own total batch with (backbones.engine.resume.check_resume_fits)
+                meta['train_batch'] = dict(world_size=self.world_size, batch_size=loader.batch_size,
+                                           accumulative_counts=accumulative_counts(self.optim_wrapper))
             to_plain(kwargs['checkpoint'])
 
     def train(self):
@@ -104,9 +112,10 @@ class RobustRunner(Runner):
 
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        """MMEngine's, but the worker processes ignore SIGTERM: torch's workers die of it, and the main process
-        then fails at once ("DataLoader worker is killed by signal: Terminated") instead of saving a checkpoint
-        (``hooks.SaveOnSignalHook``); Slurm signals every process of a job step. A worker still ends with the
+        """MMEngine's, but the worker processes ignore SIGTERM, SIGUSR1 and SIGINT (the signals of
+        ``hooks.SaveOnSignalHook``): torch's workers die of them, and the main process then fails at once
+        ("DataLoader worker is killed by signal: Terminated") instead of saving a checkpoint; Slurm signals
+        every process of a job step, a terminal's Ctrl-C its whole process group. A worker still ends with the
         main process."""
         loader = Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
         if getattr(loader, 'num_workers', 0) > 0:
@@ -115,8 +124,14 @@ class RobustRunner(Runner):
         return loader
 
     def load_or_resume(self) -> None:
-        """MMEngine's, but ``load_from`` (not resuming) loads strictly, or with ``load_from_partial=True``
-        only the tensors that fit, and says in one paragraph what was loaded."""
+        """MMEngine's, but resuming without a file finds the work dir's checkpoint even in a moved or copied
+        work dir (``resume.find_resume_checkpoint``), and ``load_from`` (not resuming) loads strictly, or with
+        ``load_from_partial=True`` only the tensors that fit, and says in one paragraph what was loaded."""
+        if not self._has_loaded and self._resume and self._load_from is None:
+            self._load_from = find_resume_checkpoint(self.work_dir)
+            if self._load_from is None:
+                self.logger.info(f'resume: {self.work_dir} holds no checkpoint; training from scratch')
+                return None
         if self._has_loaded or self._load_from is None or self._resume:
             return super().load_or_resume()
         filename = self._load_from
@@ -188,7 +203,8 @@ class RobustRunner(Runner):
 
 
 def _worker_ignores_sigterm(init_fn, worker_id: int) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in HANDLED_SIGNALS | {signal.SIGTERM}:  # (SaveOnSignalHook's signals; the main process saves)
+        signal.signal(sig, signal.SIG_IGN)
     if init_fn is not None:
         init_fn(worker_id)
 

@@ -53,9 +53,13 @@ _PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.E
 
 def run_cli(main) -> None:
     """Runs ``main()``; bad input (any ``UserInputError``, a path that cannot be used) and failed writes
-    (full disk, read-only folder) exit 2 with one line, no traceback."""
+    (full disk, read-only folder) exit 2 with one line, no traceback; Ctrl-C outside a training loop (whose
+    ``SaveOnSignalHook`` saves and exits 130) is one line and exit 130."""
     try:
         sys.exit(main())
+    except KeyboardInterrupt:
+        print('interrupted (SIGINT)', file=sys.stderr)
+        sys.exit(130)
     except UserInputError as e:
         # Raised in a dataloader worker, the message carries the worker's traceback: keep its last line.
         print(f'error: {error_line(e)}', file=sys.stderr)

@@ -24,7 +24,7 @@ randomness = dict(seed=0)
 # fixes before a run loads a checkpoint, whichever tool built the Runner (docs/mmengine_fixes.md).
 # A leaf adds hooks of its own to these with `custom_hooks = _base_.custom_hooks + [dict(type=...)]` (a list
 # of its own replaces them).
-# NonFiniteLossHook: the non-finite-loss guard above; SaveOnSignalHook: SIGTERM saves a checkpoint and exits
-# 143 (RobustRunner adds both to a config whose custom_hooks lack them).
+# NonFiniteLossHook: the non-finite-loss guard above; SaveOnSignalHook: SIGTERM, SIGUSR1 and SIGINT save a
+# checkpoint and exit 128 + n (RobustRunner adds both to a config whose custom_hooks lack them).
 custom_hooks = [dict(type='RNGStateHook'), dict(type='MMEngineFixesHook'), dict(type='NonFiniteLossHook'),
                 dict(type='SaveOnSignalHook')]
