@@ -261,6 +261,17 @@ def test_check_seg_map_labels_by_range_tests(dtype, monkeypatch):
         assert negative_ignore(dict(gt_seg_map=bad, img=np.zeros((40, 30, 3), np.uint8))) is not None
 
 
+def test_check_seg_map_uint8_test_agrees_with_the_definition():
+    """The uint8 / ignore 255 shortcut (a wrapping subtraction) against the definition, for every value."""
+    from backbones.datasets.transforms import CheckSegMap
+    for n in (1, 6, 150, 254, 255):
+        check = CheckSegMap(num_classes=n)
+        for v in range(256):
+            seg = np.zeros((3, 4), np.uint8)
+            seg[1, 2] = v
+            assert (check.outside(seg) is not None) == (v >= n and v != 255), (n, v)
+
+
 def test_label_sample_is_spread_and_includes_every_16bit_file(ade):
     write_16bit(ade['anns'][5], 3)
     counts = dict(check_seg_datasets(config_for(ade['root']), label_sample=2))['train_dataloader.dataset']

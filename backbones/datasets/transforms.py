@@ -164,10 +164,16 @@ class CheckSegMap(BaseTransform):
 
     def outside(self, seg: np.ndarray) -> Optional[np.ndarray]:
         """None when every label of ``seg`` is in ``[0, num_classes)`` or ``ignore_index``, else the mask of
-        those that are not. Range tests (a max, a min for signed maps, then a mask only when a value is at or
-        above ``num_classes``, as ignore 255 usually is): no sort of the map as ``np.unique`` would do."""
+        those that are not. Range tests, no sort of the map as ``np.unique`` would do: for mmseg's uint8 maps
+        with ignore 255 one wrapping subtraction and a min; otherwise a max (a min for signed maps), then a
+        mask only when a value is at or above ``num_classes``."""
         if not seg.size:
             return None
+        n = self.num_classes
+        if seg.dtype == np.uint8 and self.ignore_index == 255 and 0 < n <= 255:
+            # (v - n) mod 256: the classes go to 256-n..255, ignore to 255-n, the values outside to 0..254-n
+            if int(np.subtract(seg, n, dtype=np.uint8).min()) >= 255 - n:
+                return None
         signed = seg.dtype.kind not in 'ub'  # uint8 maps (mmseg's) have no value below 0
         if seg.max() < self.num_classes and (not signed or seg.min() >= 0):
             return None
