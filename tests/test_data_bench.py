@@ -1,5 +1,5 @@
-"""The data-pipeline benchmark (tools/analysis_tools/benchmark_data.py): its table, on tiny generated data, and
-that each row comes from the pipeline it names."""
+"""The data-pipeline benchmark (tools/analysis_tools/benchmark_data.py): its table, on tiny generated data,
+and that each row comes from the pipeline it names."""
 import random
 import re
 
@@ -66,7 +66,8 @@ def test_tool_prints_the_table(tmp_path):
     assert table[0].startswith('| task | split | pipeline | ms/img | img/s per core | KiB per sample | '
                                'speed vs reference | workers per GPU for 500 img/s |')
     rows = [[c.strip() for c in line.strip('|').split('|')] for line in table[2:]]
-    assert [r[:3] for r in rows] == [['seg', split, p] for split in ('train', 'val') for p in ('ours', 'reference')]
+    expect = [['seg', split, p] for split in ('train', 'val') for p in ('ours', 'reference')]
+    assert [r[:3] for r in rows] == expect
     for r in rows:
         ms, per_core = float(r[3]), float(r[4])
         assert ms > 0 and abs(per_core - 1e3 / ms) <= 0.06 * per_core

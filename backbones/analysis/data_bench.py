@@ -169,7 +169,8 @@ def sample_bytes(obj) -> int:
 
 @contextlib.contextmanager
 def _one_thread():
-    """One torch thread, OpenCV in the calling thread (as in MMEngine's dataloader workers); restored after."""
+    """One torch thread, OpenCV in the calling thread (as in MMEngine's dataloader workers); restored
+    after."""
     import cv2
     import torch
     before = torch.get_num_threads(), cv2.getNumThreads()
