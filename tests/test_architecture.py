@@ -147,15 +147,16 @@ def test_import_backbones_stays_light():
     modules of NOT_IMPORTED; the control line imports timm and sees them."""
     probe = f'print(sorted(m for m in {NOT_IMPORTED!r} if m in sys.modules))'
     code = ('import sys, backbones; from mmengine.registry import HOOKS, MODELS, RUNNERS, TRANSFORMS; '
-            'print(all(r.get(n) is not None for r, n in ((MODELS, "InceptionNeXt"), (MODELS, "ChannelsFirstLN"), '
-            '(HOOKS, "SaveOnSignalHook"), (TRANSFORMS, "CheckSegMap"), (RUNNERS, "RobustRunner")))); '
+            'print(all(r.get(n) is not None for r, n in ((MODELS, "InceptionNeXt"), '
+            '(MODELS, "ChannelsFirstLN"), (HOOKS, "SaveOnSignalHook"), (TRANSFORMS, "CheckSegMap"), '
+            '(RUNNERS, "RobustRunner")))); '
             f'{probe}; import timm; {probe}')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     registered, before, control = r.stdout.strip().splitlines()[-3:]
     assert registered == 'True'
     assert before == '[]', f'import backbones imported {before}'
-    assert set(ast.literal_eval(control)) >= set(NOT_IMPORTED) - {'triton'}, control  # (triton: where installed)
+    assert set(ast.literal_eval(control)) >= set(NOT_IMPORTED) - {'triton'}, control  # triton if installed
 
 
 def test_one_version():

@@ -56,6 +56,6 @@ def trunc_normal_(tensor: torch.Tensor, mean: float = 0., std: float = 1., a: fl
         return (1. + math.erf((v - mean) / std / math.sqrt(2.))) / 2.
 
     with torch.no_grad():
-        tensor.uniform_(2 * cdf(a) - 1, 2 * cdf(b) - 1)  # erf's range: erfinv gives the standard normal / sqrt 2
+        tensor.uniform_(2 * cdf(a) - 1, 2 * cdf(b) - 1)  # in erf's range: erfinv gives N(0, 1) / sqrt 2
         tensor.erfinv_().mul_(std * math.sqrt(2.)).add_(mean)
         return tensor.clamp_(min=a, max=b)
