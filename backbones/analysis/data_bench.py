@@ -119,11 +119,13 @@ def build_pipelines(cfg, split: str, data_root: Optional[str], extra: dict):
     """({'ours': f, 'reference': f}, length): f(i) is the i-th sample as handed to the model."""
     task = task_of(cfg)
     scope = cfg.default_scope
+    import importlib
+    for module in (cfg.get('custom_imports') or {}).get('imports', []):
+        importlib.import_module(module)
     if task in ('seg', 'det'):
-        import importlib
         importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
-    else:
-        import train_cls  # noqa: F401  (registers the classification datasets and steps)
+    else:  # the classification datasets and steps register on import (the config's scope names the package)
+        importlib.import_module(scope)
     ds_cfg = copy.deepcopy(cfg[split]['dataset'])
     if ds_cfg.get('type') in ('ConcatDataset', 'RepeatDataset', 'ClassBalancedDataset'):
         raise UserInputError(f'{split}.dataset is a {ds_cfg["type"]}: the data benchmark reads one data set')
