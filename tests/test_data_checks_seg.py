@@ -8,6 +8,7 @@ configs' ``LoadImageFromFileChecked`` and ``CheckSegMap``.
 import glob
 import os
 import os.path as osp
+import re
 import sys
 
 import cv2
@@ -220,6 +221,55 @@ def test_label_values_outside_the_classes(ade):
     check_seg_datasets(config_for(ade['root']), labels='none')
     with pytest.raises(AnnotationError, match=r'ADE_train_000000.png: label values \[8\] outside the 6 classes'):
         dataset(ade['root'])[0]
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.int16, np.int64])
+def test_check_seg_map_labels_by_range_tests(dtype, monkeypatch):
+    """CheckSegMap's label test: the values outside [0, num_classes) and not ignore (negative ones of a
+    signed map too), named sorted and once, as np.unique would; a map without them is passed on range tests
+    alone (np.unique, a sort of every map, runs only on the error path)."""
+    from backbones.datasets import transforms as seg_transforms
+    check = seg_transforms.CheckSegMap(num_classes=6, ignore_index=255)
+
+    def run(seg, unique_allowed=True):
+        if not unique_allowed:
+            monkeypatch.setattr(seg_transforms.np, 'unique', None)  # any call fails
+        try:
+            return check(dict(gt_seg_map=seg, img=np.zeros(seg.shape + (3,), np.uint8), seg_map_path='m.png'))
+        finally:
+            monkeypatch.undo()
+
+    seg = np.zeros((40, 30), dtype)
+    seg[:, :6] = np.arange(6)
+    seg[0, 0] = 255
+    assert run(seg, unique_allowed=False) is not None  # classes and ignore: no sort
+    assert run(seg[1:], unique_allowed=False) is not None  # classes only
+    for values, expect in (((8, 6, 8, 254), '[6, 8, 254]'), ((7,), '[7]')):
+        bad = seg.copy()
+        bad[5, :len(values)] = values
+        with pytest.raises(AnnotationError, match=rf'm.png: label values {re.escape(expect)} outside the 6 '
+                                                  r'classes \(valid: 0..5, ignore 255;'):
+            run(bad)
+    if np.dtype(dtype).kind == 'i':
+        bad = seg.copy()
+        bad[3, 3], bad[4, 4] = -1, 9
+        with pytest.raises(AnnotationError, match=r'label values \[-1, 9\] outside'):
+            run(bad)
+        negative_ignore = seg_transforms.CheckSegMap(num_classes=6, ignore_index=-1)
+        bad[4, 4] = 0
+        bad[0, 0] = 3
+        assert negative_ignore(dict(gt_seg_map=bad, img=np.zeros((40, 30, 3), np.uint8))) is not None
+
+
+def test_check_seg_map_uint8_test_agrees_with_the_definition():
+    """The uint8 / ignore 255 shortcut (a wrapping subtraction) against the definition, for every value."""
+    from backbones.datasets.transforms import CheckSegMap
+    for n in (1, 6, 150, 254, 255):
+        check = CheckSegMap(num_classes=n)
+        for v in range(256):
+            seg = np.zeros((3, 4), np.uint8)
+            seg[1, 2] = v
+            assert (check.outside(seg) is not None) == (v >= n and v != 255), (n, v)
 
 
 def test_label_sample_is_spread_and_includes_every_16bit_file(ade):

@@ -24,10 +24,10 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
-from timm.layers import DropPath, trunc_normal_
-from timm.layers import LayerNorm2d as TimmLayerNorm2d
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from backbones.models.layers import DropPath, trunc_normal_
+from backbones.models.layers import LayerNorm2d as BaseLayerNorm2d
 from backbones.models.ops import fast_block, onednn
 from backbones.models.weights import (
     LAYOUTS,
@@ -197,7 +197,7 @@ class MetaNeXtBlock(nn.Module):
             raise BadValueError(f'mlp_form must be one of {sorted(MLP_FORMS)}, got {mlp_form!r}')
         self.token_mixer = build_token_mixer(token_mixer, dim)
         self.norm = build_norm_layer(norm_cfg, dim)[1]
-        if mlp_form == 'linear' and isinstance(self.norm, (_BatchNorm, TimmLayerNorm2d)):
+        if mlp_form == 'linear' and isinstance(self.norm, (_BatchNorm, BaseLayerNorm2d)):
             raise BadValueError(f"mlp_form='linear' norms channels-last features: norm_cfg must be a channels-last "
                                 f"norm such as dict(type='LN', eps=1e-6), got {norm_cfg}")
         self.mlp = MLP_FORMS[mlp_form](dim, int(mlp_ratio * dim), act_cfg)
@@ -347,7 +347,7 @@ class MlpHead(nn.Module):
 
 
 @MODELS.register_module('ChannelsFirstLN')
-class LayerNorm2d(TimmLayerNorm2d):
+class LayerNorm2d(BaseLayerNorm2d):
     """LayerNorm over the channels of a (N, C, H, W) map (ConvNeXt's ``channels_first`` LayerNorm; timm's
     ``LayerNorm2d``). Registered for mmcv's ``build_norm_layer`` as ``ChannelsFirstLN`` in MMEngine's root
     registry (not ``LN2d``, mmpretrain's name for its own): ``norm_cfg=dict(type='ChannelsFirstLN', eps=1e-6)``."""

@@ -77,9 +77,9 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from backbones.models.layers import DropPath
 from backbones.utils.errors import BadValueError
 
 ENV = 'INCEPTIONNEXT_FAST'
