@@ -2,7 +2,7 @@
 # coco, 3 shape classes, 160x128): the real Mask R-CNN heads and AdamW + layer-decay optimizer,
 # iteration-based (500 iterations at batch 4, lr 1e-3 as for training from scratch on such a small task; steps
 # at 400).
-# CPU runs shrink the heads through --cfg-options (tests/test_det_train.py: channels 64, 64 sampled RoIs,
+# CPU runs shrink the heads through --cfg-options (tests/apis/test_det_train.py: channels 64, 64 sampled RoIs,
 # anchor scale 4), and the backbone starts from the official atto release (`pretrained`, downloaded once and
 # converted on load) or any file or URL given as model.backbone.init_cfg.checkpoint=...
 _base_ = ['_base_/models/mask-rcnn_inceptionnext_fpn.py', '_base_/datasets/synthetic_coco.py',

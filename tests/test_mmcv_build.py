@@ -14,7 +14,7 @@ import pytest
 import torch
 import torchvision
 
-from .conftest import REPO, single_torch_thread
+from tests.conftest import REPO, single_torch_thread
 
 mmcv_ops = pytest.importorskip('mmcv.ops')
 from mmcv.utils import ext_loader  # noqa: E402

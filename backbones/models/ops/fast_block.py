@@ -195,7 +195,7 @@ def _sync_group(bn: _BatchNorm, bn_training: bool):
 def _constant_at_trace(fn):
     """``torch.compiler.assume_constant_result`` without importing dynamo (and with it Triton) at import time:
     dynamo calls the function while tracing and keeps its result as a constant of the graph (tested:
-    tests/test_fast_block.py, test_triton_self_test_under_compile)."""
+    tests/models/test_fast_block.py, test_triton_self_test_under_compile)."""
     fn._dynamo_marked_constant = True
     return fn
 
@@ -450,7 +450,7 @@ def snapshot(t: torch.Tensor) -> torch.Tensor:
     An op of its own, not ``clone``: AOT autograd's partitioners may recompute cheap ops (clone, add, rsqrt)
     of a graph input in the backward instead of saving their result, and would then read the running
     statistics after this forward's in-place update (wrong gradients under torch.compile, found by
-    tests/test_fast_block.py). A custom op is never recomputed: its output is saved."""
+    tests/models/test_fast_block.py). A custom op is never recomputed: its output is saved."""
     return t.clone()
 
 
@@ -508,7 +508,7 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     # The running mean and inverse std (copies: they are updated in place below, and saved for backward) centre
     # and scale fc1's input: its low-precision GEMMs then see normalised values, as the plain block's do --
     # forward, and the weight gradient, which would otherwise carry each channel's std (fp16 over- / underflow
-    # under a GradScaler: tests/test_fast_block.py).
+    # under a GradScaler: tests/models/test_fast_block.py).
     center = rscale = None
     if not deployed and bn.running_mean is not None:
         center = snapshot(bn.running_mean.detach().to(acc))

@@ -27,7 +27,7 @@ identity and group widths are multiples of ALIGN (<= 8; InceptionNeXt's are mult
 the blocks' first channels and masks are ALIGN-aligned and load / store ALIGN channels per instruction
 (vector loads, 64 / 128 bit). The taps are unrolled (``tl.static_range``). The backward's per-tile weight
 gradients are stored (tiles, taps, G): one contiguous run of the block's channels per tap. Registers and
-spills per kernel, dtype and arch: tests/test_triton_compile.py (sm_80 / sm_90 with Triton's compiler).
+spills per kernel, dtype and arch: tests/models/test_triton_compile.py (sm_80 / sm_90 with Triton's compiler).
 
 Registered with ``torch.library.triton_op`` (``inceptionnext::inception_dw`` and its backward
 ``inceptionnext::inception_dw_backward``) with ``register_autograd``, so torch.compile keeps the kernels
@@ -67,7 +67,7 @@ def supported(x: torch.Tensor, square: int, band: int) -> bool:
 def _blocks(g: int, elements: int) -> Tuple[int, int]:
     """(BLOCK_P rows, BLOCK_C channels) of a program's tile of ``elements``: channels a power of 2 near g
     (the identity channels take the same width). Registers and spills per kernel, dtype and arch:
-    tests/test_triton_compile.py (compiled for sm_80 and sm_90 at 4 warps, no spills)."""
+    tests/models/test_triton_compile.py (compiled for sm_80 and sm_90 at 4 warps, no spills)."""
     block_c = max(4, min(32, 1 << (max(g, 1) - 1).bit_length()))
     return elements // block_c, block_c
 
@@ -414,7 +414,7 @@ def kernel_specs(c: int, g: int, ks: int, kb: int, x_dtype: torch.dtype, out_dty
     of ``g`` channels, as (name, jit function, signature, constexprs, attrs, options) for
     ``triton.compile(ASTSource(fn, signature, constexprs, attrs), target, options)``: the same block sizes and
     specialisations as the launches (pointers 16-byte aligned, as torch allocates), so that the GPU compiler
-    can be run on them without a GPU (tests/test_triton_compile.py)."""
+    can be run on them without a GPU (tests/models/test_triton_compile.py)."""
     w_dtype = w_dtype or x_dtype
     xt, wt, ot = (_TRITON_TYPES[d] for d in (x_dtype, w_dtype, out_dtype))
     cid = c - 3 * g

@@ -291,7 +291,7 @@ _TRITON_TYPES = {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: '
 
 def kernel_specs(p_dtype: torch.dtype = torch.float32) -> list:
     """The three kernels as (name, jit function, signature, constexprs, attrs, options) for
-    ``triton.compile`` without a GPU (tests/test_triton_compile.py); parameters of ``p_dtype``, BN affine and
+    ``triton.compile`` without a GPU (tests/models/test_triton_compile.py); parameters of ``p_dtype``, BN affine and
     layer scale present, statistics fp32, widths as T's."""
     pt = _TRITON_TYPES[p_dtype]
     fp32_ptrs = ('mean_ptr', 'var_ptr', 'center_ptr', 'rscale_ptr', 'dw1_ptr', 'dscale_p_ptr', 'dshift_p_ptr', 'dw2_ptr',

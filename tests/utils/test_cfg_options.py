@@ -1,0 +1,182 @@
+"""``--cfg-options`` on the shipped configs: keys the config does not list are added as MMEngine adds them
+(the ones mmdet / mmseg users pass every day), and a key that the class built from its dict does not take
+fails before the Runner is built, with one line naming the key and the closest name that class takes."""
+import re
+
+import pytest
+
+from backbones.utils.config import check_added_keys, load_config
+from backbones.utils.errors import UserInputError
+
+SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'
+DET = 'configs/mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py'
+CLS = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
+
+
+def _load(config, options):
+    cfg = load_config(config, options)
+    check_added_keys(cfg)  # what the tools' pre-flight (backbones.apis.run.preflight) runs first
+    return cfg
+
+
+@pytest.mark.parametrize('config,key,value', [
+    (DET, 'test_evaluator.classwise', True),  # mmdet's CocoMetric takes both (its test-dev recipe)
+    (DET, 'test_evaluator.outfile_prefix', './work_dirs/coco_detection/test'),
+    (SEG, 'randomness.deterministic', True),  # mmengine.runner.set_random_seed
+    (SEG, 'train_dataloader.dataset.indices', 4),  # MMEngine's BaseDataset
+    (DET, 'train_dataloader.dataset.indices', 4),
+    (SEG, 'optim_wrapper.clip_grad.max_norm', 1.0),  # no clip_grad in the config
+    (CLS, 'optim_wrapper.clip_grad.max_norm', 1.0),  # clip_grad=None in the config
+], ids=lambda v: v.split('/')[-1][:12] if isinstance(v, str) else None)
+def test_keys_the_config_does_not_list_are_added(config, key, value):
+    cfg = _load(config, {key: value})
+    node = cfg
+    for part in key.split('.'):
+        node = node[part]
+    assert node == value
+
+
+@pytest.mark.parametrize('config,key,msg', [
+    (SEG, 'model.backbone.drop_path_rat', r"InceptionNeXt \(model.backbone\) takes no 'drop_path_rat' "
+                                          r"\(did you mean drop_path_rate\?\)"),
+    (SEG, 'model.decode_head.chanels', r"UPerHead \(model.decode_head\) takes no 'chanels' "
+                                       r"\(did you mean channels"),
+    (SEG, 'test_evaluator.classwise', r"IoUMetric \(test_evaluator\) takes no 'classwise'$"),  # mmseg's: no
+    (SEG, 'randomness.determinstic', r"randomness \(mmengine.runner.set_random_seed\) takes no "
+                                     r"'determinstic' \(did you mean deterministic\?\)"),
+    (SEG, 'optim_wrapper.clip_grad.max_nrom', r"takes no 'max_nrom' \(did you mean max_norm\?\)"),
+    (SEG, 'train_dataloader.batchsize', r"DataLoader\) takes no 'batchsize' \(did you mean batch_size"),
+    (SEG, 'train_cfg.max_iter', r"IterBasedTrainLoop \(train_cfg\) takes no 'max_iter' "
+                                r"\(did you mean max_iters"),
+    (SEG, 'param_scheduler.1.eta_mn', r"PolyLR \(param_scheduler.1\) takes no 'eta_mn' "
+                                      r"\(did you mean eta_min\?\)"),
+    (SEG, 'default_hooks.logger.intreval', r"LoggerHook \(default_hooks.logger\) takes no 'intreval'"),
+    (SEG, 'train_dataloader.dataset.pipeline.1.reduce_zero_labl',
+     r"LoadAnnotations \(train_dataloader.dataset.pipeline.1\) takes no 'reduce_zero_labl'"),
+    (DET, 'test_evaluator.clas_wise', r"CocoMetric \(test_evaluator\) takes no 'clas_wise' "
+                                      r"\(did you mean classwise"),
+    (SEG, 'trian_cfg.max_iters', r"the top level has no 'trian_cfg', and the Runner takes no such argument "
+                                 r"\(did you mean train_cfg"),
+])
+def test_a_key_no_one_takes_is_named_with_the_closest(config, key, msg):
+    with pytest.raises(UserInputError, match=rf"^unknown config key '{key}' in --cfg-options: .*{msg}"):
+        _load(config, {key: 1})
+
+
+@pytest.mark.parametrize('options,msg', [
+    ({'model.backbone.init_cfg': None, 'model.backbone.init_cfg.checkpoint': 'x.pth'},
+     r"^--cfg-options model.backbone.init_cfg=None and model.backbone.init_cfg.checkpoint='x.pth' in one "
+     r"command: the first replaces model.backbone.init_cfg with None, the second sets a key inside it; "
+     r"pass one of them$"),
+    ({'model.backbone.init_cfg.checkpoint': 'x.pth', 'model.backbone.init_cfg': None},  # the other order
+     r"^--cfg-options model.backbone.init_cfg=None and model.backbone.init_cfg.checkpoint='x.pth' in one "),
+    ({'model.backbone.arch.depth': 5},
+     r"^--cfg-options model.backbone.arch.depth: model.backbone.arch is 'atto' in the config, not a dict"),
+    ({'train_dataloader.dataset.pipeline.99.scale': 5},
+     r"^unknown config key 'train_dataloader.dataset.pipeline.99.scale' in --cfg-options: "
+     r"train_dataloader.dataset.pipeline is a list of 8; '99' is no index of it \(0..7\)$"),
+])
+def test_options_that_cannot_merge_are_one_line(options, msg):
+    with pytest.raises(UserInputError, match=msg):
+        _load(SEG, options)
+
+
+# --------------------------------------------------------------------------------------------------
+# Values that fail inside the Runner: one line from the tools' pre-flight, exit 2
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def ade_root(tmp_path_factory):
+    """A small generated ADE-layout data set (the runs below would stop at a missing data folder)."""
+    from backbones.datasets.synthetic import write_ade
+    root = str(tmp_path_factory.mktemp('ade'))
+    write_ade(root, num_train=2, num_val=1, size=(64, 64), seed=2)
+    return root
+
+
+@pytest.mark.parametrize('options,msg', [
+    (['optim_wrapper.optimizer.lr=-1'],
+     r"^error: optim_wrapper.optimizer.lr=-1: AdamW refuses it \(Invalid learning rate: -1\)$"),
+    (['optim_wrapper.optimizer.betas=[0.9,1.5]'],
+     r"^error: optim_wrapper.optimizer.betas=\[0.9, 1.5\]: AdamW refuses it \(Invalid beta parameter"),
+    (['param_scheduler.1.end=1000'],
+     r"^error: param_scheduler.1 \(PolyLR\): end=1000 is not after begin=1500; a scheduler must end after it "
+     r"begins: set param_scheduler.1.begin / param_scheduler.1.end to fit the schedule"),
+    (['model.backbone.out_indices=[a]'],
+     r"^error: model.backbone.out_indices=\['a'\]: stage ids, whole numbers 0..3"),
+    (['model.backbone.init_cfg=None', 'model.backbone.init_cfg.checkpoint=x.pth'],
+     r"^error: --cfg-options model.backbone.init_cfg=None and "
+     r"model.backbone.init_cfg.checkpoint='x.pth' in one "),
+    (['model.backbone.drop_path_rat=0.2'], r"^error: unknown config key 'model.backbone.drop_path_rat' in "
+                                           r"--cfg-options: InceptionNeXt \(model.backbone\) takes no"),
+])
+def test_train_refuses_in_one_line(tmp_path, monkeypatch, ade_root, options, msg):
+    from tests.tools.test_tool_errors import TOOLS, run_in_process
+    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/malloc_env.py
+    data = [f'{s}_dataloader.dataset.data_root={ade_root}' for s in ('train', 'val')]
+    code, err = run_in_process('train.py', [SEG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *options,
+                                            *data, 'train_cfg.max_iters=2', 'train_dataloader.num_workers=0'])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.match(msg, err.strip()), err
+    assert not (tmp_path / 'w').exists()  # before the Runner wrote anything
+
+
+def test_a_scheduler_without_end_that_ends_before_it_begins():
+    """MMEngine gives a scheduler without ``end`` the loop's max_iters: shortening max_iters below its
+    ``begin`` is named here, not a ValueError from inside the Runner."""
+    from mmengine.config import Config
+
+    from backbones.engine.checks import check_param_schedulers
+    from backbones.utils.errors import BadValueError
+    cfg = Config(dict(train_cfg=dict(type='IterBasedTrainLoop', max_iters=100),
+                      param_scheduler=[dict(type='LinearLR', by_epoch=False, begin=0, end=50),
+                                       dict(type='PolyLR', by_epoch=False, begin=500)]))
+    with pytest.raises(BadValueError, match=r"^param_scheduler.1 \(PolyLR\): end=100 \(no end set: "
+                                            r"train_cfg.max_iters\) is not after begin=500"):
+        check_param_schedulers(cfg)
+    cfg.train_cfg.max_iters = 1000
+    check_param_schedulers(cfg)
+
+
+def test_batchnorm_with_one_value_per_channel_is_one_line(tmp_path, monkeypatch):
+    """Batch 1 per process meets UperNet's pooling branch (a 1x1 map) in a training BatchNorm: torch's
+    ValueError becomes one line saying why and what to do, through tools/train.py's error path."""
+    import torch
+
+    from tests.tools.test_tool_errors import TOOLS, run_in_process
+    bn = torch.nn.BatchNorm2d(4).train()
+    with pytest.raises(ValueError) as real:
+        bn(torch.zeros(1, 4, 1, 1))  # what the pooling head does at batch 1
+
+    class Runner:
+        def train(self):
+            raise real.value
+
+    import backbones.apis.run as run
+    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/malloc_env.py
+    monkeypatch.setattr(run, 'preflight', lambda cfg, splits: None)  # no data set needed; the tool imports
+    monkeypatch.setattr(run, 'build_runner', lambda cfg: Runner())  # these two when run_in_process loads it
+    code, err = run_in_process('train.py', [SEG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                                            'train_dataloader.batch_size=1'])
+    assert code == 2, err
+    assert err.strip() == (
+        'error: train_dataloader.batch_size=1 per process: a BatchNorm layer in training got one value per '
+        'channel (input torch.Size([1, 4, 1, 1])), one image meeting a 1x1 map (the pooling branch of the '
+        'decode head); batch statistics need at least 2 values: use train_dataloader.batch_size >= 2 per '
+        'process (SyncBN, which pools the batch over GPU processes, falls back to BN on CPU)')
+
+
+def test_a_data_set_smaller_than_one_batch_is_noticed(tmp_path):
+    """One sample at batch 8: the infinite sampler fills the batch with copies; the log says so."""
+    from tests.conftest import LogCapture
+    from tests.engine.test_reliability import ToyData, toy_runner
+
+    class One(ToyData):
+        def __len__(self):
+            return 1
+    runner = toy_runner(tmp_path / 'w', iters=1, guard=False)
+    runner._train_dataloader = dict(dataset=One(), sampler=dict(type='InfiniteSampler', shuffle=False),
+                                    batch_size=8, num_workers=0)
+    with LogCapture() as log:
+        runner.train()
+    assert ('train_dataloader: the data set holds 1 sample, fewer than one batch (8): each batch repeats '
+            'samples; lower train_dataloader.batch_size or add data') in log.text
