@@ -67,6 +67,12 @@ IN_PROCESS = {
         (['--mode', 'det'], "invalid choice: 'det'"),
         (['--batch', 'x'], "invalid int value: 'x'"),
     ],
+    'analysis_tools/benchmark_data.py': [
+        (['nope.py', '--generate'], 'config file not found: nope.py'),
+        ([SEG, '--images', '0'], '--images must be at least 1'),
+        ([SEG, '--data-root', '{tmp}/none'], 'none/images/training: No such file or directory'),
+        ([SEG, '--data-root', '{tmp}', '--generate'], 'not allowed with argument'),
+    ],
     'analysis_tools/flops.py': [
         (['--arch', 'nope'], "'nope'"),
         (['nope.py'], 'config file not found: nope.py'),
