@@ -4,7 +4,8 @@
 # channels-last Linear MLP, head pool -> LayerNorm -> Linear (MlpHead with the backbone's head_mlp_ratio 0).
 # Evaluation as released: resize the short side to 224 / 0.875 = 256 (bicubic), centre crop 224, ImageNet
 # mean / std (the dataset base's test pipeline). Evaluate a released file after converting it:
-#   python tools/model_converters/convert_weights.py convnext_tiny_k3_par1_8_1k_224_ema.pth k3_par1_8.pth --arch convnext_tiny_k3_par1_8
+#   python tools/model_converters/convert_weights.py convnext_tiny_k3_par1_8_1k_224_ema.pth k3_par1_8.pth \
+#       --arch convnext_tiny_k3_par1_8
 #   python tools/test.py configs/convnext-tiny-ablation_eval_in1k.py k3_par1_8.pth \
 #       --cfg-options model.backbone.arch=convnext_tiny_k3_par1_8
 # (model.init_cfg=dict(type='Pretrained', checkpoint=FILE) also takes the released file itself, converted on load.)

@@ -13,7 +13,6 @@ themselves. A non-finite loss stops the run (exit 2); SIGTERM, SIGUSR1 and SIGIN
 128 + n (docs/reliability.md).
 """
 import argparse
-import os.path as osp
 
 import malloc_env  # tools/malloc_env.py: imports nothing heavy
 
@@ -21,15 +20,21 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
     malloc_env.ensure()
 
 
-from backbones.apis.run import build_runner, preflight, raise_if_out_of_memory, run_config  # noqa: E402
-from backbones.apis.run import raise_if_batchnorm_got_one_value  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
+
+from backbones.apis.run import (  # noqa: E402
+    build_runner,
+    preflight,
+    raise_if_batchnorm_got_one_value,
+    raise_if_out_of_memory,
+    run_config,
+)
 from backbones.engine.checks import check_resume_checkpoint  # noqa: E402
 from backbones.engine.mmengine_fixes import lock_work_dir  # noqa: E402
 from backbones.engine.resume import check_resume_fits, find_resume_checkpoint, restarted  # noqa: E402
 from backbones.engine.runner import check_work_dir_is_new  # noqa: E402
 from backbones.utils.cli import add_common_args, run_cli  # noqa: E402
 from backbones.utils.errors import UserInputError  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -12,6 +12,6 @@ from .metrics import Accuracy
 from .model import ClsDataPreprocessor, InceptionNeXtClassifier, load_classifier_weights
 from .transforms import LoadImagePIL, PackClsInputs, TimmTransform
 
-__all__ = ['ImageNet', 'DatasetError', 'TransformFailedError', 'UnreadableImageError', 'UnreadableImageWarning', 'Accuracy',
-           'ClsDataPreprocessor', 'InceptionNeXtClassifier', 'load_classifier_weights',
+__all__ = ['ImageNet', 'DatasetError', 'TransformFailedError', 'UnreadableImageError', 'UnreadableImageWarning',
+           'Accuracy', 'ClsDataPreprocessor', 'InceptionNeXtClassifier', 'load_classifier_weights',
            'LoadImagePIL', 'PackClsInputs', 'TimmTransform']

@@ -1,9 +1,9 @@
 """Throughput of InceptionNeXt side by side with timm's models, in one process and one table.
 
-    python tools/analysis_tools/benchmark.py                                   # tiny vs peers, CPU fp32, inference + train
-    python tools/analysis_tools/benchmark.py --models ours_tiny ours_tiny_deploy timm:inception_next_tiny timm:convnext_tiny \
-        timm:resnet50 --batch 32 --train-batch 16 --size 224 --reps 5 --ref timm:inception_next_tiny
-    python tools/analysis_tools/benchmark.py --mode seg --size 512 --batch 2   # UperNet: ours-T vs ConvNeXt-T (timm) features
+    python tools/analysis_tools/benchmark.py        # tiny vs peers, CPU fp32, inference + train
+    python tools/analysis_tools/benchmark.py --models ours_tiny ours_tiny_deploy timm:inception_next_tiny \
+        timm:convnext_tiny timm:resnet50 --batch 32 --train-batch 16 --size 224 --reps 5 --ref timm:inception_next_tiny
+    python tools/analysis_tools/benchmark.py --mode seg --size 512 --batch 2   # UperNet: ours-T vs ConvNeXt-T
     python tools/analysis_tools/benchmark.py ... --out-md table.md --out-csv table.csv --out-png bars.png
 
 Model names: ``ours_<arch>`` (our backbone + MlpHead in eval mode), ``ours_<arch>_deploy`` (BN and layer

@@ -1,7 +1,8 @@
 """Params and FLOPs of mmdet detectors built from this repo's configs (backbone + neck + heads).
 
     python tools/analysis_tools/flops_det.py                                   # Mask R-CNN T / S / B at 1280x800
-    python tools/analysis_tools/flops_det.py configs/cascade-mask-rcnn_inceptionnext-t_fpn_4conv1fc-giou_ms-crop-3x_coco.py
+    python tools/analysis_tools/flops_det.py \
+        configs/cascade-mask-rcnn_inceptionnext-t_fpn_4conv1fc-giou_ms-crop-3x_coco.py
     python tools/analysis_tools/flops_det.py CONFIG [CONFIG ...] --shape 1333 800 [--proposals 1000]
 
 Counted like the detection tables of ConvNeXt / Swin / mmdet's ``get_flops`` (mmengine.analysis, the fvcore

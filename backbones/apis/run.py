@@ -65,7 +65,8 @@ def out_of_memory(e: BaseException) -> str:
     import torch
     if isinstance(e, MemoryError):
         return 'MemoryError'
-    if isinstance(e, getattr(torch, 'OutOfMemoryError', ())) or isinstance(e, getattr(torch.cuda, 'OutOfMemoryError', ())):
+    oom = (getattr(torch, 'OutOfMemoryError', ()), getattr(torch.cuda, 'OutOfMemoryError', ()))
+    if any(t and isinstance(e, t) for t in oom):
         return 'CUDA out of memory'
     if isinstance(e, OSError) and e.errno == errno.ENOMEM:
         return 'cannot allocate memory'

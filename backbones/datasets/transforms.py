@@ -2,7 +2,8 @@
 pipelines find them).
 
 The image loader is also the ``LoadImageFromFile`` of this package's own registry scope, ``backbones``
-(``backbones.registry.TRANSFORMS``, a child of the root registry). The configs write it ``dict(type='LoadImageFromFile', _scope_='backbones')``: MMEngine builds that entry
+(``backbones.registry.TRANSFORMS``, a child of the root registry). The configs write it
+``dict(type='LoadImageFromFile', _scope_='backbones')``: MMEngine builds that entry
 in the ``backbones`` scope (the checked loader), while mmseg's ``MMSegInferencer`` / ``inference_model`` and
 mmdet's ``DetInferencer``, which look the loader up by the type name ``LoadImageFromFile`` and swap in
 their own, find it and swap it:

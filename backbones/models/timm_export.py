@@ -17,7 +17,6 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
-
 from backbones.models.inceptionnext import InceptionNeXt, fitting_arches
 from backbones.models.weights import StateDict, classifier_weights, read_checkpoint
 from backbones.utils.errors import CheckpointError, UserInputError

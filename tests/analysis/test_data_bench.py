@@ -9,7 +9,6 @@ import torch
 
 from backbones.analysis import data_bench
 from backbones.utils.config import load_config
-
 from tests.conftest import REPO, tool
 
 ADE = f'{REPO}/configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'

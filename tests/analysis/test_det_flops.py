@@ -1,8 +1,8 @@
 """Params and FLOPs of the Mask R-CNN configs at 1280x800 (tools/analysis_tools/flops_det.py, mmengine.analysis).
 
-Measured here (printed by ``python tools/analysis_tools/flops_det.py``): Mask R-CNN T 44.25M / 256.6G, S 65.57M / 341.7G,
-B 100.84M / 475.0G (1000 proposals, mask head on 100). ConvNeXt-T's Mask R-CNN row reads 48M / 262G; our
-T is 4M smaller because InceptionNeXt-T's 28M include a 4.1M MLP classifier head that detection drops
+Measured here (printed by ``python tools/analysis_tools/flops_det.py``): Mask R-CNN T 44.25M / 256.6G,
+S 65.57M / 341.7G, B 100.84M / 475.0G (1000 proposals, mask head on 100). ConvNeXt-T's Mask R-CNN row reads
+48M / 262G; our T is 4M smaller because InceptionNeXt-T's 28M include a 4.1M MLP classifier head that detection drops
 (ConvNeXt's linear head is 0.8M), and the neck and heads here are the same ~20.3M.
 """
 import os.path as osp
@@ -11,7 +11,6 @@ import re
 import pytest
 
 from backbones.analysis.flops_det import build_detector
-
 from tests.conftest import REPO, tool
 
 pytestmark = pytest.mark.slow  # the FLOP count of Mask R-CNN T at 1280x800

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from backbones.datasets.synthetic import write_coco
-
 from tests.conftest import REPO, tool
 
 pytestmark = pytest.mark.slow

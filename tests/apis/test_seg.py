@@ -16,7 +16,6 @@ from mmengine.registry import DefaultScope
 
 from backbones.datasets.synthetic import write_ade
 from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
-
 from tests.conftest import REPO, run, tool
 
 PY = sys.executable
@@ -80,8 +79,8 @@ def test_pretrained_backbone_really_loads(tmp_path):
     torch.manual_seed(0)
     ref = timm.create_model('inception_next_atto', pretrained=False).state_dict()
     torch.save({'state_dict': ref}, tmp_path / 'official.pth')
-    tool('tools/model_converters/convert_weights.py', str(tmp_path / 'official.pth'), str(tmp_path / 'atto_backbone.pth'),
-         '--backbone-only', '--arch', 'atto')
+    tool('tools/model_converters/convert_weights.py', str(tmp_path / 'official.pth'),
+         str(tmp_path / 'atto_backbone.pth'), '--backbone-only', '--arch', 'atto')
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_8xb2-160k_ade20k-512x512.py'))
     release = 'https://github.com/sail-sg/inceptionnext/releases/download/model/'
     assert cfg.model.backbone.init_cfg.checkpoint == release + 'inceptionnext_atto.pth'  # the official file
@@ -108,7 +107,8 @@ def learned(tmp_path_factory):
     def train(work, iters, lr):
         warm = min(20, iters // 2)
         out = tool('tools/train.py', SYNTH, '--work-dir', str(d / work), *common,
-                   f'optim_wrapper.optimizer.lr={lr}', f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+                   f'optim_wrapper.optimizer.lr={lr}', f'train_cfg.max_iters={iters}',
+                   f'train_cfg.val_interval={iters}',
                    f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={warm}',
                    f'param_scheduler.1.begin={warm}', f'param_scheduler.1.end={iters}')
         return float(re.findall(r'Iter\(val\).*mIoU: ([0-9.]+)', out)[-1]), str(d / work / f'iter_{iters}.pth')

@@ -22,7 +22,6 @@ from backbones.datasets.checks import common as checks_common
 from backbones.datasets.checks.segmentation import check_seg_datasets
 from backbones.datasets.synthetic import write_ade
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
-
 from tests.conftest import REPO, LogCapture, tool
 
 PY = sys.executable

@@ -17,7 +17,6 @@ from backbones.datasets.checks.coco import check_coco_annotations, check_coco_da
 from backbones.datasets.synthetic import write_coco
 from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
-
 from tests.conftest import REPO, LogCapture
 
 CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py')

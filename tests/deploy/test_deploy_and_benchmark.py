@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from backbones import InceptionNeXt, MetaNeXtBlock
-
 from tests.conftest import REPO, randomise_norms, tool
 
 # float32 comparisons of two orders of the same operations: bounds relative to the map's largest value,
@@ -68,7 +67,8 @@ def test_deploy_cpu_kernels_are_exact_and_fall_back():
     fast = copy.deepcopy(model).switch_to_deploy(chunk_bytes=200_000)  # sub-batches of 1-2 images here
     plain = copy.deepcopy(model).switch_to_deploy(cpu_kernels=False)
     assert fast.cpu_kernels and fast.stages[0].chunk_bytes == 200_000
-    # the kernels are flags on the model's own modules (no class swap): set on the fast copy, class defaults on the plain
+    # the kernels are flags on the model's own modules (no class swap): set on the fast copy, class defaults on the
+    # plain one
     assert fast.stages[0].blocks[0].post_op == ('gelu', [], 'none') and plain.stages[0].blocks[0].post_op is None
     assert 'post_op' not in vars(plain.stages[0].blocks[0]) and not plain.stages[0].chunk_bytes
     assert type(plain.stages[0].blocks[0]) is MetaNeXtBlock and type(fast.stages[0].blocks[0]) is MetaNeXtBlock
@@ -110,7 +110,8 @@ def test_tools_reexec_with_malloc_settings():
 @pytest.mark.slow
 def test_benchmark_tool_reports(tmp_path):
     out = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ours_atto_deploy', 'timm:inception_next_atto',
+        [sys.executable, 'tools/analysis_tools/benchmark.py', '--models', 'ours_atto', 'ours_atto_deploy',
+         'timm:inception_next_atto',
          '--batch', '2', '--train-batch', '2', '--size', '64', '--reps', '2', '--iters', '1', '--warmup', '1',
          '--gemm', '--amp', '--ref', 'timm:inception_next_atto', '--out-csv', str(tmp_path / 't.csv'),
          '--out-md', str(tmp_path / 't.md'), '--out-png', str(tmp_path / 't.png')],

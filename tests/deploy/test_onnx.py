@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from backbones.deploy import onnx as ex
 from backbones.deploy.onnx import SegmentorForward
-
 from tests.conftest import REPO, randomise_norms, single_torch_thread, tool
 
 PY = sys.executable

@@ -25,7 +25,6 @@ from backbones.engine.resume import check_resume_fits, find_resume_checkpoint
 from backbones.engine.runner import RobustRunner
 from backbones.utils.config import load_config
 from backbones.utils.errors import CheckpointError, UserInputError
-
 from tests.conftest import REPO, LogCapture, free_port, single_torch_thread, subprocess_env, tool
 from tests.engine.test_reliability import SEG, Toy, ToyData
 
@@ -300,7 +299,6 @@ HOOKS = ("custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteLossHoo
 @pytest.fixture(scope='module')
 def configs(tmp_path_factory):
     from backbones.datasets.synthetic import write_ade
-
     from tests.engine.test_divergence import BASE, CONFIG
     d = tmp_path_factory.mktemp('cluster')
     root = str(d / 'ade')

@@ -18,7 +18,6 @@ import torch
 
 from backbones.datasets.synthetic import write_ade
 from backbones.engine.hooks import nonfinite_weights
-
 from tests.conftest import REPO, free_port, run, subprocess_env
 
 PY = sys.executable

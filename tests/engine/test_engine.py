@@ -1,4 +1,5 @@
-"""Unit tests of backbones/engine/ (mmengine_fixes.py, checks.py, optimizers.py) and utils/config.py (the pieces the tools put around MMEngine)."""
+"""Unit tests of backbones/engine/ (mmengine_fixes.py, checks.py, optimizers.py) and utils/config.py (the pieces the
+tools put around MMEngine)."""
 import os
 import re
 
@@ -11,7 +12,6 @@ from backbones.engine.mmengine_fixes import AtomicLocalBackend, fallback_syncbn_
 from backbones.engine.optimizers import InceptionNeXtLayerDecayConstructor
 from backbones.utils.config import check_added_keys, merge_cfg_options
 from backbones.utils.errors import UserInputError
-
 from tests.conftest import REPO
 
 

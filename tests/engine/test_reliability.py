@@ -26,7 +26,6 @@ from torch.utils.data import Dataset
 from backbones.engine.hooks import NonFiniteLossHook, nonfinite_weights
 from backbones.engine.runner import RobustRunner, check_work_dir_is_new, prepare_config
 from backbones.utils.errors import CheckpointError, TrainingDivergedError, UserInputError
-
 from tests.conftest import REPO, LogCapture, single_torch_thread
 
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)

@@ -20,7 +20,6 @@ import pytest
 import torch
 
 from backbones.utils.errors import CheckpointError
-
 from tests.conftest import REPO, run
 from tests.engine.test_reliability import toy_runner
 from tests.tools.test_tool_errors import run_in_process

@@ -26,7 +26,6 @@ from backbones.models.weights import (
     identify,
     state_dict_mismatch,
 )
-
 from tests.conftest import REPO, single_torch_thread, tool
 
 RATIOS = {'par1_2': 1 / 2, 'par3_8': 3 / 8, 'par1_4': 1 / 4, 'par1_8': 1 / 8, 'par1_16': 1 / 16}
@@ -258,7 +257,8 @@ def official_files(tmp_path_factory):
 
 
 def _convert_main():
-    spec = importlib.util.spec_from_file_location('convert_weights', os.path.join(REPO, 'tools', 'model_converters', 'convert_weights.py'))
+    path = os.path.join(REPO, 'tools', 'model_converters', 'convert_weights.py')
+    spec = importlib.util.spec_from_file_location('convert_weights', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main

@@ -16,7 +16,6 @@ import torch
 from backbones import InceptionNeXt
 from backbones.models.inceptionnext import MetaNeXtStage, _inception
 from backbones.models.ops import fast_block
-
 from tests.conftest import REPO, randomise_norms, run, single_torch_thread
 
 _one_thread = pytest.fixture(scope='module', autouse=True)(single_torch_thread)
@@ -744,7 +743,8 @@ def test_gpu_bench_plan(tmp_path):
     sections = gb.plan()
     assert gb.check_plan(sections) == []
     assert gb.BUDGET_S == 480 and gb.OVERHEAD_S + sum(s.limit_s for s in sections) <= 480
-    assert [s.name for s in sections][:2] == ['train-eager', 'train-compiled'] and 'seg' not in [s.name for s in sections]
+    names = [s.name for s in sections]
+    assert names[:2] == ['train-eager', 'train-compiled'] and 'seg' not in names
     rows = [(s.kind, g.mode, g.amp, m) for s in sections for g in s.groups for m in g.models]
     assert rows[0] == ('eager', 'train', True, 'ours_tiny_fast')  # the headline row first
     for m in ('ours_tiny_fast', 'ours_tiny_nofast', 'timm:inception_next_tiny', 'timm:convnext_tiny', 'timm:resnet50'):
@@ -787,8 +787,8 @@ def test_gpu_bench_script(tmp_path):
               expect=2, env=env)
     assert out.strip().count('\n') == 0 and 'bogus' in out
     rows = 'ours_tiny_fast,ours_tiny_nofast,timm:resnet50'
-    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--smoke', '--models', rows, '--out', str(tmp_path / 'smoke')],
-              env=env, timeout=900)
+    out = run(['bash', 'tools/analysis_tools/gpu_bench.sh', '--smoke', '--models', rows, '--out',
+               str(tmp_path / 'smoke')], env=env, timeout=900)
     md = (tmp_path / 'smoke' / 'gpu_bench.md').read_text()
     for part in ('## train-eager', '## infer-eager', 'ours_tiny_fast', 'ours_tiny_nofast', 'timm:resnet50',
                  '| train |', '| infer |', 'SMOKE RUN'):

@@ -1,4 +1,5 @@
-"""Our weights back in timm's ``inception_next_*`` layout (backbones/models/timm_export.py, convert_weights.py --to timm).
+"""Our weights back in timm's ``inception_next_*`` layout (backbones/models/timm_export.py,
+convert_weights.py --to timm).
 
 atto and tiny: a random classifier of ours (non-trivial BN statistics and layer scales) written by the tool, loaded
 by timm STRICTLY (a hub folder through ``local-dir:``, safetensors and .bin; one file through
@@ -18,7 +19,6 @@ import torch
 from backbones.models.inceptionnext import InceptionNeXt, MlpHead
 from backbones.models.timm_export import TIMM_NAMES, to_timm_state_dict
 from backbones.models.weights import convert_timm_state_dict
-
 from tests.conftest import randomise_norms, run, single_torch_thread  # noqa: F401
 
 PY = sys.executable

@@ -17,9 +17,9 @@ import sys
 import tempfile
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.slow  # Triton + ptxas per kernel, dtype and arch: ~30 s warm, minutes with a cold cache
-import torch
 
 triton = pytest.importorskip('triton')
 tl = pytest.importorskip('triton.language')

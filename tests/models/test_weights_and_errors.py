@@ -7,7 +7,6 @@ import torch
 from mmengine.registry import DefaultScope
 
 from backbones import CheckpointError, InceptionNeXt, load_backbone_weights
-
 from tests.conftest import LogCapture, tool
 
 

@@ -16,7 +16,6 @@ import torch
 
 from backbones import InceptionNeXt
 from backbones.utils.errors import CheckpointError
-
 from tests.conftest import REPO, free_port
 
 

@@ -21,7 +21,6 @@ import pytest
 import torch
 
 from backbones.datasets.synthetic import write_ade, write_coco
-
 from tests.conftest import REPO, run, subprocess_env
 
 pytestmark = pytest.mark.slow  # trainings and fresh interpreters with the whole stack (docs/testing.md)
@@ -288,7 +287,8 @@ inf = DetInferencer(model=cfg, weights=ckpt, device='cpu', show_progress=False)
 c = inf(img, return_datasamples=True, no_save_vis=True)['predictions'][0].pred_instances
 d = DetInferencer(model=None, weights=ckpt, device='cpu', show_progress=False)(
     img, return_datasamples=True, no_save_vis=True)['predictions'][0].pred_instances
-print('AGREE', all(torch.equal(a.bboxes, x.bboxes) for x in (b, c, d)), len(a.bboxes) > 0, model.dataset_meta['classes'])
+print('AGREE', all(torch.equal(a.bboxes, x.bboxes) for x in (b, c, d)), len(a.bboxes) > 0,
+      model.dataset_meta['classes'])
 '''
 
 

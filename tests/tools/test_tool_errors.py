@@ -22,7 +22,6 @@ import pytest
 import torch
 
 from backbones.utils.cli import run_cli
-
 from tests.conftest import REPO, free_ports, subprocess_env
 
 TOOLS = osp.join(REPO, 'tools')

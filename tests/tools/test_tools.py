@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from backbones.datasets.synthetic import write_ade
-
 from tests.conftest import REPO, free_port, run, subprocess_env, tool
 
 pytestmark = pytest.mark.slow
@@ -206,8 +205,8 @@ def test_test_tool_reproduces_logged_metric(straight_run, tmp_path):
     assert len(glob.glob(str(tmp_path / 'show' / '**' / '*.png'), recursive=True)) == 4
 
 
-@pytest.mark.parametrize('case', ['config', 'syntax', 'cfg_key', 'cfg_type', 'cfg_list', 'arch_name', 'data', 'resume_text',
-                                  'resume_weights', 'arch', 'gpus'])
+@pytest.mark.parametrize('case', ['config', 'syntax', 'cfg_key', 'cfg_type', 'cfg_list', 'arch_name', 'data',
+                                  'resume_text', 'resume_weights', 'arch', 'gpus'])
 def test_bad_input_gives_one_clear_error(case, straight_run, tmp_path, ade_root):
     cfg, work, _ = straight_run
     train = [PY, 'tools/train.py']
@@ -300,7 +299,8 @@ def test_mmseg_own_tools_train_resume_and_test_our_config(straight_run, tmp_path
     a, b = weights(osp.join(work, 'iter_8.pth')), weights(osp.join(mine, 'iter_8.pth'))
     assert all(torch.equal(a[k], b[k]) for k in a)
     out = run([PY, osp.join(tools, 'test.py'), cfg, osp.join(mine, 'iter_8.pth'), '--work-dir', str(tmp_path / 't')])
-    assert float(re.search(r'mIoU: ([0-9.]+)', out).group(1)) == pytest.approx(scalars(work)['val'][8]['mIoU'], abs=0.01)
+    miou = float(re.search(r'mIoU: ([0-9.]+)', out).group(1))
+    assert miou == pytest.approx(scalars(work)['val'][8]['mIoU'], abs=0.01)
 
 
 def _mount_tmpfs(path, options):

@@ -10,9 +10,8 @@ from mmengine.dataset import pseudo_collate
 from torch.utils.data import DataLoader
 
 from backbones.datasets.synthetic import CLASSES, wnid, write_imagenet
-from train_cls import DatasetError, ImageNet, UnreadableImageError, UnreadableImageWarning
-
 from tests.conftest import REPO, tool
+from train_cls import DatasetError, ImageNet, UnreadableImageError, UnreadableImageWarning
 
 PIPE_TRAIN = [dict(type='LoadImagePIL'),
               dict(type='TimmTransform', input_size=48, is_training=True, auto_augment='rand-m9-mstd0.5-inc1'),
@@ -196,9 +195,10 @@ def test_posterize_at_every_level_timm_draws():
 
 def test_randaugment_posterize_at_magnitude_10():
     """The op a config's RandAugment holds, at magnitude 10 (every draw): the black image, not an error."""
+    from PIL import Image
+
     from train_cls import TimmTransform
     from train_cls.transforms import _augment_ops
-    from PIL import Image
     t = TimmTransform(input_size=32, is_training=True, auto_augment='rand-m10-inc1')
     ops = [op for x in t.transform.transforms for op in _augment_ops(x) if op.name == 'PosterizeIncreasing']
     assert len(ops) == 1

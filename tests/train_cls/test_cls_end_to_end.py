@@ -23,7 +23,6 @@ import torch
 
 from backbones import InceptionNeXt
 from backbones.datasets.synthetic import write_imagenet
-
 from tests.conftest import REPO, free_port, tool
 
 CONFIG = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
@@ -108,8 +107,8 @@ def test_test_py_reproduces_the_val_top1(trained, data, tmp_path):
 def test_extract_backbone_from_the_trained_checkpoint(trained, tmp_path):
     ckpt = torch.load(trained['ckpt'], map_location='cpu', weights_only=False)
     for flag, out in (('', tmp_path / 'bb.pth'), ('--with-head', tmp_path / 'cls.pth')):
-        tool('tools/model_converters/extract_backbone.py', trained['ckpt'], out, '--arch', 'atto', *([flag] if flag else []),
-             env=ONE)
+        tool('tools/model_converters/extract_backbone.py', trained['ckpt'], out, '--arch', 'atto',
+             *([flag] if flag else []), env=ONE)
     # the bare backbone loads strictly through init_cfg, as the dense configs load it ...
     bb = InceptionNeXt('atto', out_norm=True,
                        init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'bb.pth')))
@@ -132,7 +131,8 @@ def test_converted_timm_weights_evaluate_with_test_py(data, tmp_path):
     """timm weights -> tools/model_converters/convert_weights.py -> tools/test.py: every key loads, the metric runs."""
     torch.manual_seed(0)
     torch.save(timm.create_model('inception_next_atto', num_classes=10).state_dict(), tmp_path / 'timm.pth')
-    tool('tools/model_converters/convert_weights.py', tmp_path / 'timm.pth', tmp_path / 'ours.pth', '--arch', 'atto', env=ONE)
+    tool('tools/model_converters/convert_weights.py', tmp_path / 'timm.pth', tmp_path / 'ours.pth', '--arch', 'atto',
+         env=ONE)
     out = tool('tools/test.py', CONFIG, tmp_path / 'ours.pth', '--work-dir', tmp_path / 'w', '--cfg-options',
                *data_options(data, ('test',)), 'test_dataloader.batch_size=100', env=ONE)
     assert 'missing keys' not in out and 'unexpected key' not in out

@@ -12,9 +12,8 @@ from mmengine.registry import PARAM_SCHEDULERS
 
 from backbones import convert_timm_state_dict
 from backbones.engine.runner import RobustRunner
-from train_cls.registry import MODELS
-
 from tests.conftest import REPO, single_torch_thread
+from train_cls.registry import MODELS
 
 # module scope: set before the module-scoped runs
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)

@@ -13,9 +13,8 @@ from mmengine.optim import build_optim_wrapper
 from backbones import InceptionNeXt, convert_timm_state_dict
 from backbones.datasets.synthetic import write_imagenet
 from backbones.engine.runner import RobustRunner
-from train_cls.registry import MODELS
-
 from tests.conftest import REPO, single_torch_thread, tool
+from train_cls.registry import MODELS
 
 # module scope: set before the module-scoped runs
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)

@@ -14,8 +14,15 @@ import argparse
 import os
 import os.path as osp
 
-from backbones.analysis.confusion import (confusion, from_pickle, from_png_folder, lazy_test_dataset, plot, scores,
-                                         write_csv)
+from backbones.analysis.confusion import (
+    confusion,
+    from_pickle,
+    from_png_folder,
+    lazy_test_dataset,
+    plot,
+    scores,
+    write_csv,
+)
 from backbones.utils.cli import add_cfg_options, run_cli
 from backbones.utils.config import load_config
 from backbones.utils.errors import UserInputError

@@ -1,6 +1,6 @@
 """Params and MACs of InceptionNeXt classifiers, or of any mmdet / mmseg / train_cls config.
 
-    python tools/analysis_tools/flops.py                                  # the paper's classification table (+ ablations)
+    python tools/analysis_tools/flops.py                              # the paper's classification table (+ ablations)
     python tools/analysis_tools/flops.py --arch tiny base --shape 384     # chosen variants / resolution
     python tools/analysis_tools/flops.py configs/upernet_inceptionnext_t.py --shape 2048 512   # a dense model (W H)
 

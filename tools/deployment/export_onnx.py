@@ -1,7 +1,8 @@
 """Export a classifier, a bare backbone or a segmentor to ONNX (torch.export-based exporter), and check it.
 
-    python tools/deployment/export_onnx.py configs/inceptionnext-atto_4xb320-600e_in1k.py CKPT --out atto.onnx --dynamic --check
-    python tools/deployment/export_onnx.py backbone:tiny CKPT --out tiny_backbone.onnx   # the four stage maps, 224 x 224
+    python tools/deployment/export_onnx.py configs/inceptionnext-atto_4xb320-600e_in1k.py CKPT --out atto.onnx \
+        --dynamic --check
+    python tools/deployment/export_onnx.py backbone:tiny CKPT --out tiny_backbone.onnx   # the four stage maps, 224
     python tools/deployment/export_onnx.py configs/upernet_inceptionnext_t.py CKPT --out upernet.onnx --dynamic \
         --deploy --check --argmax                               # (N, H, W) label map at the input's size
     python tools/deployment/export_onnx.py CONFIG CKPT --out m.onnx --check-only --check-shape 480 640  # existing file

@@ -7,17 +7,21 @@ From the official release / timm / ConvNeXt files to ours (the default, ``--to o
     # ... -> a bare backbone state dict, what the dense configs' init_cfg usually points at
     python tools/model_converters/convert_weights.py inceptionnext_tiny.pth inx_t_backbone.pth --backbone-only
     # check that it fits a variant before writing (builds the model and loads it strictly)
-    python tools/model_converters/convert_weights.py inceptionnext_tiny.pth inx_t_backbone.pth --backbone-only --arch tiny
+    python tools/model_converters/convert_weights.py inceptionnext_tiny.pth inx_t_backbone.pth --backbone-only \
+        --arch tiny
     # the paper's ConvNeXt ablation rows as released (Meta's ConvNeXt-T file, the InceptionNeXt release's
     # convnext_tiny_k* files, or timm's ConvNeXt), under the seed's names
-    python tools/model_converters/convert_weights.py convnext_tiny_1k_224_ema.pth convnext_t_cls.pth --arch convnext_tiny
-    python tools/model_converters/convert_weights.py convnext_tiny_k3_par1_8_1k_224_ema.pth k3_par1_8.pth --arch convnext_tiny_k3_par1_8
+    python tools/model_converters/convert_weights.py convnext_tiny_1k_224_ema.pth convnext_t_cls.pth \
+        --arch convnext_tiny
+    python tools/model_converters/convert_weights.py convnext_tiny_k3_par1_8_1k_224_ema.pth k3_par1_8.pth \
+        --arch convnext_tiny_k3_par1_8
 
 From ours back to timm's ``inception_next_*`` layout (``--to timm``; backbones.models.timm_export): a classifier
 pretrained with train_cls, a converted file, or the backbone of an mmdet / mmseg checkpoint:
 
     # a timm hub folder (config.json + model.safetensors): timm.create_model('local-dir:inx_t_timm', pretrained=True)
-    python tools/model_converters/convert_weights.py work_dirs/inceptionnext-t_8xb128-300e_in1k/epoch_300.pth inx_t_timm --to timm
+    python tools/model_converters/convert_weights.py work_dirs/inceptionnext-t_8xb128-300e_in1k/epoch_300.pth \
+        inx_t_timm --to timm
     python tools/model_converters/convert_weights.py CKPT inx_t_timm --to timm --format both   # + pytorch_model.bin
     # one file, for timm.create_model('inception_next_tiny', pretrained=True, pretrained_cfg_overlay=dict(file=...))
     python tools/model_converters/convert_weights.py CKPT inception_next_tiny.safetensors --to timm --ema

@@ -1,9 +1,10 @@
 """Turn a classification checkpoint into the backbone weights the detection / segmentation configs load.
 
-    python tools/model_converters/extract_backbone.py work_dirs/inceptionnext-t_8xb128-300e_in1k/epoch_300.pth checkpoints/inx_t_backbone.pth
+    python tools/model_converters/extract_backbone.py work_dirs/inceptionnext-t_8xb128-300e_in1k/epoch_300.pth \
+        checkpoints/inx_t_backbone.pth
     python tools/model_converters/extract_backbone.py CKPT OUT --ema            # the EMA weights (runs with EMAHook)
-    python tools/model_converters/extract_backbone.py CKPT OUT --with-head      # whole classifier (backbone.* + head.*),
-                                                              # e.g. to start the 384 fine-tune from it
+    python tools/model_converters/extract_backbone.py CKPT OUT --with-head  # whole classifier (backbone.* + head.*),
+                                                          # e.g. to start the 384 fine-tune from it
     python tools/model_converters/extract_backbone.py CKPT OUT --arch tiny      # also check it loads strictly into tiny
 
 The dense configs then point at OUT: ``backbone=dict(..., init_cfg=dict(type='Pretrained', checkpoint=OUT))``.

@@ -1,6 +1,7 @@
 """Publish a training checkpoint the OpenMMLab way: weights + config + class names, nothing else.
 
-    python tools/model_converters/publish_model.py work_dirs/upernet_inceptionnext_t/iter_160000.pth upernet_inceptionnext_t.pth
+    python tools/model_converters/publish_model.py work_dirs/upernet_inceptionnext_t/iter_160000.pth \
+        upernet_inceptionnext_t.pth
     # -> upernet_inceptionnext_t-<first 8 hex digits of its sha256>.pth
 
 Keeps ``state_dict`` (with EMAHook: the averaged weights, as MMEngine stores them) and ``meta``'s config,

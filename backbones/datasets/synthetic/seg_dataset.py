@@ -5,8 +5,8 @@ class names and palette (``METAINFO``), as ``ADE20KDataset`` does for ADE's 150:
 this module on first use only."""
 from mmseg.datasets import BaseSegDataset
 
-from backbones.registry import DATASETS
 from backbones.datasets.synthetic.ade import SHAPE_PALETTE, SHAPES
+from backbones.registry import DATASETS
 
 
 @DATASETS.register_module()

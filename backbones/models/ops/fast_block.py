@@ -51,7 +51,8 @@ it: same parameters, buffers and state dict); ``uninstall(model)`` clears it. Th
 where ``plan(x)`` says it applies and otherwise the plain forward: not under ``torch.jit`` tracing / scripting
 (FLOP counters and exports see the plain ops); floating inputs of 4 dims; a BN norm, or one folded into fc1
 (the deploy form, ``switch_to_deploy``, which keeps the model's mode: there only the Triton mixer, without
-statistics or centring, with fc1 / fc2 as ``F.linear``; the CPU deploy form has its oneDNN kernels); mode ``'on'`` everywhere, mode ``'auto'`` where ``AUTO`` (CPU: eval mode) or ``MEASURED_GPUS`` (CUDA:
+statistics or centring, with fc1 / fc2 as ``F.linear``; the CPU deploy form has its oneDNN kernels); mode ``'on'``
+everywhere, mode ``'auto'`` where ``AUTO`` (CPU: eval mode) or ``MEASURED_GPUS`` (CUDA:
 the GPU classes where tools/analysis_tools/gpu_bench.sh measured it faster; none yet) says.
 
 Safety on CUDA (docs/gpu.md): the Triton kernels are taken only on CUDA builds of torch (not ROCm) with a
@@ -301,7 +302,8 @@ def _self_test_fold(rnd, c: int, w_dtype) -> Optional[str]:
         return None  # (the torch ops fold)
     hid = 4 * c
     leaves = [rnd(c), rnd(c).abs() + 0.5, rnd(c, dtype=w_dtype), rnd(c, dtype=w_dtype), rnd(hid, c, dtype=w_dtype),
-              rnd(hid, dtype=w_dtype), rnd(c, scale=0.1, dtype=w_dtype), rnd(c, hid, dtype=w_dtype), rnd(c, dtype=w_dtype)]
+              rnd(hid, dtype=w_dtype), rnd(c, scale=0.1, dtype=w_dtype), rnd(c, hid, dtype=w_dtype),
+              rnd(c, dtype=w_dtype)]
     center, rscale = rnd(c, scale=0.3), rnd(c).abs() + 0.5
     tol = _SELF_TEST_TOL.get(w_dtype, 1e-4)
     res = []
@@ -327,7 +329,8 @@ def _triton_route(device: torch.device, on: bool) -> Optional[str]:
     if why is None:
         return 'triton'
     _warn_once(device, f'the Triton token-mixer kernel cannot run here: {why}. '
-                       + ("Blocks with fast_path=True use torch's mixer." if on else 'The blocks run the plain forward.'))
+                       + ("Blocks with fast_path=True use torch's mixer." if on
+                          else 'The blocks run the plain forward.'))
     return 'torch' if on else 'plain'
 
 

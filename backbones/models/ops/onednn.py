@@ -6,7 +6,8 @@ torch.compile's CPU backend emits), so each map is written once; channels-last i
 
 ``install(model, chunk_bytes)`` sets the flags the deployed model's stem, stages and blocks read
 (``cpu_channels_last``, ``chunk_bytes``, ``post_op``: same parameters and state dict); ``uninstall(model)``
-clears them. The model's modules call the functions here only where ``applies(x)``: CPU, no autograd, no autocast, fp32 (oneDNN has no fp64 and
+clears them. The model's modules call the functions here only where ``applies(x)``: CPU, no autograd, no
+autocast, fp32 (oneDNN has no fp64 and
 needs CPU support for fp16), not while tracing or compiling (FLOP counters, ONNX export and torch.compile
 should see, and fuse, the plain ops); anything else takes the plain (folded) forward.
 """

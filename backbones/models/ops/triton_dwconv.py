@@ -4,18 +4,21 @@
 ``x`` (N, C, H, W) in place (no channel split, no contiguous copies of the branch slices, no cat) and writes
 the mixer's output ``u = (t - center) * rscale``, ``t = cat(x_id, dw_sq(x_sq), dw_w(x_w), dw_h(x_h))``
 (per-channel ``center`` and ``rscale``: the BN running mean and inverse std, so that fc1's low-precision GEMMs
-see normalised values -- forward and weight gradient -- as the plain block's do) as one channels-last map of ``out_dtype``: the dtype the next GEMM (fc1) takes, so that under autocast the
+see normalised values -- forward and weight gradient -- as the plain block's do) as one channels-last map of
+``out_dtype``: the dtype the next GEMM (fc1) takes, so that under autocast the
 cast is done here too. Accumulation is fp32; x may be fp32 / fp16 / bf16. With ``stats``, the same pass
 returns the per-channel mean (of ``t + center``, i.e. of the mixer output) and the biased variance over
 (N, H, W), computed in fp32 from the values before they are rounded to ``out_dtype`` (those of ``u``: the merge
-undoes the centre and scale): per-program sums and centred sums of squares, merged with Chan's formula by a second small kernel (exact, deterministic).
+undoes the centre and scale): per-program sums and centred sums of squares, merged with Chan's formula by a
+second small kernel (exact, deterministic).
 Subtracting a good estimate of the mean (the BN running mean) keeps low-precision outputs accurate for
 channels with a large mean.
 
 Backward: one kernel computes, for the gradients ``du``, ``dmean``, ``dvar`` of the three outputs,
 ``g = du * rscale + dmean / M + 2 dvar (t - mean) / M`` (``t`` from the saved output) and from it the input gradient
 (identity channels: ``g``; conv channels: the transposed depthwise conv of ``g``) and per-tile partial
-weight and bias gradients, summed in torch (deterministic). ``device_guard``: launches run with the map's device current.
+weight and bias gradients, summed in torch (deterministic). ``device_guard``: launches run with the map's device
+current.
 
 Memory layout of the launches: a 1-D grid whose program index runs over the channel blocks fastest (the
 identity block(s), then the square, 1xb and bx1 groups' blocks of one row block are neighbours in launch
@@ -153,8 +156,8 @@ if AVAILABLE:
         return acc + b.to(tl.float32)[None, :]
 
     @triton.jit(do_not_specialize=['M', 'H', 'W', 'CID_A', 'G_A', 'ID_BLOCKS', 'G_BLOCKS', 'N_TH', 'N_TW'])
-    def _inception_dw_fwd_kernel(x_ptr, t_ptr, center_ptr, rscale_ptr, w_sq_ptr, b_sq_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_ptr,
-                                 psum_ptr, pm2_ptr, M, H, W, CID_A, G_A, ID_BLOCKS, G_BLOCKS, N_TH, N_TW,
+    def _inception_dw_fwd_kernel(x_ptr, t_ptr, center_ptr, rscale_ptr, w_sq_ptr, b_sq_ptr, w_w_ptr, b_w_ptr, w_h_ptr,
+                                 b_h_ptr, psum_ptr, pm2_ptr, M, H, W, CID_A, G_A, ID_BLOCKS, G_BLOCKS, N_TH, N_TW,
                                  KS: tl.constexpr, KB: tl.constexpr, STATS: tl.constexpr,
                                  BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, SUBTILES: tl.constexpr,
                                  ALIGN: tl.constexpr, TW: tl.constexpr):
@@ -421,7 +424,8 @@ def kernel_specs(c: int, g: int, ks: int, kb: int, x_dtype: torch.dtype, out_dty
     specs = []
 
     def sig(fn, types):
-        signature = {n: types.get(n, 'i32') if not n.isupper() or n in ('M', 'H', 'W', 'C', 'T', 'N_TH', 'N_TW', 'H_START')
+        ints = ('M', 'H', 'W', 'C', 'T', 'N_TH', 'N_TW', 'H_START')
+        signature = {n: types.get(n, 'i32') if not n.isupper() or n in ints
                      or n.endswith('_A') or n.endswith('_BLOCKS') else 'constexpr' for n in fn.arg_names}
         attrs = {(i,): [['tt.divisibility', 16]] for i, n in enumerate(fn.arg_names) if signature[n].startswith('*')}
         return signature, attrs
@@ -439,8 +443,9 @@ def kernel_specs(c: int, g: int, ks: int, kb: int, x_dtype: torch.dtype, out_dty
     fn = _stats_merge_kernel
     signature, attrs = sig(fn, {n: '*fp32' for n in fn.arg_names if n.endswith('_ptr')})
     block_p, _ = _blocks(g, FWD_TILE)
-    specs.append(('stats-merge', fn, signature, dict(BLOCK_P=block_p * FWD_SUBTILES, TH=FWD_SUBTILES * (block_p // BAND_TW),
-                                                     TW=BAND_TW, BLOCK_T=128, BLOCK_C=16), attrs, dict(num_warps=4)))
+    consts = dict(BLOCK_P=block_p * FWD_SUBTILES, TH=FWD_SUBTILES * (block_p // BAND_TW), TW=BAND_TW, BLOCK_T=128,
+                  BLOCK_C=16)
+    specs.append(('stats-merge', fn, signature, consts, attrs, dict(num_warps=4)))
     fn = _inception_dw_bwd_kernel
     block_p, block_c = _blocks(g, BWD_TILE)
     types = {n: '*fp32' for n in fn.arg_names if n.endswith('_ptr')}

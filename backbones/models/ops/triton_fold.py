@@ -72,8 +72,8 @@ if AVAILABLE:
         return kmask, scale / rs, rs, shift, rmask[:, None] & kmask[None, :], rows[:, None] * C + k[None, :]
 
     @triton.jit(do_not_specialize=['P1', 'eps'])
-    def _fold_fwd_kernel(mean_ptr, var_ptr, center_ptr, rscale_ptr, bnw_ptr, bnb_ptr, w1_ptr, b1_ptr, gamma_ptr, w2_ptr, b2_ptr,
-                         w1f_ptr, b1f_ptr, w2f_ptr, b2f_ptr, C, HID, P1, eps,
+    def _fold_fwd_kernel(mean_ptr, var_ptr, center_ptr, rscale_ptr, bnw_ptr, bnb_ptr, w1_ptr, b1_ptr, gamma_ptr, w2_ptr,
+                         b2_ptr, w1f_ptr, b1f_ptr, w2f_ptr, b2f_ptr, C, HID, P1, eps,
                          HAS_BNW: tl.constexpr, HAS_BNB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
         """Programs [0, P1): BLOCK_R rows of w1 (w1f, b1f); programs from P1: BLOCK_R rows of w2 (w2f, b2f)."""
         pid = tl.program_id(0)
@@ -201,7 +201,8 @@ if AVAILABLE:
     @triton_op('inceptionnext::fold_mlp_backward', mutates_args=())
     def fold_mlp_backward(dw1f: torch.Tensor, db1f: torch.Tensor, dw2f: Optional[torch.Tensor],
                           db2f: Optional[torch.Tensor], mean: torch.Tensor, var: torch.Tensor, center: torch.Tensor,
-                          rscale: torch.Tensor, bn_weight: Optional[torch.Tensor], bn_bias: Optional[torch.Tensor], eps: float,
+                          rscale: torch.Tensor, bn_weight: Optional[torch.Tensor], bn_bias: Optional[torch.Tensor],
+                          eps: float,
                           w1: torch.Tensor, gamma: Optional[torch.Tensor], w2: torch.Tensor, b2: torch.Tensor
                           ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                      torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -294,8 +295,8 @@ def kernel_specs(p_dtype: torch.dtype = torch.float32) -> list:
     ``triton.compile`` without a GPU (tests/models/test_triton_compile.py); parameters of ``p_dtype``, BN affine and
     layer scale present, statistics fp32, widths as T's."""
     pt = _TRITON_TYPES[p_dtype]
-    fp32_ptrs = ('mean_ptr', 'var_ptr', 'center_ptr', 'rscale_ptr', 'dw1_ptr', 'dscale_p_ptr', 'dshift_p_ptr', 'dw2_ptr',
-                 'dgamma_ptr', 'db2_ptr', 'dmean_ptr', 'dvar_ptr', 'dbnw_ptr', 'dbnb_ptr')
+    fp32_ptrs = ('mean_ptr', 'var_ptr', 'center_ptr', 'rscale_ptr', 'dw1_ptr', 'dscale_p_ptr', 'dshift_p_ptr',
+                 'dw2_ptr', 'dgamma_ptr', 'db2_ptr', 'dmean_ptr', 'dvar_ptr', 'dbnw_ptr', 'dbnb_ptr')
     specs = []
     for name, fn, const in (
             ('fold-forward', _fold_fwd_kernel, dict(BLOCK_R=BLOCK_R, BLOCK_K=BLOCK_K)),

@@ -1,6 +1,6 @@
 # InceptionNeXt ImageNet classifier (train_cls.InceptionNeXtClassifier): backbone + MlpHead, state-dict keys
-# backbone.* / head.* (the layout of tools/model_converters/convert_weights.py). The batch-wise part of the recipe lives in
-# the data preprocessor (timm's prefetcher order): normalise, random erasing 0.25 ('pixel' noise), then
+# backbone.* / head.* (the layout of tools/model_converters/convert_weights.py). The batch-wise part of the recipe
+# lives in the data preprocessor (timm's prefetcher order): normalise, random erasing 0.25 ('pixel' noise), then
 # mixup 0.8 / cutmix 1.0 (switch prob 0.5, per batch) with label smoothing 0.1 in the mixed targets and
 # timm's SoftTargetCrossEntropy. With mixup off the model's label_smoothing applies (timm's
 # LabelSmoothingCrossEntropy). Leaf configs set the arch and drop path.
