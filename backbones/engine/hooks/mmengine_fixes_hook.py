@@ -4,7 +4,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from backbones.engine.mmengine_fixes import install_mmengine_fixes
-from backbones.engine.mmengine_fixes import from_plain, to_plain
+from backbones.engine.plain_data import from_plain, to_plain
 
 
 @HOOKS.register_module()

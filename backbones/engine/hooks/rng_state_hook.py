@@ -10,7 +10,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop, IterBasedTrainLoop
 
-from backbones.engine.mmengine_fixes import from_plain, to_plain
+from backbones.engine.plain_data import from_plain, to_plain
 
 
 @HOOKS.register_module()
