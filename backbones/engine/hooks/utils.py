@@ -41,6 +41,7 @@ def nonfinite_weights(state_dict: dict) -> list:
 
 
 def last_checkpoint(runner) -> str:
+    """What a stop message says about the work dir's last checkpoint (``last_checkpoint``)."""
     path = osp.join(runner.work_dir, 'last_checkpoint')
     if osp.isfile(path):
         with open(path) as f:
@@ -49,4 +50,5 @@ def last_checkpoint(runner) -> str:
 
 
 def checkpoint_hook(runner):
+    """The runner's ``CheckpointHook``, or None."""
     return next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
