@@ -38,9 +38,9 @@ from backbones.engine.distributed import (
 from backbones.engine.plain_data import PLAIN_TAG, from_plain, to_plain
 from backbones.engine.work_dir import _LOCKS, lock_work_dir  # noqa: F401 (_LOCKS: for clean-up)
 
-__all__ = ['PLAIN_TAG', 'AtomicLocalBackend', 'fallback_syncbn_on_cpu', 'from_plain', 'install_mmengine_fixes',
-           'load_local_checkpoint', 'load_url_checkpoint', 'lock_work_dir', 'setup_cpu_distributed',
-           'slurm_master_addr', 'start_process_group_or_fail', 'to_plain']
+__all__ = ['PLAIN_TAG', 'AtomicLocalBackend', 'fallback_syncbn_on_cpu', 'from_plain',
+           'install_mmengine_fixes', 'load_local_checkpoint', 'load_url_checkpoint', 'lock_work_dir',
+           'setup_cpu_distributed', 'slurm_master_addr', 'start_process_group_or_fail', 'to_plain']
 
 # What is installed in MMEngine names the module that installs it (what MMEngine's registries report).
 for _obj in (AtomicLocalBackend, load_local_checkpoint, load_url_checkpoint):
