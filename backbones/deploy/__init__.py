@@ -1,1 +1,2 @@
-"""Deployment: ``onnx.py`` (ONNX export with dynamic sizes, the ONNX Runtime check, a torch-callable ORT model)."""
+"""Deployment: ONNX export with dynamic sizes (``export.py``, ``shims.py``), the ONNX Runtime check and a
+torch-callable ORT model (``runtime.py``); ``onnx.py`` re-exports them."""

@@ -20,7 +20,7 @@ resume = False
 # loss terms and the lr); action='skip' drops such steps instead, at most max_skips in a row.
 nonfinite_loss = dict(action='stop', max_skips=10)
 randomness = dict(seed=0)
-# Exact resume: every rank's RNG states go into the checkpoint (backbones/engine/hooks.py); the MMEngine
+# Exact resume: every rank's RNG states go into the checkpoint (backbones/engine/hooks/); the MMEngine
 # fixes before a run loads a checkpoint, whichever tool built the Runner (docs/mmengine_fixes.md).
 # A leaf adds hooks of its own to these with `custom_hooks = _base_.custom_hooks + [dict(type=...)]` (a list
 # of its own replaces them).
