@@ -50,7 +50,7 @@ from backbones.utils.errors import CheckpointError, UserInputError
 
 __all__ = ['DET_UNSUPPORTED', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MIN_SIZE', 'OPSET', 'BackboneForward',
            'CheckpointError', 'ClassifierForward', 'ExportCheckError', 'ExportError', 'Exportable',
-           'ExportableAdaptiveAvgPool2d', 'ExportableUpsample', 'OrtModule', 'UserInputError',
+           'ExportableAdaptiveAvgPool2d', 'ExportableUpsample', 'OrtModule', 'SegmentorForward', 'UserInputError',
            'adaptive_bins', 'adaptive_mean', 'build_exportable', 'check', 'export', 'export_exportable',
            'ort_run', 'ort_session', 'other_sizes', 'prepare_for_export', 'replace_adaptive_pools',
            'replace_upsamples', 'save_atomically', 'test_resize_of']

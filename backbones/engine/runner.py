@@ -14,6 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import BaseLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from backbones.engine.hooks import HANDLED_SIGNALS, SaveOnSignalHook
 from backbones.engine.mmengine_fixes import (
     fallback_syncbn_on_cpu,
     from_plain,
@@ -22,9 +23,8 @@ from backbones.engine.mmengine_fixes import (
     setup_cpu_distributed,
     to_plain,
 )
-from backbones.engine.hooks import HANDLED_SIGNALS, SaveOnSignalHook
 from backbones.engine.resume import find_resume_checkpoint
-from backbones.models.weights import model_state_dict, state_dict_mismatch, unwrap_state_dict
+from backbones.models.weights import model_state_dict, state_dict_mismatch
 from backbones.utils.errors import CheckpointError, UserInputError
 from backbones.utils.io import names
 

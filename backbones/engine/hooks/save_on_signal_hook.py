@@ -15,7 +15,6 @@ from backbones.engine.hooks.utils import checkpoint_hook, last_checkpoint, nonfi
 from backbones.utils.errors import UserInputError
 from backbones.utils.io import names
 
-
 DEFAULT_SIGNALS = ('SIGTERM', 'SIGUSR1', 'SIGINT')
 # The signals the installed hooks handle: dataloader workers ignore them (``RobustRunner.build_dataloader``),
 # so that a signal sent to the whole process group (Slurm, a terminal's Ctrl-C) stops only the main process.
