@@ -1,50 +1,10 @@
 """Fast training and inference forms of the MetaNeXt block (BN / SyncBN norm, ``ConvMlp``) -- the same function.
 
-The plain block (``MetaNeXtBlock.forward``) computes ``x + drop_path(fc2(act(fc1(BN(mixer(x)))) * gamma))``
-with a pass over the map for every step: the mixer's split, its three depthwise convs on non-contiguous
-channel slices (cuDNN: layout copies in and out), the cat, BN's statistics and its normalising pass, the
-autocast casts, the shortcut add. The fast form computes the same values with the same parameters (same
-state dict) and the same BN running-statistics updates:
-
-- **BN folded into fc1, also in training.** The batch statistics are reduced once (mean and biased variance
-  per channel; over all ranks for SyncBN, see below) and fc1 runs with weight ``W * scale`` and bias
-  ``b + W @ shift`` (``scale = gamma_bn / sqrt(var + eps)``, ``shift = beta - mean * scale``): no normalising
-  pass and no normalised map kept for backward; gradients, also through the statistics, by autograd. The
-  running mean, the running (unbiased) variance and ``num_batches_tracked`` are updated as ``_BatchNorm``
-  does (momentum, or the cumulative average when momentum is None). Eval mode folds the running statistics.
-- **CUDA: the token mixer as one Triton kernel** (``triton_dwconv.inception_dw``, InceptionDWConv2d only):
-  it reads the channels-last input in place, writes the mixer output (identity channels copied, the three
-  depthwise branches computed) minus the BN running mean, times the running inverse std, in the dtype fc1
-  takes (fp16 / bf16 under autocast: the cast is done there), and returns the batch statistics from the same
-  pass (fp32, from the unrounded values). Centring and scaling by the running statistics gives fc1's
-  low-precision GEMMs the plain block's normalised range: accurate for channels whose mean is large against
-  their spread, and fc1's weight and input gradients free of each channel's std / 1/std (fp16 overflow under
-  a GradScaler otherwise; the fold divides fc1's weight by the same scale). fc1 and
-  fc2 run as ``F.linear`` on the (N, H, W, C) view of that channels-last map (GEMMs with the bias in their
-  epilogue, no layout transform) where that keeps the plain block's precision (autocast or half maps; in
-  fp32 where TF32 is set alike for matmuls and cuDNN), else as the plain block's 1x1 convs. The backward
-  kernel computes the input, weight and bias gradients of the three branches and
-  the statistics' gradient terms in one pass. The fold itself (scale, shift, fc1's weight and bias, the layer
-  scale into fc2) is one more kernel each way (``triton_fold``) instead of ~10 small torch ops.
-- **Shortcut:** added to fc2's output in one pass (``addcmul`` with the drop-path mask when it drops), in
-  fp32 under autocast without the plain block's separate cast pass.
-- **CPU (and CUDA for other mixers or maps the kernel does not take):** the plain token mixer (torch's
-  convs), then the fold, with fc1 / fc2 as the same 1x1 convs. Under autocast the mixer output is centred on
-  the running mean before fc1 (one pass, as BN's would be). By default ('auto') CPU takes it only in eval
-  mode (see ``AUTO``).
-
-Design notes (why two GEMMs over the identity and conv channels, fc1(x_id) + fc1(z), are not used):
-fc1 writes 4C channels per position; accumulating two GEMMs writes and reads that output once more, ~4x the
-bytes of copying the C input channels once, which the mixer kernel does while it reads them anyway. Adding
-the shortcut as fc2's GEMM accumulator (``addmm(x, h, W)``) would leave fc2's bias for one more pass (cuBLAS
-takes a bias epilogue or an accumulator, not both), and under autocast the accumulator would be fp16, not
-the fp32 stream; so the shortcut is added in the pass that adds the fc2 output to the stream instead.
-
-SyncBN: where ``nn.SyncBatchNorm`` would synchronise (training, a process group of more than one rank), the
-per-rank (count, mean, M2) are combined over the ranks with Chan's formula after one differentiable
-``all_reduce`` (``torch.distributed.nn.functional``; each rank writes its slot of a (world, 3, C) tensor):
-the global statistics and, by autograd, SyncBN's gradient. This also works on CPU (gloo), where
-``nn.SyncBatchNorm`` itself refuses CPU tensors.
+The fast form computes the plain block's values with the same parameters, state dict and BN running-statistics
+updates: BN folded into fc1 (also in training: batch statistics reduced once, over all ranks for SyncBN), on
+CUDA the token mixer as one Triton kernel (``triton_dwconv``) and the fold as another (``triton_fold``), fc1 /
+fc2 as ``F.linear`` on the channels-last map where that keeps the plain block's precision, the shortcut added
+in one pass. How and why, the SyncBN statistics and the design choices: docs/gpu.md ("The fast block").
 
 ``install(model, mode)`` sets ``fast_mode`` on each qualifying block (the model's ``MetaNeXtBlock`` reads
 it: same parameters, buffers and state dict); ``uninstall(model)`` clears it. The block runs the fast form
