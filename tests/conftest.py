@@ -66,6 +66,33 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def signal_group_when(cmd, pattern: str, sig, env=None, terminal: bool = False):
+    """Starts ``cmd`` (from the repo root) in its own process group, sends ``sig`` to the whole group once a
+    line of its output matches ``pattern`` (or after 10 minutes), returns (exit code, output). ``terminal``:
+    SIGINT at its default, as a terminal's foreground job has it."""
+    import re
+    import signal
+    import subprocess
+    preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if terminal else None
+    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env({'PYTHONUNBUFFERED': '1', **(env or {})}),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=preexec)
+    lines = []
+    try:
+        deadline = time.time() + 600
+        for line in proc.stdout:
+            lines.append(line)
+            if re.search(pattern, line) or time.time() > deadline:
+                break
+        os.killpg(proc.pid, sig)
+        rest, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, ''.join(lines) + rest
+
+
 def run(cmd, expect=0, env=None, timeout=900) -> str:
     """Runs a command in the repo root; asserts its exit code, returns stdout + stderr."""
     import subprocess

@@ -25,7 +25,7 @@ from backbones.engine.resume import check_resume_fits, find_resume_checkpoint
 from backbones.engine.runner import RobustRunner
 from backbones.utils.config import load_config
 from backbones.utils.errors import CheckpointError, UserInputError
-from tests.conftest import REPO, LogCapture, free_port, single_torch_thread, subprocess_env, tool
+from tests.conftest import REPO, LogCapture, free_port, signal_group_when, single_torch_thread, subprocess_env, tool
 from tests.engine.test_reliability import SEG, Toy, ToyData
 
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
@@ -385,27 +385,8 @@ def test_a_torchrun_restart_resumes_the_run(configs, tmp_path):
 
 
 def _interrupt(cmd, pattern, env=None):
-    """Starts ``cmd`` in its own process group with SIGINT at its default (as a terminal's foreground job),
-    presses Ctrl-C (SIGINT to the whole group) once ``pattern`` is printed, returns (exit code, output)."""
-    def default_sigint():
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env({'PYTHONUNBUFFERED': '1', **(env or {})}),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, preexec_fn=default_sigint)
-    lines = []
-    try:
-        deadline = time.time() + 600
-        for line in proc.stdout:
-            lines.append(line)
-            if re.search(pattern, line) or time.time() > deadline:
-                break
-        os.killpg(proc.pid, signal.SIGINT)
-        rest, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, ''.join(lines) + rest
+    """Ctrl-C (SIGINT to the whole group, SIGINT at its default as in a terminal) once ``pattern`` is printed."""
+    return signal_group_when(cmd, pattern, signal.SIGINT, env=env, terminal=True)
 
 
 @pytest.mark.slow  # training processes

@@ -5,7 +5,6 @@ continues, and the finished work dir is not silently restarted; with two process
 rank sees stops both (no hang). The in-process tests of the same guards are in tests/engine/test_reliability.py.
 """
 import glob
-import os
 import os.path as osp
 import re
 import signal
@@ -18,7 +17,7 @@ import torch
 
 from backbones.datasets.synthetic import write_ade
 from backbones.engine.hooks import nonfinite_weights
-from tests.conftest import REPO, free_port, run, subprocess_env
+from tests.conftest import REPO, free_port, run, signal_group_when, subprocess_env
 
 PY = sys.executable
 BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
@@ -102,24 +101,9 @@ def test_sigterm_to_the_process_group_saves_a_checkpoint_that_resume_continues(c
     --resume is refused; --resume continues at iteration n."""
     cfg = configs('term', iters=400, ckpt=1000, workers=1)
     work = tmp_path / 'w'
-    proc = subprocess.Popen([PY, 'tools/train.py', cfg, '--work-dir', str(work)], cwd=REPO,
-                            env=subprocess_env({'PYTHONUNBUFFERED': '1'}), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines = []
-    try:
-        deadline = time.time() + 600
-        for line in proc.stdout:
-            lines.append(line)
-            if re.search(r'Iter\(train\) \[\s*2/400\]', line) or time.time() > deadline:
-                break
-        os.killpg(proc.pid, signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    out = ''.join(lines) + rest
-    assert proc.returncode == 143, out[-3000:]
+    code, out = signal_group_when([PY, 'tools/train.py', cfg, '--work-dir', str(work)],
+                                  r'Iter\(train\) \[\s*2/400\]', signal.SIGTERM)
+    assert code == 143, out[-3000:]
     found = re.search(r'SIGTERM received: stopped after iteration (\d+); saved (\S+iter_(\d+)\.pth); --resume '
                       r'continues from it', out)
     assert found and found.group(1) == found.group(3), out[-3000:]
