@@ -534,7 +534,7 @@ class InceptionNeXt(BaseModule):
             name = cls.arch_aliases.get(arch.lower(), arch.lower())
             if name not in cls.arch_settings:
                 hint, seed_row = '', 'convnext_tiny' if name == 'tiny_k7' else f'convnext_{name}'
-                if seed_row in cls.arch_settings:  # this repo's names for the ablation rows until they became exact
+                if seed_row in cls.arch_settings:  # 'tiny_k3' etc.: the ablation rows' BN variants' short names
                     hint = (f"; the paper's ablation rows are the released ConvNeXt networks, named as released: "
                             f'{seed_row}; the former BN variant is metanext_bn_{name}')
                 raise BadValueError(f'unknown InceptionNeXt arch {arch!r}; known: '
