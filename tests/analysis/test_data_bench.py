@@ -42,7 +42,12 @@ def test_dense_rows_are_the_config_pipeline_and_the_stacks_own(config, tmp_path)
     ours, ref = _steps(fns['ours']), _steps(fns['reference'])
     assert ours[0] == 'LoadImageFromFileChecked' and ref[0] == 'LoadImageFromFile'
     assert ('CheckSegMap' in ours) == (task == 'seg') and 'CheckSegMap' not in ref
-    assert [s for s in ours[1:] if s != 'CheckSegMap'] == ref[1:]
+    # ADE: the checked annotation loader in ours, mmseg's own in the reference
+    assert ('LoadAnnotationsChecked' in ours) == (task == 'seg') and 'LoadAnnotationsChecked' not in ref
+    ref_loaders = {type(t).__module__ for t in fns['reference'].__self__.pipeline.transforms
+                   if type(t).__name__ == 'LoadAnnotations'}
+    assert ref_loaders == {f'{"mmseg" if task == "seg" else "mmdet"}.datasets.transforms.loading'}
+    assert [s.replace('Checked', '') for s in ours[1:] if s != 'CheckSegMap'] == ref[1:]
     a, b = (_seeded(fns[k]) for k in ('ours', 'reference'))  # the same random augmentation
     assert a['inputs'].shape == b['inputs'].shape and a['inputs'].dtype == torch.uint8
     assert data_bench.sample_bytes(a) == data_bench.sample_bytes(b) > a['inputs'].numel()

@@ -152,6 +152,27 @@ def png_bit_depth(path: str) -> Optional[int]:
     return None
 
 
+# Chunks that may precede IDAT in a PNG that OpenCV and Pillow decode alike (no transparency, palette,
+# significant-bits or background chunk: tRNS would make OpenCV add an alpha channel)
+_PLAIN_CHUNKS = {b'IHDR', b'pHYs', b'tEXt', b'zTXt', b'iTXt', b'tIME'}
+
+
+def png_fast_gray(data: bytes) -> bool:
+    """Whether ``data`` is an 8-bit greyscale PNG whose chunks before the pixels are only ``_PLAIN_CHUNKS``:
+    one that ``cv2.imdecode(IMREAD_UNCHANGED)`` turns into the same 2-D uint8 array as Pillow."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b'IHDR' or len(data) < 33 or data[24:26] != b'\x08\x00':
+        return False
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack('>I4s', data[pos:pos + 8])
+        if kind == b'IDAT':
+            return True
+        if kind not in _PLAIN_CHUNKS:
+            return False
+        pos += 12 + length
+    return False
+
+
 def sixteen_bit_values(path: str) -> np.ndarray:
     """The values of a 16-bit annotation PNG that do not fit 8 bits (sorted, unique)."""
     from PIL import Image

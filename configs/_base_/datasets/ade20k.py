@@ -6,10 +6,12 @@ data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (512, 512)
 num_classes = 150
 # LoadImageFromFile of the backbones scope: the checked loader (it names the file it cannot read), under the name
-# that mmseg's / mmdet's inferencers look for and replace (docs/ecosystem.md).
+# that mmseg's / mmdet's inferencers look for and replace (docs/ecosystem.md). LoadAnnotations of the backbones
+# scope: mmseg's output bit for bit, each label file read once, its bit depth handed to CheckSegMap
+# (docs/data_checks.md).
 train_pipeline = [
     dict(type='LoadImageFromFile', _scope_='backbones'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True, _scope_='backbones'),
     dict(type='CheckSegMap', num_classes=num_classes),
     dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
@@ -20,7 +22,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile', _scope_='backbones'),
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True, _scope_='backbones'),
     dict(type='CheckSegMap', num_classes=num_classes),
     dict(type='PackSegInputs'),
 ]

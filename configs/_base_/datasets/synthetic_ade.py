@@ -10,13 +10,13 @@ metainfo = dict(classes=('background', 'rectangle', 'disc', 'triangle', 'diamond
 # The base's steps in the base's order, at this data's scale, crop and classes; LoadAnnotations without its
 # own reduce_zero_label (the dataset's applies).
 train_pipeline = [
-    dict(type='LoadAnnotations') if t.type == 'LoadAnnotations' else
+    dict(type='LoadAnnotations', _scope_='backbones') if t.type == 'LoadAnnotations' else
     dict(t, num_classes=len(metainfo['classes'])) if t.type == 'CheckSegMap' else
     dict(t, scale=(160, 128), ratio_range=(0.75, 1.5)) if t.type == 'RandomResize' else
     dict(t, crop_size=crop_size) if t.type == 'RandomCrop' else t
     for t in _base_.train_pipeline]
 test_pipeline = [
-    dict(type='LoadAnnotations') if t.type == 'LoadAnnotations' else
+    dict(type='LoadAnnotations', _scope_='backbones') if t.type == 'LoadAnnotations' else
     dict(t, num_classes=len(metainfo['classes'])) if t.type == 'CheckSegMap' else
     dict(t, scale=(160, 128)) if t.type == 'Resize' else t
     for t in _base_.test_pipeline]
