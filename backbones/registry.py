@@ -14,7 +14,7 @@ from mmengine.registry import Registry
 
 SCOPE = 'backbones'
 TRANSFORMS = Registry('transform', parent=ROOT_TRANSFORMS, scope=SCOPE,
-                      locations=['backbones.datasets.transforms'])
+                      locations=['backbones.datasets.transforms', 'backbones.datasets.seg_loading'])
 DATASETS = Registry('dataset', parent=ROOT_DATASETS, scope=SCOPE,
                     locations=['backbones.datasets.synthetic.seg_dataset'])
 VISUALIZERS = Registry('visualizer', parent=ROOT_VISUALIZERS, scope=SCOPE,

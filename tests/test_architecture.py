@@ -142,19 +142,19 @@ def test_triton_kernels_load_only_on_the_cuda_fast_path(fast_path):
 # What `import backbones` must not import: timm's package import (torchvision, torch's compiler and exporter,
 # the Hugging Face client) was most of its start-up and that of every tool (docs/benchmarks.md).
 NOT_IMPORTED = ('timm', 'torchvision', 'torch._dynamo', 'torch._inductor', 'torch.onnx', 'triton',
-                'huggingface_hub')
+                'huggingface_hub', 'mmseg', 'mmdet')
 
 
 @pytest.mark.slow
 def test_import_backbones_stays_light():
     """A fresh ``import backbones`` registers the model, hooks, steps and runner without importing the
-    modules of NOT_IMPORTED; the control line imports timm and sees them."""
+    modules of NOT_IMPORTED; the control line imports timm, mmseg and mmdet and sees them."""
     probe = f'print(sorted(m for m in {NOT_IMPORTED!r} if m in sys.modules))'
     code = ('import sys, backbones; from mmengine.registry import HOOKS, MODELS, RUNNERS, TRANSFORMS; '
             'print(all(r.get(n) is not None for r, n in ((MODELS, "InceptionNeXt"), '
             '(MODELS, "ChannelsFirstLN"), (HOOKS, "SaveOnSignalHook"), (TRANSFORMS, "CheckSegMap"), '
             '(RUNNERS, "RobustRunner")))); '
-            f'{probe}; import timm; {probe}')
+            f'{probe}; import timm, mmseg, mmdet; {probe}')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     registered, before, control = r.stdout.strip().splitlines()[-3:]

@@ -11,7 +11,8 @@ from PIL import Image
 
 from backbones.datasets import transforms as seg_transforms
 from backbones.datasets.checks import common as checks_common
-from backbones.datasets.transforms import CheckSegMap, LoadAnnotationsChecked
+from backbones.datasets.seg_loading import LoadAnnotationsChecked
+from backbones.datasets.transforms import CheckSegMap
 from backbones.utils.errors import AnnotationError
 from tests.conftest import REPO
 
