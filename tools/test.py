@@ -18,7 +18,7 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
     malloc_env.ensure()
 
 
-from backbones.apis.run import build_runner, preflight, raise_if_out_of_memory, run_config  # noqa: E402
+from backbones.apis.run import build_runner, end_process_group, preflight, raise_if_out_of_memory, run_config  # noqa: E402
 from backbones.engine.checks import check_checkpoint_fits  # noqa: E402
 from backbones.engine.hooks import nonfinite_weights  # noqa: E402
 from backbones.models.weights import model_state_dict, read_checkpoint  # noqa: E402
@@ -108,6 +108,7 @@ def main(argv=None) -> int:
     if runner.rank == 0:
         print('metrics: ' + ', '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
                                       for k, v in metrics.items()))
+    end_process_group()
     return 0
 
 

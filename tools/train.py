@@ -24,6 +24,7 @@ from mmengine.logging import print_log  # noqa: E402
 
 from backbones.apis.run import (  # noqa: E402
     build_runner,
+    end_process_group,
     preflight,
     raise_if_batchnorm_got_one_value,
     raise_if_out_of_memory,
@@ -103,6 +104,7 @@ def main(argv=None) -> int:
         raise_if_out_of_memory(e, cfg, 'train_dataloader')
         raise_if_batchnorm_got_one_value(e, cfg)
         raise
+    end_process_group()
     return 0
 
 

@@ -33,6 +33,15 @@ def build_runner(cfg):
     return RUNNERS.build(cfg)
 
 
+def end_process_group() -> None:
+    """Destroys the process group a distributed run started, while Python is still whole: left to interpreter
+    shutdown, gloo's threads can end the process with "terminate called without an active exception" (exit
+    134) after a run that finished."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def preflight(cfg, splits) -> None:
     """Every check that can fail before the Runner is built, for the dataloaders ``splits``: the backbone's
     arguments, the dataloader settings, the data folders, the COCO files (and the evaluators' COCO files)
