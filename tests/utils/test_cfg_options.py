@@ -21,7 +21,7 @@ def _load(config, options):
 
 @pytest.mark.parametrize('config,key,value', [
     (DET, 'test_evaluator.classwise', True),  # mmdet's CocoMetric takes both (its test-dev recipe)
-    (DET, 'test_evaluator.outfile_prefix', './work_dirs/coco_detection/test'),
+    (DET, 'test_evaluator.outfile_prefix', 'results/coco_detection/test'),
     (SEG, 'randomness.deterministic', True),  # mmengine.runner.set_random_seed
     (SEG, 'train_dataloader.dataset.indices', 4),  # MMEngine's BaseDataset
     (DET, 'train_dataloader.dataset.indices', 4),
