@@ -83,7 +83,7 @@ def _reference_pipeline(pipeline: List[dict]) -> List[dict]:
                 step.get('type') == 'LoadImageFromFile' and step.pop('_scope_', None) == 'backbones'):
             step['type'] = 'mmcv.LoadImageFromFile'
             step.pop('_scope_', None)
-        if step.get('type') in ('LoadAnnotationsChecked', 'backbones.LoadAnnotations') or (
+        if step.get('type') == 'backbones.LoadAnnotations' or (
                 step.get('type') == 'LoadAnnotations' and step.get('_scope_') == 'backbones'):
             step['type'] = 'mmseg.LoadAnnotations'
             step.pop('_scope_', None)
