@@ -4,8 +4,8 @@ Importing this package only registers things in MMEngine's root registries, whic
 (mmdet's, mmseg's, train_cls's) falls back to: the ``InceptionNeXt`` backbone (MODELS), the hooks, the checked
 pipeline steps, the layer-decay optimizer constructor and ``RobustRunner``. So configs of all three tasks write
 ``type='InceptionNeXt'`` after ``custom_imports=dict(imports=['backbones'])``. Nothing in MMEngine is changed by
-the import: the fixes around MMEngine (``backbones.engine.mmengine_fixes``) are installed when a
-``RobustRunner`` is built or a run with ``MMEngineFixesHook`` starts.
+the import: the fixes around MMEngine (``backbones.engine.mmengine_fixes``) are installed when a run with
+``MMEngineFixesHook`` starts (every config lists it; ``RobustRunner`` adds it).
 
 The package, by layer (each imports only from the layers below it):
 

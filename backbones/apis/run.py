@@ -1,14 +1,61 @@
 """A train / test run from the command line: the config (file, ``--cfg-options``, work dir, launcher,
-our runner), the pre-flight checks, the Runner."""
+our runner), the pre-flight checks, the Runner; ``train`` is the whole of ``tools/train.py``'s run."""
 import os
 import os.path as osp
 import re
 
+from mmengine.logging import print_log
+
 from backbones.datasets.checks.coco import check_coco_datasets
 from backbones.datasets.checks.common import check_data_folders, check_dataloaders
 from backbones.datasets.checks.segmentation import check_seg_datasets
-from backbones.engine.checks import check_backbone, check_optimizer, check_param_schedulers
+from backbones.engine.checks import (
+    check_backbone,
+    check_optimizer,
+    check_param_schedulers,
+    check_resume_checkpoint,
+)
+from backbones.engine.resume import check_resume_fits, resume_plan
+from backbones.engine.work_dir import claim_work_dir
 from backbones.utils.config import check_added_keys, load_config
+from backbones.utils.errors import UserInputError
+
+
+def train(args) -> int:
+    """A training run of ``args`` (``tools/train.py``'s arguments), each step once: the config and its
+    switches (``--amp``, ``--compile``), what it resumes from (``engine.resume.resume_plan``: ``--resume``,
+    ``--auto-resume``, a requeue or restart) and the checks of that checkpoint, the pre-flight checks, the
+    work dir claimed (``engine.work_dir.claim_work_dir``) before the Runner writes there, then the Runner's
+    ``train``. Returns the exit status."""
+    cfg = run_config(args)
+    if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise UserInputError('--amp needs a GPU (MMEngine\'s AmpOptimWrapper runs on CUDA only)')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.compile and not isinstance(cfg.get('compile'), dict):  # (a dict of options from --cfg-options stays)
+        cfg.compile = True
+    plan = resume_plan(cfg.work_dir, args.resume, args.auto_resume, args.restart)
+    if plan.path:
+        ckpt = check_resume_checkpoint(plan.path)
+        if not check_resume_fits(cfg, ckpt, plan.path, auto=plan.automatic):
+            print_log(f'{plan.path} ends the run (train_cfg\'s last iteration / epoch): nothing is left to train',
+                      logger='current')
+            return 0
+        cfg.resume, cfg.load_from = True, plan.path
+    cfg.restart = plan.restart
+    preflight(cfg, splits=('train_dataloader', 'val_dataloader'))
+    claim_work_dir(cfg.work_dir, plan.resume, plan.restart)  # (a run in progress there: the lock's error)
+    runner = build_runner(cfg)
+    try:
+        runner.train()
+    except Exception as e:  # noqa: BLE001 -- only running out of memory is re-worded; the rest goes on
+        raise_if_out_of_memory(e, cfg, 'train_dataloader')
+        raise_if_batchnorm_got_one_value(e, cfg)
+        raise
+    end_process_group()
+    return 0
 
 
 def run_config(args):
@@ -97,7 +144,6 @@ def raise_if_out_of_memory(e: BaseException, cfg, split: str) -> None:
     what = out_of_memory(e)
     if not what:
         return
-    from backbones.utils.errors import UserInputError
     loader = cfg.get(split) or {}
     batch, workers = loader.get('batch_size'), loader.get('num_workers')
     import torch
@@ -118,7 +164,6 @@ def raise_if_batchnorm_got_one_value(e: BaseException, cfg) -> None:
     head) becomes a ``UserInputError`` saying why and what to do; returns (the caller re-raises) otherwise."""
     if not isinstance(e, ValueError) or _ONE_VALUE_PER_CHANNEL not in str(e):
         return
-    from backbones.utils.errors import UserInputError
     batch = (cfg.get('train_dataloader') or {}).get('batch_size')
     size = re.search(r'input size (torch.Size\(\[[^\]]*\]\))', str(e))
     shape = f' (input {size.group(1)})' if size else ''

@@ -1,8 +1,10 @@
 """Checkpoint I/O for MMEngine: its local and ``http(s)://`` checkpoint loaders through the suite's one
-safe reader, and a local file backend whose writes are atomic. ``install_mmengine_fixes``
-(``backbones.engine.mmengine_fixes``) registers them."""
+safe reader, with plain data rebuilt (``plain_data.from_plain``) before MMEngine or any hook reads it, and a
+local file backend whose writes are atomic. ``install_mmengine_fixes`` (``backbones.engine.mmengine_fixes``)
+registers them."""
 from mmengine.fileio.backends import LocalBackend
 
+from backbones.engine.plain_data import from_plain
 from backbones.utils.io import atomic_write
 
 
@@ -12,7 +14,7 @@ def load_local_checkpoint(filename, map_location):
     checkpoint (``--resume``, ``load_from``, ``tools/test.py``, mmseg's / mmdet's tools on our configs) is
     read, and a file that names anything else is refused with one line, never unpickled in full."""
     from backbones.models.weights import read_checkpoint
-    return read_checkpoint(filename, map_location=map_location)
+    return from_plain(read_checkpoint(filename, map_location=map_location))
 
 
 def load_url_checkpoint(filename, map_location, model_dir=None, progress=True):
@@ -20,7 +22,7 @@ def load_url_checkpoint(filename, map_location, model_dir=None, progress=True):
     (MMEngine's own cache folder), its hash checked where the name carries one, read safely; offline or a bad
     URL is one line naming the URL and the path to copy the file to. (MMEngine's own unpickles in full.)"""
     from backbones.models.weights import read_checkpoint
-    return read_checkpoint(filename, map_location=map_location)
+    return from_plain(read_checkpoint(filename, map_location=map_location))
 
 
 class AtomicLocalBackend(LocalBackend):

@@ -1,11 +1,11 @@
 """The fixes this suite puts around MMEngine's Runner, and the one call that installs them.
 
-Importing ``backbones`` patches nothing. The fixes are installed when a ``RobustRunner`` is built: the
-runner every config of this repo names (``runner_type`` in ``configs/_base_/default_runtime.py``), so
-they apply through ``tools/train.py`` /
-``tools/test.py`` and through mmseg's / mmdet's own ``tools/train.py`` / ``tools/test.py`` alike. Code
-that builds its own Runner calls ``install_mmengine_fixes()`` (process-wide, idempotent) and
-``prepare_config(cfg)``. Each fix answers a trap of today's stack (the traps and the fixes, one by one:
+Importing ``backbones`` patches nothing. The fixes are installed in one place, when a run starts:
+``MMEngineFixesHook.before_run`` (``backbones.engine.hooks``), which every config of this repo lists
+(``configs/_base_/default_runtime.py``) and ``RobustRunner`` adds when a config does not, so they apply through
+``tools/train.py`` / ``tools/test.py`` and through mmseg's / mmdet's own tools alike. Code that reads
+checkpoints through MMEngine without a Runner calls ``install_mmengine_fixes()`` (process-wide, idempotent).
+Each fix answers a trap of today's stack (the traps and the fixes, one by one:
 docs/mmengine_fixes.md): torch's ``weights_only`` loading and MMEngine's pickled logging state (checkpoints
 read by the one safe reader, written as plain data), checkpoints written in place (atomic writes), CPU-only
 distributed runs and SyncBN (a gloo group started before the Runner, BN on CPU), two runs on one work dir (a

@@ -2,7 +2,8 @@
 
 MMEngine's ``HistoryBuffer`` (message hub) and numpy values (RNG states, logged values) in a training
 checkpoint become tagged dicts of tensors and numbers (``to_plain``); ``from_plain`` rebuilds the exact
-objects on load. ``MMEngineFixesHook`` and ``RobustRunner`` apply them around every checkpoint.
+objects on load. ``MMEngineFixesHook`` writes every checkpoint this way; the checkpoint loaders of
+``checkpoint_io`` rebuild them as they read.
 """
 from collections import OrderedDict
 

@@ -1,7 +1,7 @@
-"""Resuming a training run: which checkpoint (``find_resume_checkpoint``: a moved or copied work dir too),
-when to resume without being asked (``restarted``: a Slurm requeue, a torchrun restart), and the checks that
-run before the Runner writes anything into the work dir (``check_resume_fits``: another model, nothing left
-to train, another total batch).
+"""Resuming a training run: what the command line asks for (``resume_plan``), which checkpoint
+(``find_resume_checkpoint``: a moved or copied work dir too), when to resume without being asked
+(``restarted``: a Slurm requeue, a torchrun restart), and the checks that run before the Runner writes anything
+into the work dir (``check_resume_fits``: another model, nothing left to train, another total batch).
 """
 import copy
 import glob
@@ -9,6 +9,7 @@ import logging
 import os
 import os.path as osp
 import re
+from typing import NamedTuple, Optional
 
 import torch
 from mmengine.logging import print_log
@@ -80,6 +81,34 @@ def find_resume_checkpoint(work_dir: str):
                                   f'{osp.basename(recorded)}; pass --resume CKPT to choose a checkpoint')
     found = glob.glob(osp.join(work_dir, 'iter_*.pth')) + glob.glob(osp.join(work_dir, 'epoch_*.pth'))
     return max(found, key=_number) if found else None
+
+
+class ResumePlan(NamedTuple):
+    path: Optional[str]  # the checkpoint to resume from, or None: train from scratch
+    resume: object  # --resume as the work-dir rules read it: a path, 'auto' or None
+    restart: bool  # --restart: train from scratch over an earlier run
+    automatic: bool  # resumed without --resume CKPT (--auto-resume, a requeue, a restart)
+
+
+def resume_plan(work_dir: str, resume=None, auto_resume: bool = False, restart: bool = False) -> ResumePlan:
+    """What a training run in ``work_dir`` continues from, given ``--resume [CKPT]`` (``'auto'`` without a
+    value), ``--auto-resume`` and ``--restart``. A restarted process (``restarted``: a requeued Slurm job, a
+    torchrun restart) continues its own run when the work dir holds a checkpoint, whatever its command line
+    asked for at the first start."""
+    if restart and (resume or auto_resume):
+        raise UserInputError(f'--{"resume" if resume else "auto-resume"} continues the work dir\'s run, '
+                             '--restart trains from scratch: pass one')
+    why, path, automatic = restarted(), resume, False
+    if path == 'auto' or why or auto_resume:
+        found = find_resume_checkpoint(work_dir)
+        if found and why:  # the work dir holds this job's own progress: continue it
+            print_log(f'{why}: resuming the run in {work_dir}', logger='current')
+            path, restart = found, False
+        elif path == 'auto' or (auto_resume and not path):
+            path = found
+        automatic = bool(found) and path == found and (bool(why) or auto_resume)
+        resume = resume or ('auto' if path else None)
+    return ResumePlan(path or None, resume, restart, automatic)
 
 
 # --------------------------------------------------------------------------------------------------

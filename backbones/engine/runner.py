@@ -1,11 +1,10 @@
-"""``RobustRunner``: MMEngine's Runner with the fixes of ``mmengine_fixes`` installed and the config
-prepared (``prepare_config``) before it is built, lr scaling that counts gradient accumulation, a strict
-``load_from`` (``load_from_partial=True`` loads what fits, with a summary), a work dir holding a run that
-is neither resumed nor explicitly restarted refused, and the guards of ``hooks`` (non-finite loss,
-SIGTERM) in every training run."""
+"""``RobustRunner``: MMEngine's Runner with the config prepared (``prepare_config``) before it is built and
+``MMEngineFixesHook`` among its hooks (the fixes of ``mmengine_fixes``, checkpoints as plain data), lr scaling
+that counts gradient accumulation, a strict ``load_from`` (``load_from_partial=True`` loads what fits, with a
+summary), the work dir claimed (``work_dir.claim_work_dir``) when training starts, and the guards of ``hooks``
+(non-finite loss, SIGTERM) in every training run."""
 import copy
-import glob
-import os.path as osp
+import inspect
 import signal
 from functools import partial
 
@@ -14,18 +13,12 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import BaseLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from backbones.engine.hooks import HANDLED_SIGNALS, SaveOnSignalHook
-from backbones.engine.mmengine_fixes import (
-    fallback_syncbn_on_cpu,
-    from_plain,
-    install_mmengine_fixes,
-    lock_work_dir,
-    setup_cpu_distributed,
-    to_plain,
-)
+from backbones.engine.distributed import fallback_syncbn_on_cpu, setup_cpu_distributed
+from backbones.engine.hooks import HANDLED_SIGNALS, MMEngineFixesHook, SaveOnSignalHook
 from backbones.engine.resume import find_resume_checkpoint
+from backbones.engine.work_dir import check_work_dir_is_new, claim_work_dir, work_dir_run  # noqa: F401
 from backbones.models.weights import model_state_dict, state_dict_mismatch
-from backbones.utils.errors import CheckpointError, UserInputError
+from backbones.utils.errors import CheckpointError
 from backbones.utils.io import names
 
 # Hooks every training run gets, whatever the config's custom_hooks list (a config that replaces the list
@@ -34,9 +27,8 @@ GUARD_HOOKS = ('NonFiniteLossHook', 'SaveOnSignalHook')
 
 
 def prepare_config(cfg) -> None:
-    """Installs the fixes and adapts ``cfg`` in place: sets up CPU
-    distributed runs, replaces SyncBN on CPU."""
-    install_mmengine_fixes()
+    """Adapts ``cfg`` in place for this machine and adds the guard hooks: sets up CPU distributed runs,
+    replaces SyncBN on CPU."""
     setup_cpu_distributed(cfg)
     fallback_syncbn_on_cpu(cfg)
     hooks = list(cfg.get('custom_hooks') or [])
@@ -44,38 +36,10 @@ def prepare_config(cfg) -> None:
     cfg.custom_hooks = hooks + [dict(type=t) for t in GUARD_HOOKS if t not in present]
 
 
-def work_dir_run(work_dir: str) -> str:
-    """The checkpoint a work dir's earlier training run left (``last_checkpoint``, else the newest
-    ``iter_*`` / ``epoch_*`` file), or ''."""
-    last = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(last):
-        with open(last) as f:
-            return f.read().strip() or last
-    ckpts = sorted(glob.glob(osp.join(work_dir, 'iter_*.pth')) + glob.glob(osp.join(work_dir, 'epoch_*.pth')),
-                   key=osp.getmtime)
-    return ckpts[-1] if ckpts else ''
-
-
-def check_work_dir_is_new(work_dir: str, resume, restart: bool) -> str:
-    """A work dir that holds an earlier run (a checkpoint) is continued with ``--resume`` or, on request
-    (``--restart``), trained afresh; otherwise a ``UserInputError`` says so. Returns the earlier run's
-    checkpoint when restarting over it (the caller logs it), else ''."""
-    if resume or not osp.isdir(work_dir):
-        return ''
-    found = work_dir_run(work_dir)
-    if not found:
-        return ''
-    if restart:
-        return found
-    raise UserInputError(f'work dir {work_dir} holds an earlier training run (last checkpoint: {found}); '
-                         'add --resume to continue it, or --work-dir DIR to start afresh elsewhere '
-                         '(--restart trains from scratch in this work dir, replacing last_checkpoint)')
-
-
 @RUNNERS.register_module()
 class RobustRunner(Runner):
-    """MMEngine's Runner, built after ``prepare_config`` (the fixes above), with lr auto-scaling that
-    counts gradient accumulation; otherwise unchanged."""
+    """MMEngine's Runner, built after ``prepare_config``, with ``MMEngineFixesHook`` whatever the config
+    lists, lr auto-scaling that counts gradient accumulation and the work dir claimed when training starts."""
 
     @classmethod
     def from_cfg(cls, cfg) -> 'Runner':
@@ -83,25 +47,36 @@ class RobustRunner(Runner):
         prepare_config(cfg)
         return super().from_cfg(cfg)
 
-    def call_hook(self, fn_name: str, **kwargs) -> None:
-        """MMEngine's, and: a checkpoint is made plain data after every hook added to it (``to_plain``:
-        ``torch.load(weights_only=True)`` reads it), and rebuilt before any hook reads a loaded one."""
-        if fn_name == 'after_load_checkpoint':
-            from_plain(kwargs['checkpoint'])
-        super().call_hook(fn_name, **kwargs)
-        if fn_name == 'before_save_checkpoint':
-            meta = kwargs['checkpoint'].setdefault('meta', {})
-            loop = self._train_loop
-            loader = getattr(loop, 'dataloader', None) if isinstance(loop, BaseLoop) else None
-            if loader is not None and isinstance(getattr(loader, 'batch_size', None), int):
-                # what a resume compares its own total batch with (backbones.engine.resume.check_resume_fits)
-                meta['train_batch'] = dict(world_size=self.world_size, batch_size=loader.batch_size,
-                                           accumulative_counts=accumulative_counts(self.optim_wrapper))
-            to_plain(kwargs['checkpoint'])
+    def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
+        """MMEngine's, and ``MMEngineFixesHook`` when the config does not list it: the one place the fixes are
+        installed (``before_run``) and checkpoints made plain data (``before_save_checkpoint``)."""
+        super().register_hooks(default_hooks, custom_hooks)
+        if not any(isinstance(h, MMEngineFixesHook) for h in self._hooks):
+            self.register_hook(MMEngineFixesHook())
+
+    def save_checkpoint(self, *args, **kwargs) -> None:
+        """MMEngine's, with the run's total batch in ``meta['train_batch']``: what a resume compares its own
+        with (``backbones.engine.resume.check_resume_fits``)."""
+        call = inspect.signature(Runner.save_checkpoint).bind(self, *args, **kwargs)
+        loop = self._train_loop
+        loader = getattr(loop, 'dataloader', None) if isinstance(loop, BaseLoop) else None
+        if loader is not None and isinstance(getattr(loader, 'batch_size', None), int):
+            call.arguments['meta'] = dict(call.arguments.get('meta') or {}, train_batch=dict(
+                world_size=self.world_size, batch_size=loader.batch_size,
+                accumulative_counts=accumulative_counts(self.optim_wrapper)))
+        return Runner.save_checkpoint(*call.args, **call.kwargs)
+
+    def build_optim_wrapper(self, optim_wrapper):
+        """MMEngine's; with ``cfg.compile`` the optimizer's param groups are plain dicts (dynamo, torch 2.14,
+        cannot trace an optimizer whose param groups are ``ConfigDict`` objects)."""
+        wrapper = super().build_optim_wrapper(optim_wrapper)
+        opt = getattr(wrapper, 'optimizer', None)
+        if self.cfg.get('compile') and opt is not None:
+            opt.param_groups[:] = [dict(g) for g in opt.param_groups]
+        return wrapper
 
     def train(self):
-        lock_work_dir(self.work_dir)  # tools/train.py took it before the Runner wrote anything
-        earlier = check_work_dir_is_new(self.work_dir, self._resume, bool(self.cfg.get('restart', False)))
+        earlier = claim_work_dir(self.work_dir, self._resume, bool(self.cfg.get('restart', False)))
         if earlier:
             self.logger.warning(f'restart: training from scratch in {self.work_dir}, which holds an earlier run '
                                 f'(last checkpoint: {earlier}); last_checkpoint points at this run once it saves')

@@ -10,8 +10,6 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop, IterBasedTrainLoop
 
-from backbones.engine.plain_data import from_plain, to_plain
-
 
 @HOOKS.register_module()
 class RNGStateHook(Hook):
@@ -41,12 +39,11 @@ class RNGStateHook(Hook):
         self._gather()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        # numpy's state holds an array: written as plain data (torch.load(weights_only=True) reads it)
-        states = self._states if self._states is not None else [self._local_state()]
-        checkpoint['rng_states'] = to_plain({'rng_states': states})['rng_states']
+        # (numpy's state holds an array: MMEngineFixesHook writes it as plain data)
+        checkpoint['rng_states'] = self._states if self._states is not None else [self._local_state()]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = from_plain(checkpoint.get('rng_states'))
+        states = checkpoint.get('rng_states')
         rank, world = get_dist_info()
         if not states:
             return
