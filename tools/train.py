@@ -20,7 +20,7 @@ if __name__ == '__main__':  # before torch is imported: glibc reads its malloc s
     malloc_env.ensure()
 
 
-from backbones.apis.run import train  # noqa: E402
+from backbones.apis.run import run_train  # noqa: E402
 from backbones.utils.cli import add_common_args, run_cli  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    return train(parse_args(argv))
+    return run_train(parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -1,8 +1,11 @@
 """A train / test run from the command line: the config (file, ``--cfg-options``, work dir, launcher,
-our runner), the pre-flight checks, the Runner; ``train`` is the whole of ``tools/train.py``'s run."""
+our runner), the pre-flight checks, the Runner: ``run_train`` and ``run_test`` are the whole of ``tools/train.py``'s and
+``tools/test.py``'s runs."""
+import inspect
 import os
 import os.path as osp
 import re
+import tempfile
 
 from mmengine.logging import print_log
 
@@ -11,17 +14,21 @@ from backbones.datasets.checks.common import check_data_folders, check_dataloade
 from backbones.datasets.checks.segmentation import check_seg_datasets
 from backbones.engine.checks import (
     check_backbone,
+    check_checkpoint_fits,
     check_optimizer,
     check_param_schedulers,
     check_resume_checkpoint,
 )
+from backbones.engine.hooks import nonfinite_weights
 from backbones.engine.resume import check_resume_fits, resume_plan
 from backbones.engine.work_dir import claim_work_dir
+from backbones.models.weights import model_state_dict, read_checkpoint
 from backbones.utils.config import check_added_keys, load_config
-from backbones.utils.errors import UserInputError
+from backbones.utils.errors import CheckpointError, UserInputError
+from backbones.utils.io import names
 
 
-def train(args) -> int:
+def run_train(args) -> int:
     """A training run of ``args`` (``tools/train.py``'s arguments), each step once: the config and its
     switches (``--amp``, ``--compile``), what it resumes from (``engine.resume.resume_plan``: ``--resume``,
     ``--auto-resume``, a requeue or restart) and the checks of that checkpoint, the pre-flight checks, the
@@ -64,7 +71,7 @@ def run_config(args):
     cfg.work_dir = osp.expanduser(args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0]))  # (a quoted '~/w' reaches us unexpanded)
     cfg.launcher = args.launcher
-    cfg.setdefault('runner_type', 'RobustRunner')  # installs backbones.engine.mmengine_fixes
+    cfg.setdefault('runner_type', 'RobustRunner')
     if args.launcher == 'slurm':  # each process's rank from srun's variables, before anything asks for it
         for name, slurm in (('RANK', 'SLURM_PROCID'), ('WORLD_SIZE', 'SLURM_NTASKS'),
                             ('LOCAL_RANK', 'SLURM_LOCALID')):
@@ -87,6 +94,81 @@ def end_process_group() -> None:
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_test(args) -> int:
+    """A test run of ``args`` (``tools/test.py``'s arguments): the checkpoint read once and checked (finite,
+    fits the model), the pre-flight checks, ``--show-dir`` / ``--tta`` / ``--out`` set in the config, then the
+    Runner's ``test``; prints the metrics on rank 0. Returns the exit status."""
+    cfg = run_config(args)
+    args.checkpoint = osp.expanduser(args.checkpoint)  # or a URL / hub name (read_checkpoint downloads it)
+    out = check_out_file(args.out) if args.out else None
+    ckpt = read_checkpoint(args.checkpoint)  # a training checkpoint or a plain state dict
+    state = model_state_dict(ckpt)  # official / timm classifier files converted, as load_from does
+    bad = nonfinite_weights(state)
+    if bad:
+        raise CheckpointError(f'{args.checkpoint} has non-finite weights ({len(bad)} tensors, e.g. {names(bad, 3)}): '
+                              'it was saved by a diverged run; its scores would be meaningless')
+    cfg.load_from = args.checkpoint
+    preflight(cfg, splits=('test_dataloader',))
+    if args.show_dir:
+        enable_visualization(cfg, osp.expanduser(args.show_dir))
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise UserInputError(f'--tta: {args.config} defines no tta_model / tta_pipeline')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if out:
+        evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+        cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=out)]
+    cfg.setdefault('custom_hooks', [])
+    cfg.custom_hooks.append(dict(type='ProgressBarHook'))
+    runner = build_runner(cfg)
+    check_checkpoint_fits(runner.model, {'state_dict': state}, args.checkpoint)
+    try:
+        metrics = runner.test()
+    except Exception as e:  # noqa: BLE001 -- only running out of memory is re-worded; the rest goes on
+        raise_if_out_of_memory(e, cfg, 'test_dataloader')
+        raise
+    if runner.rank == 0:
+        print('metrics: ' + ', '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
+                                      for k, v in metrics.items()))
+    end_process_group()
+    return 0
+
+
+def enable_visualization(cfg, show_dir: str) -> None:
+    """Turn the config's visualization hook on and point its output at ``show_dir``."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        return
+    hook['draw'] = True
+    hook['interval'] = 1  # every test image, not every 50th
+    from mmengine.registry import HOOKS
+    cls = HOOKS.get(hook['type'])
+    if cls is not None and 'test_out_dir' in inspect.signature(cls.__init__).parameters:
+        hook['test_out_dir'] = osp.abspath(show_dir)  # mmdet's hook writes there
+    else:
+        cfg.visualizer['save_dir'] = osp.abspath(show_dir)  # mmseg's writes via the visualizer
+
+
+def check_out_file(out: str) -> str:
+    """``--out`` is a .pkl file that can be written: checked before the test runs (not after it)."""
+    if not out.endswith(('.pkl', '.pickle')):
+        raise UserInputError(f'--out must be a .pkl file, got {out}')
+    path = osp.abspath(osp.expanduser(out))
+    if osp.isdir(path):
+        raise UserInputError(f'--out {out} is a folder; name a .pkl file')
+    folder = osp.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserInputError(f'--out {out}: cannot write to the folder {folder} ({e.strerror}); the test was '
+                             'not run') from None
+    return path
 
 
 def preflight(cfg, splits) -> None:

@@ -77,7 +77,7 @@ def claim_work_dir(work_dir: str, resume, restart: bool) -> str:
     """Claims ``work_dir`` for this process's training run: the lock (``lock_work_dir``), then
     ``check_work_dir_is_new``; returns the earlier run's checkpoint a ``--restart`` trains over, else ''.
 
-    Done once per run, by the first of its callers: ``backbones.apis.run.train`` before the Runner writes its
+    Done once per run, by the first of its callers: ``backbones.apis.run.run_train`` before the Runner writes its
     config and logs into the work dir, ``RobustRunner.train`` for a Runner built by anything else (mmseg's /
     mmdet's own tools). While this process holds the work dir's lock, a second call returns the first answer."""
     real = osp.realpath(work_dir)
