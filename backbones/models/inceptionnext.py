@@ -73,7 +73,7 @@ class PartialDWConv2d(nn.Module):
     """Depthwise kxk conv on ``int(dim * ratio)`` of the channels, identity on the rest.
 
     ``position='last'`` (the released ConvNeXt ablations' ``PartialConv2d``): the channels split into
-    identity | conv, concatenated in that order; ``'first'``: conv | identity (the earlier BN variants).
+    identity | conv, concatenated in that order; ``'first'``: conv | identity (the ``metanext_bn_*`` variants).
     ``ratio=1`` is the plain depthwise conv (ConvNeXt's, ``k7`` / ``k5`` / ``k3``); the parameters are
     ``dwconv.{weight,bias}`` either way.
     """
