@@ -73,8 +73,8 @@ class PartialDWConv2d(nn.Module):
     """Depthwise kxk conv on ``int(dim * ratio)`` of the channels, identity on the rest.
 
     ``position='last'`` (the released ConvNeXt ablations' ``PartialConv2d``): the channels split into
-    identity | conv, concatenated in that order; ``'first'``: conv | identity (the earlier BN variants).
-    ``ratio=1`` is the plain depthwise conv (ConvNeXt's, ``k7`` / ``k5`` / ``k3``); the parameters are
+    identity | conv, concatenated in that order; ``'first'``: conv | identity (the ``metanext_bn_tiny_k3_par*``
+    variants). ``ratio=1`` is the plain depthwise conv (ConvNeXt's, ``k7`` / ``k5`` / ``k3``); the parameters are
     ``dwconv.{weight,bias}`` either way.
     """
 
@@ -536,7 +536,7 @@ class InceptionNeXt(BaseModule):
                 hint, seed_row = '', 'convnext_tiny' if name == 'tiny_k7' else f'convnext_{name}'
                 if seed_row in cls.arch_settings:  # 'tiny_k3' etc.: the ablation rows' BN variants' short names
                     hint = (f"; the paper's ablation rows are the released ConvNeXt networks, named as released: "
-                            f'{seed_row}; the former BN variant is metanext_bn_{name}')
+                            f'{seed_row}; with BN and 1x1 convs: metanext_bn_{name}')
                 raise BadValueError(f'unknown InceptionNeXt arch {arch!r}; known: '
                                     f'{", ".join(cls.arch_settings)} (or a dict with depths, dims, token_mixer){hint}')
             return {**cls._DEFAULTS, **cls.arch_settings[name]}

@@ -1,39 +1,11 @@
 """Segmentation data checks: the pre-flight check of a whole ADE-layout data set.
 
-Without them, bad ADE-layout data fails late and far from the cause, in a dataloader worker whenever the file
-is reached: a missing annotation, a 0-byte JPEG (an OpenCV assertion that names no file), a truncated JPEG,
-an annotation saved as RGB (trains on a 3-channel map until a loss fails); or it trains on wrong labels
-without a word: a 16-bit annotation PNG is converted to 8 bits by mmseg's ``LoadAnnotations`` (258 becomes
-2), a head with more outputs than the data set has classes.
-
-The pipeline steps that check each file as it is loaded are in ``backbones.datasets.transforms``
-(``LoadImageFromFileChecked``, ``CheckSegMap``).
-
 ``check_seg_datasets(cfg, splits)`` reads every mmseg dataset of a config before the Runner starts (the tools
-call it next to ``check_coco_datasets``):
-
-errors (``DatasetError`` / ``AnnotationError``; the tools print one line and exit 2)
-  - no image in the image folder (the message names the folder, the suffix and what the folder holds); image
-    or annotation files whose suffix differs from ``img_suffix`` / ``seg_map_suffix`` only in case
-    (``.JPG`` for ``.jpg``: mmseg's listing is case-sensitive, and would silently leave them out); an image
-    without its annotation file
-  - a split that is evaluated whose annotations hold only the ignore label (its mIoU would be nan)
-  - an image or annotation file that is empty, not an image, or truncated (no JPEG end-of-image marker / no
-    PNG IEND chunk, confirmed by decoding it)
-  - an annotation that is not single-channel (PNG colour type RGB / RGBA / grey+alpha: mode L, P or I;16 only)
-  - an annotation whose size differs from its image's decoded size (EXIF orientation applied as the
-    pipeline's loader applies it)
-  - a 16-bit annotation with a value above 255; label values outside the classes (on a sample, see cost)
-  - a head (``decode_head`` / ``auxiliary_head``) with fewer classes than the data set
-warnings (once, in the log)
-  - a head with more classes than the data set (trains; the extra outputs only ever see negatives)
-  - 16-bit annotations whose values fit 8 bits (read as 8 bits, as mmseg does); annotation files that no
-    image uses
-
-Cost: headers only for every pair (PIL for JPEG, the first 33 bytes for PNG, and the last kilobyte of each
-file for the end marker), and a full decode of ``label_sample`` annotation PNGs spread over the set (plus
-every 16-bit one) for the label range; ``labels='all'`` decodes all of them. CheckSegMap checks every map's
-labels when it is loaded, so the sample only moves errors earlier. Measured figures: docs/data_checks.md.
+call it next to ``check_coco_datasets``): missing, empty, truncated or multi-channel files, image / annotation
+size mismatches, 16-bit annotations, label values outside the classes (on a sample of the annotations), and
+heads with another number of classes. Errors are ``DatasetError`` / ``AnnotationError`` (one ``error:`` line
+from the tools); what mmseg handles is logged once. The pipeline steps that check each file as it is loaded
+are in ``backbones.datasets.transforms``. The rules, their reasons and their cost: docs/data_checks.md.
 Command line: ``python tools/misc/check_data.py CONFIG``.
 """
 import os
@@ -356,5 +328,5 @@ def check_seg_datasets(cfg, splits=('train_dataloader', 'val_dataloader', 'test_
     return out
 
 
-if __name__ == '__main__':  # (an earlier layout documented python -m on the check modules)
+if __name__ == '__main__':  # python -m backbones.datasets.checks.segmentation: points to tools/misc/check_data.py
     standalone_use()

@@ -1,35 +1,11 @@
-"""Fast training and inference forms of the MetaNeXt block (BN / SyncBN norm, ``ConvMlp``) -- the same function.
+"""The fast form of the MetaNeXt block (BN / SyncBN norm, ``ConvMlp``): the plain block's function with the
+same parameters, state dict and BN running-statistics updates, BN folded into fc1 (also in training) and, on
+CUDA, the token mixer and the fold as Triton kernels (``triton_dwconv``, ``triton_fold``).
 
-The fast form computes the plain block's values with the same parameters, state dict and BN running-statistics
-updates: BN folded into fc1 (also in training: batch statistics reduced once, over all ranks for SyncBN), on
-CUDA the token mixer as one Triton kernel (``triton_dwconv``) and the fold as another (``triton_fold``), fc1 /
-fc2 as ``F.linear`` on the channels-last map where that keeps the plain block's precision, the shortcut added
-in one pass. How and why, the SyncBN statistics and the design choices: docs/gpu.md ("The fast block").
-
-``install(model, mode)`` sets ``fast_mode`` on each qualifying block (the model's ``MetaNeXtBlock`` reads
-it: same parameters, buffers and state dict); ``uninstall(model)`` clears it. The block runs the fast form
-where ``plan(x)`` says it applies and otherwise the plain forward: not under ``torch.jit`` tracing / scripting
-(FLOP counters and exports see the plain ops); floating inputs of 4 dims; a BN norm, or one folded into fc1
-(the deploy form, ``switch_to_deploy``, which keeps the model's mode: there only the Triton mixer, without
-statistics or centring, with fc1 / fc2 as ``F.linear``; the CPU deploy form has its oneDNN kernels); mode ``'on'``
-everywhere, mode ``'auto'`` where ``AUTO`` (CPU: eval mode) or ``MEASURED_GPUS`` (CUDA:
-the GPU classes where tools/analysis_tools/gpu_bench.sh measured it faster; none yet) says.
-
-Safety on CUDA (docs/gpu.md): the Triton kernels are taken only on CUDA builds of torch (not ROCm) with a
-GPU of compute capability >= ``MIN_CAPABILITY`` and Triton installed (else, with one warning, torch's mixer
-in mode 'on', the plain block in 'auto'); their launches run under the map's device guard; the first use of
-each configuration (device, dtypes, channels, kernel sizes) runs a self-test against torch's computation on
-a small input (forward with and without statistics, backward), once per process, also while torch.compile
-traces (``torch.compiler.assume_constant_result``). A compile or launch error or a mismatch gives the plain
-block with one warning per device; so does an eager launch error later (a shape the self-test did not
-cover). It works
-eagerly, under ``torch.compile`` (the Triton kernels are ``torch.library.triton_op`` custom ops with
-autograd), under autocast, with ``with_cp`` (as the plain block, a recomputed forward updates the running
-statistics again) and in DDP.
-
-Modes: ``'auto'`` (default of ``InceptionNeXt(fast_path=...)``; the environment variable
-``INCEPTIONNEXT_FAST`` = 0 / 1 / auto, when set, decides for models left at 'auto'), ``True`` / ``'on'``,
-``False`` / ``'off'``.
+``install(model, mode)`` / ``uninstall(model)`` set and clear the blocks' ``fast_mode``; ``plan(block, x)``
+picks the form for an input (the switches below, the Triton checks, the first-use self-test of
+``fast_self_test``) and ``fast_forward`` computes it (the BN parts: ``fast_bn``). Modes, safety and design:
+docs/gpu.md.
 """
 import os
 import warnings
@@ -41,8 +17,12 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from backbones.models.layers import DropPath
+from backbones.models.ops import fast_bn
+from backbones.models.ops.fast_bn import update_running_stats as _update_running_stats
+from backbones.models.ops.fast_self_test import self_test as _self_test
 from backbones.utils.errors import BadValueError
 
+# (``_update_running_stats`` and ``_self_test`` are called through this module's names: the tests replace them here)
 ENV = 'INCEPTIONNEXT_FAST'
 # Devices where the Triton mixer runs (the tests add 'cpu', under Triton's interpreter).
 TRITON_DEVICES = {'cuda'}
@@ -53,7 +33,7 @@ TRITON_DEVICES = {'cuda'}
 AUTO = {'cpu': 'eval'}
 # CUDA: mode 'auto' takes the fast form only on the GPU classes (``torch.cuda.get_device_name``) where
 # tools/analysis_tools/gpu_bench.sh has shown it faster than the plain block, with what it takes there
-# ('all' / 'eval'). Empty: no GPU has measured it yet, so 'auto' is the plain block on every GPU and
+# ('all' / 'eval'). Empty: no GPU class is listed, so 'auto' is the plain block on every GPU and
 # ``fast_path=True`` (or INCEPTIONNEXT_FAST=1) opts in. docs/gpu.md keeps the measurements.
 MEASURED_GPUS = {}
 # The Triton kernels need an NVIDIA GPU of compute capability 8.0 or newer (Triton's supported hardware; bf16
@@ -138,21 +118,6 @@ def uninstall(model: nn.Module) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-def _bn_training(bn: _BatchNorm) -> bool:
-    return bn.training or (bn.running_mean is None and bn.running_var is None)
-
-
-def _sync_group(bn: _BatchNorm, bn_training: bool):
-    """The process group SyncBN would synchronise over here, or None (as ``nn.SyncBatchNorm.forward``)."""
-    if not (isinstance(bn, nn.SyncBatchNorm) and bn_training and bn.training):
-        return None
-    import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()):
-        return None
-    group = bn.process_group or dist.group.WORLD
-    return group if dist.get_world_size(group) > 1 else None
-
-
 def _constant_at_trace(fn):
     """``torch.compiler.assume_constant_result`` without importing dynamo (and with it Triton) at import time:
     dynamo calls the function while tracing and keeps its result as a constant of the graph (tested:
@@ -195,90 +160,12 @@ def triton_unusable(device: torch.device) -> Optional[str]:
 # passed, else the failure; and the devices already warned about.
 SELF_TESTS = {}
 _WARNED = set()
-SELF_TEST_SHAPE = (2, 13, 11)  # (N, H, W): more rows than one forward program takes (its statistics merged)
-_SELF_TEST_TOL = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 
 def _warn_once(device: torch.device, text: str) -> None:
     if str(device) not in _WARNED:
         _WARNED.add(str(device))
         warnings.warn(f'InceptionNeXt fast path on {device}: {text}', RuntimeWarning, stacklevel=3)
-
-
-def _self_test(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g: int, ks: int, kb: int) -> Optional[str]:
-    """Runs the Triton op (forward with and without statistics, backward) on a small input on ``device``
-    and compares it with the torch computation (``triton_dwconv.reference``, fp32, TF32 off); returns None
-    when it matches, else what failed (a compile or launch error, or the largest mismatch)."""
-    from torch.utils._python_dispatch import _disable_current_modes
-    td = _triton()
-    tol = max(_SELF_TEST_TOL.get(d, 1e-4) for d in (x_dtype, out_dtype))
-    gen = torch.Generator().manual_seed(0)
-    n, h, w = SELF_TEST_SHAPE
-
-    def rnd(*shape, scale=1.0, dtype=torch.float32):
-        return (torch.randn(*shape, generator=gen) * scale).to(device=device, dtype=dtype)
-
-    try:  # real tensors also while torch.compile / make_fx trace the caller
-        with _disable_current_modes(), torch.enable_grad(), torch.autocast(device.type, enabled=False), \
-                torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            x = rnd(n, c, h, w, dtype=x_dtype).contiguous(memory_format=torch.channels_last)
-            ws = [rnd(g, 1, ks, ks, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype),
-                  rnd(g, 1, 1, kb, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype),
-                  rnd(g, 1, kb, 1, scale=0.3, dtype=w_dtype), rnd(g, dtype=w_dtype)]
-            center = rnd(c, scale=0.3)
-            rscale = rnd(c).abs() + 0.5
-            dout = (rnd(n, c, h, w, dtype=out_dtype).contiguous(memory_format=torch.channels_last), rnd(c), rnd(c))
-            for stats in (True, False):
-                res = []
-                for fn in (td.inception_dw, td.reference):
-                    leaves = [x.detach().clone().requires_grad_()] + [p.detach().clone().requires_grad_() for p in ws]
-                    outs = fn(leaves[0], *leaves[1:], center, rscale, out_dtype, stats)
-                    grads = torch.autograd.grad(outs[0] if not stats else outs, leaves,
-                                                dout[0] if not stats else dout, allow_unused=True)
-                    res.append(list(outs if stats else outs[:1]) + list(grads))
-                if res[0][0].dtype != out_dtype or not res[0][0].is_contiguous(memory_format=torch.channels_last):
-                    return f'output {res[0][0].dtype}, {res[0][0].stride()} (expected {out_dtype}, channels-last)'
-                for i, (a, b) in enumerate(zip(*res)):
-                    if a is None or b is None or a.shape != b.shape:
-                        return f'output {i} (stats={stats}): missing or of shape {getattr(a, "shape", None)}'
-                    err = (a.float() - b.float()).abs().max().item()
-                    if not err <= tol * b.float().abs().max().item() + 1e-5:  # (also NaN)
-                        return f'mismatch of output {i} (stats={stats}): {err:.3g} vs scale {b.abs().max().item():.3g}'
-            bad = _self_test_fold(rnd, c, w_dtype)
-            if bad:
-                return bad
-    except Exception as e:  # noqa: BLE001  (compile errors, launch errors: reported, the plain block runs)
-        if isinstance(e, torch.OutOfMemoryError):
-            raise
-        return f'{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ""}'
-    return None
-
-
-def _self_test_fold(rnd, c: int, w_dtype) -> Optional[str]:
-    """The fold kernel (``triton_fold``) against its torch form, forward and backward, for ``c`` channels and an
-    MLP of 4c (parameters of ``w_dtype``; statistics fp32); None when it matches."""
-    triton_fold = _triton().fold
-    if not triton_fold.supported(rnd(1, dtype=w_dtype)):
-        return None  # (the torch ops fold)
-    hid = 4 * c
-    leaves = [rnd(c), rnd(c).abs() + 0.5, rnd(c, dtype=w_dtype), rnd(c, dtype=w_dtype), rnd(hid, c, dtype=w_dtype),
-              rnd(hid, dtype=w_dtype), rnd(c, scale=0.1, dtype=w_dtype), rnd(c, hid, dtype=w_dtype),
-              rnd(c, dtype=w_dtype)]
-    center, rscale = rnd(c, scale=0.3), rnd(c).abs() + 0.5
-    tol = _SELF_TEST_TOL.get(w_dtype, 1e-4)
-    res = []
-    for fn in (triton_fold.fold_mlp, triton_fold.reference):
-        ins = [p.detach().clone().requires_grad_() for p in leaves]
-        mean, var, bw, bb, w1, b1, g, w2, b2 = ins
-        outs = fn(mean, var, center, rscale, bw, bb, 1e-5, w1, b1, g, w2, b2)
-        douts = [torch.ones_like(o) * torch.linspace(-1, 1, o.numel(), device=o.device).view(o.shape).to(o.dtype)
-                 for o in outs]
-        res.append(list(outs) + list(torch.autograd.grad(outs, ins, douts)))
-    for i, (a, b) in enumerate(zip(*res)):
-        err = (a.float() - b.float()).abs().max().item()
-        if a.dtype != b.dtype or not err <= tol * b.float().abs().max().item() + 1e-5:
-            return f'mismatch of the fold kernel output {i}: {err:.3g} vs scale {b.float().abs().max().item():.3g}'
-    return None
 
 
 @_constant_at_trace
@@ -300,7 +187,7 @@ def triton_verified(device: torch.device, x_dtype, w_dtype, out_dtype, c: int, g
     a failure warns once per device and the blocks run their plain forward)."""
     key = (str(device), x_dtype, w_dtype, out_dtype, c, g, ks, kb)
     if key not in SELF_TESTS:
-        SELF_TESTS[key] = _self_test(device, x_dtype, w_dtype, out_dtype, c, g, ks, kb)
+        SELF_TESTS[key] = _self_test(_triton(), device, x_dtype, w_dtype, out_dtype, c, g, ks, kb)
         if SELF_TESTS[key] is not None:
             _warn_once(device, f'the Triton token-mixer kernel failed its self-test ({x_dtype} input, {out_dtype} '
                                f'output, {c} channels, groups of {g}, {ks}x{ks} / 1x{kb}): {SELF_TESTS[key]}. '
@@ -322,12 +209,12 @@ def plan(block: nn.Module, x: torch.Tensor) -> Optional[str]:
     bn = block.norm
     if not isinstance(bn, _BatchNorm) or x.dim() != 4 or x.dtype not in _FLOATS:
         return None
-    dev, bn_training = x.device.type, _bn_training(bn)
+    dev, bn_training = x.device.type, fast_bn.bn_training(bn)
     if block.fast_mode != 'on':
         auto = _auto_cuda(x.device) if dev == 'cuda' else AUTO.get(dev)
         if not (auto == 'all' or (auto == 'eval' and not bn_training)):
             return None
-    if bn_training and x.shape[0] * x.shape[2] * x.shape[3] <= 1 and _sync_group(bn, True) is None:
+    if bn_training and x.shape[0] * x.shape[2] * x.shape[3] <= 1 and fast_bn.sync_group(bn, True) is None:
         return None  # the plain BN raises its error (one value per channel)
     mixer = block.token_mixer
     if (dev in TRITON_DEVICES and _is_inception_mixer(mixer) and x.dtype != torch.float64
@@ -370,71 +257,12 @@ def _plan_deployed(block: nn.Module, x: torch.Tensor) -> Optional[str]:
     return 'triton'
 
 
-def _sync_stats(mean: torch.Tensor, var: torch.Tensor, count: int, group):
-    """Global (mean, biased var, count) over the ranks of ``group``: Chan's combination of every rank's
-    (count, mean, M2), gathered by one differentiable all_reduce (each rank fills its own slot)."""
-    import torch.distributed as dist
-    from torch.distributed.nn.functional import all_reduce
-    world, rank = dist.get_world_size(group), dist.get_rank(group)
-    local = torch.stack([torch.full_like(mean, float(count)), mean, var * count])
-    slots = torch.stack([local if r == rank else torch.zeros_like(local) for r in range(world)])
-    n, mu, m2 = all_reduce(slots, group=group).unbind(1)  # (world, C) each
-    total = n.sum(0)
-    mean_g = (n * mu).sum(0) / total
-    var_g = (m2.sum(0) + (n * (mu - mean_g) ** 2).sum(0)) / total
-    return mean_g, var_g, total
-
-
-@torch.no_grad()
-def _update_running_stats(bn: _BatchNorm, mean: torch.Tensor, var: torch.Tensor, count) -> None:
-    """``_BatchNorm.forward``'s bookkeeping and ``F.batch_norm``'s running-statistics update (unbiased var)."""
-    factor = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.running_mean is not None:
-        rm, rv = bn.running_mean, bn.running_var
-        rm.copy_(mean.to(rm.dtype) * factor + rm * (1 - factor))
-        rv.copy_((var * (count / (count - 1))).to(rv.dtype) * factor + rv * (1 - factor))
-
-
 def _tf32_alike() -> bool:
     """Whether fp32 matmuls (F.linear) and cuDNN convolutions run in the same precision (TF32 or not)."""
     try:
         return bool(torch.backends.cuda.matmul.allow_tf32) == bool(torch.backends.cudnn.allow_tf32)
     except Exception:  # noqa: BLE001  (a torch that refuses the legacy flags next to its newer precision API)
         return False
-
-
-@torch.library.custom_op('inceptionnext::snapshot', mutates_args=())
-def snapshot(t: torch.Tensor) -> torch.Tensor:
-    """A copy of ``t`` (the BN running statistics, before ``_update_running_stats`` changes them in place).
-
-    An op of its own, not ``clone``: AOT autograd's partitioners may recompute cheap ops (clone, add, rsqrt)
-    of a graph input in the backward instead of saving their result, and would then read the running
-    statistics after this forward's in-place update (wrong gradients under torch.compile, found by
-    tests/models/test_fast_block.py). A custom op is never recomputed: its output is saved."""
-    return t.clone()
-
-
-@snapshot.register_fake
-def _(t):
-    return torch.empty_like(t)
-
-
-def _fold_torch(mean, var, center, rscale, bn, w1, b1, gamma, w2, b2, acc):
-    """BN folded into fc1, the layer scale into fc2, in torch ops (CPU, and where the fold kernel is not taken)."""
-    scale = torch.rsqrt(var.to(acc) + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = (center - mean) * scale if center is not None else -mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
-    w1f = (w1 * (scale if rscale is None else scale / rscale)).to(w1.dtype)
-    b1f = torch.addmv(b1, w1, shift.to(w1.dtype))
-    if gamma is not None:
-        w2, b2 = w2 * gamma.view(-1, 1), b2 * gamma
-    return w1f, b1f, w2, b2
 
 
 # Devices where the fold kernel failed at run time (a launch on a size its self-test did not cover): the
@@ -461,12 +289,13 @@ def _fold_kernel(device, mean, var, center, rscale, bn, w1, b1, gamma, w2, b2):
 
 
 def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
-    """The block's function (see the module docstring); ``how``: 'triton' or 'torch' (``plan``)."""
+    """The block's function in its fast form (docs/gpu.md, "The fast block"); ``how``: 'triton' or 'torch'
+    (``plan``)."""
     bn, mlp, mixer = block.norm, block.mlp, block.token_mixer
     dev = x.device.type
     lowp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
     deployed = is_deployed(block)
-    bn_training = False if deployed else _bn_training(bn)
+    bn_training = False if deployed else fast_bn.bn_training(bn)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # statistics and fold: fp32 at least
     # The running mean and inverse std (copies: they are updated in place below, and saved for backward) centre
     # and scale fc1's input: its low-precision GEMMs then see normalised values, as the plain block's do --
@@ -474,9 +303,9 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     # under a GradScaler: tests/models/test_fast_block.py).
     center = rscale = None
     if not deployed and bn.running_mean is not None:
-        center = snapshot(bn.running_mean.detach().to(acc))
+        center = fast_bn.snapshot(bn.running_mean.detach().to(acc))
         if NORMALISE_GEMM_INPUT and bn.running_var is not None:
-            rscale = torch.rsqrt(snapshot(bn.running_var.detach().to(acc)) + bn.eps)
+            rscale = torch.rsqrt(fast_bn.snapshot(bn.running_var.detach().to(acc)) + bn.eps)
     # ---- token mixer and batch statistics
     if how == 'triton':
         x_in, x = x, x.contiguous(memory_format=torch.channels_last)
@@ -514,9 +343,9 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
     if deployed:
         pass  # BN folded into fc1 already (the kernel ran without statistics and without centring)
     elif bn_training:
-        group = _sync_group(bn, bn_training)
+        group = fast_bn.sync_group(bn, bn_training)
         if group is not None:
-            mean, var, count = _sync_stats(mean, var, count, group)
+            mean, var, count = fast_bn.sync_stats(mean, var, count, group)
         _update_running_stats(bn, mean, var, count)
     else:
         mean, var = bn.running_mean, bn.running_var
@@ -533,7 +362,7 @@ def fast_forward(block: nn.Module, x: torch.Tensor, how: str) -> torch.Tensor:
             if how == 'triton' and mean.dtype == var.dtype == torch.float32:
                 folded = _fold_kernel(x.device, mean, var, center, rscale, bn, w1, fc1.bias, gamma, w2, fc2.bias)
             if folded is None:
-                folded = _fold_torch(mean, var, center, rscale, bn, w1, fc1.bias, gamma, w2, fc2.bias, acc)
+                folded = fast_bn.fold_torch(mean, var, center, rscale, bn, w1, fc1.bias, gamma, w2, fc2.bias, acc)
             w1f, b1f, w2f, b2f = folded
     # ---- the MLP. The kernel's channels-last output viewed as (N, H, W, C) rows: fc1 / fc2 as F.linear,
     # GEMMs with the bias in their epilogue, where that computes in the plain block's precision (autocast or
