@@ -12,7 +12,7 @@ import os
 import os.path as osp
 import tempfile
 
-import malloc_env  # tools/malloc_env.py: imports nothing heavy
+from launch import malloc_env  # tools/launch/malloc_env.py: imports nothing heavy
 
 if __name__ == '__main__':  # before torch is imported: glibc reads its malloc settings at start-up
     malloc_env.ensure()
