@@ -29,10 +29,9 @@ SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'
 DET = 'configs/mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py'
 CLS = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
 
-# Files under tools/ that are not commands: what the tools import, the pinned requirements.
+# Files under tools/ that are not commands: what the tools import, the setup's own steps.
 NOT_TOOLS = {'launch/malloc_env.py': 'imported by the tools (glibc settings), not run',
              'launch/__init__.py': "the tools' launch helpers (a package, so that the tools import from it)",
-             'requirements.txt': 'the pins tools/setup_env.sh installs',
              'setup_env.sh': 'takes no arguments; run with any, it sets the stack up (minutes)',
              'mmcv_ops.py': "setup_env.sh's step on the unpacked mmcv sdist before the build (not a user tool)",
              'mmcv_ops.txt': 'the op list tools/mmcv_ops.py reads'}
