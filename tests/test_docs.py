@@ -9,7 +9,7 @@ import re
 from tests.conftest import REPO
 
 PAGES = [osp.join(REPO, 'README.md')] + sorted(glob.glob(osp.join(REPO, 'docs', '*.md')))
-PATH_RE = r'(?<![\w/.])((?:tools|configs|backbones|tests|train_cls|docs|\.ci)/[\w./{},*\-]*[\w}*])'
+PATH_RE = r'(?<![\w/.])((?:tools|configs|backbones|tests|train_cls|docs|requirements|\.ci)/[\w./{},*\-]*[\w}*])'
 FIRST_COMMANDS = ['bash tools/setup_env.sh && bash tools/main_job.sh',
                   'bash tools/setup_env.sh && .venv/bin/python -m pytest']
 

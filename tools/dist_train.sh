@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/dist_train.sh CONFIG GPUS [train.py options]
 # GPUS processes on this node via torchrun (NCCL, one per GPU; without GPUs: CPU processes over gloo);
-# tools/dist_run.py is torchrun without its traceback when a process fails (it exits with that code).
+# tools/launch/dist_run.py is torchrun without its traceback when a process fails (it exits with that code).
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT the same way on every node.
 # torchrun's elastic options go to torchrun, anywhere among the options: --max-restarts N,
 # --monitor-interval S, --rdzv-backend B, --rdzv-endpoint HOST:PORT, --rdzv-id ID, --rdzv-conf K=V,...
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
         *) TRAIN_ARGS+=("$1"); shift ;;
     esac
 done
-exec "$PYTHON" "$ROOT/tools/dist_run.py" \
+exec "$PYTHON" "$ROOT/tools/launch/dist_run.py" \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --nproc_per_node="$GPUS" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
     ${TORCHRUN_ARGS[@]+"${TORCHRUN_ARGS[@]}"} \

@@ -5,8 +5,8 @@
 #   INX_MMCV_OPS=all bash tools/setup_env.sh      # the same with every compiled mmcv op (a separate stack)
 #
 # The stack (a virtualenv) lives outside the checkout, under $INX_CACHE (default ~/.cache/inceptionnext), in
-# a folder keyed by a hash of tools/requirements.txt, the mmcv op set and its build script (bump STACK_REV in
-# requirements.txt when the install steps below change). So a second checkout (CI clones afresh every run)
+# a folder keyed by a hash of requirements/stack.txt, the mmcv op set and its build script (bump STACK_REV in
+# requirements/stack.txt when the install steps below change). So a second checkout (CI clones afresh every run)
 # reuses it in seconds instead of re-installing 5.5 GB, and a change of the pins builds a new one. Each
 # checkout gets its own small .venv on top of it (see the end of this script).
 # mmcv 2.1.0 is only an sdist: its CPU ops are compiled here, by default only those the suite's detectors
@@ -18,7 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${INX_CACHE:-$HOME/.cache/inceptionnext}
 PY=${PYTHON:-python3}
-REQ="$ROOT/tools/requirements.txt"
+REQ="$ROOT/requirements/stack.txt"
 MMCV_VERSION=2.1.0
 t0=$SECONDS
 

@@ -8,7 +8,7 @@ Prints a progress bar over the test set and the metrics (mmseg IoUMetric, mmdet 
 """
 import argparse
 
-import malloc_env  # tools/malloc_env.py: imports nothing heavy
+from launch import malloc_env  # tools/launch/malloc_env.py: imports nothing heavy
 
 if __name__ == '__main__':  # before torch is imported: glibc reads its malloc settings at start-up
     malloc_env.ensure()

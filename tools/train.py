@@ -14,7 +14,7 @@ themselves. A non-finite loss stops the run (exit 2); SIGTERM, SIGUSR1 and SIGIN
 """
 import argparse
 
-import malloc_env  # tools/malloc_env.py: imports nothing heavy
+from launch import malloc_env  # tools/launch/malloc_env.py: imports nothing heavy
 
 if __name__ == '__main__':  # before torch is imported: glibc reads its malloc settings at start-up
     malloc_env.ensure()

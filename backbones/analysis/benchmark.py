@@ -27,7 +27,7 @@ autocast with a ``GradScaler``). On CUDA, TF32 is set alike for matmuls and conv
 ``--tf32`` of the tool, default on).
 ``--gemm`` also times fp32 GEMM (``torch.mm``, and the same product as a 1x1 conv) and prints each model's
 inference FLOP rate as a fraction of both. The tool runs with glibc malloc keeping freed memory
-(tools/malloc_env.py); ``INCEPTIONNEXT_MALLOC=default`` measures glibc's defaults.
+(tools/launch/malloc_env.py); ``INCEPTIONNEXT_MALLOC=default`` measures glibc's defaults.
 """
 import csv
 import os

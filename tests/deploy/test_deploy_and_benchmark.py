@@ -92,9 +92,9 @@ def test_deploy_cpu_kernels_are_exact_and_fall_back():
 
 
 def test_tools_reexec_with_malloc_settings():
-    """tools/malloc_env.ensure() re-executes the command (same pid) with glibc keeping freed memory."""
+    """tools/launch/malloc_env.ensure() re-executes the command (same pid) with glibc keeping freed memory."""
     code = ('import os, sys; sys.path.insert(0, "tools"); print("pid", os.getpid(), flush=True); '
-            'import malloc_env; malloc_env.ensure(); print("after", os.getpid(), malloc_env.describe())')
+            'from launch import malloc_env; malloc_env.ensure(); print("after", os.getpid(), malloc_env.describe())')
     out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in os.environ.items() if not k.startswith(('MALLOC_', 'INCEPTIONNEXT_'))})
     lines = out.stdout.split('\n')

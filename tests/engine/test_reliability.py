@@ -390,7 +390,7 @@ def test_work_dir_tilde_is_expanded():
 
 def test_test_tool_checks_out_before_reading_the_checkpoint(tmp_path, monkeypatch):
     import importlib.util
-    monkeypatch.syspath_prepend(osp.join(REPO, 'tools'))  # (tools/test.py imports tools/malloc_env.py)
+    monkeypatch.syspath_prepend(osp.join(REPO, 'tools'))  # (tools/test.py imports tools/launch/malloc_env.py)
     spec = importlib.util.spec_from_file_location('tools_test', osp.join(REPO, 'tools', 'test.py'))
     test_tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(test_tool)

@@ -29,10 +29,9 @@ SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'
 DET = 'configs/mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py'
 CLS = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
 
-# Files under tools/ that are not commands: a module the tools import, the pinned requirements.
-NOT_TOOLS = {'malloc_env.py': 'imported by the tools (glibc settings), not run',
-             'analysis_tools/malloc_env.py': 'a link to tools/malloc_env.py',
-             'requirements.txt': 'the pins tools/setup_env.sh installs',
+# Files under tools/ that are not commands: what the tools import, the setup's own steps.
+NOT_TOOLS = {'launch/malloc_env.py': 'imported by the tools (glibc settings), not run',
+             'launch/__init__.py': "the tools' launch helpers (a package, so that the tools import from it)",
              'setup_env.sh': 'takes no arguments; run with any, it sets the stack up (minutes)',
              'mmcv_ops.py': "setup_env.sh's step on the unpacked mmcv sdist before the build (not a user tool)",
              'mmcv_ops.txt': 'the op list tools/mmcv_ops.py reads'}
@@ -163,7 +162,7 @@ IN_PROCESS = {
 
 # Python tools whose __main__ is ``sys.exit(main())``, not run_cli: the torchrun launcher imports only torch
 # (it starts every distributed run) and prints its own error line.
-LIGHT = {'dist_run.py': [
+LIGHT = {'launch/dist_run.py': [
     (['--nnodes', 'two', 'tools/train.py'], 'torchrun cannot start the processes'),
     (['--no-such-option', 'tools/train.py'], 'unrecognized arguments'),
 ]}
@@ -286,7 +285,7 @@ def test_python_tools_end_in_run_cli(rel):
 
 @pytest.mark.parametrize('rel', sorted([*IN_PROCESS, *LIGHT]))
 def test_python_tool_refuses_bad_input(rel, inputs, monkeypatch):
-    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/malloc_env.py
+    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/launch/malloc_env.py
     monkeypatch.chdir(REPO)
     monkeypatch.delenv('LOCAL_RANK', raising=False)
     failures = []

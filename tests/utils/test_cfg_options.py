@@ -111,7 +111,7 @@ def ade_root(tmp_path_factory):
 ])
 def test_train_refuses_in_one_line(tmp_path, monkeypatch, ade_root, options, msg):
     from tests.tools.test_tool_errors import TOOLS, run_in_process
-    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/malloc_env.py
+    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/launch/malloc_env.py
     data = [f'{s}_dataloader.dataset.data_root={ade_root}' for s in ('train', 'val')]
     code, err = run_in_process('train.py', [SEG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *options,
                                             *data, 'train_cfg.max_iters=2', 'train_dataloader.num_workers=0'])
@@ -152,7 +152,7 @@ def test_batchnorm_with_one_value_per_channel_is_one_line(tmp_path, monkeypatch)
             raise real.value
 
     import backbones.apis.run as run
-    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/malloc_env.py
+    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/launch/malloc_env.py
     monkeypatch.setattr(run, 'preflight', lambda cfg, splits: None)  # no data set needed; the tool imports
     monkeypatch.setattr(run, 'build_runner', lambda cfg: Runner())  # these two when run_in_process loads it
     code, err = run_in_process('train.py', [SEG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',

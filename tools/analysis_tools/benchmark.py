@@ -7,12 +7,15 @@
     python tools/analysis_tools/benchmark.py ... --out-md table.md --out-csv table.csv --out-png bars.png
 
 Model names and the method (interleaved runs, medians, both memory formats): backbones/analysis/benchmark.py.
-The tool runs with glibc malloc keeping freed memory (tools/malloc_env.py); ``INCEPTIONNEXT_MALLOC=default``
+The tool runs with glibc malloc keeping freed memory (tools/launch/malloc_env.py); ``INCEPTIONNEXT_MALLOC=default``
 measures glibc's defaults.
 """
 import argparse
+import os.path as osp
+import sys
 
-import malloc_env  # tools/malloc_env.py: imports nothing heavy
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/, as for the tools at its top
+from launch import malloc_env  # noqa: E402  (tools/launch/malloc_env.py: imports nothing heavy)
 
 if __name__ == '__main__':  # before torch is imported: glibc reads its malloc settings at start-up
     malloc_env.ensure()

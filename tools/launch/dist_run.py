@@ -1,6 +1,6 @@
 """torchrun for tools/dist_train.sh and tools/dist_test.sh, without torchrun's traceback when a process fails.
 
-    python tools/dist_run.py [torchrun options] SCRIPT [script options]   # = python -m torch.distributed.run
+    python tools/launch/dist_run.py [torchrun options] SCRIPT [script options]   # = python -m torch.distributed.run
 
 Each process reports its own failure (bad input: one ``error: ...`` line from run_cli, exit 2); torchrun
 would add a ChildFailedError traceback and exit 1. This launcher exits with the first failed process's

@@ -1,1 +1,0 @@
-../malloc_env.py
