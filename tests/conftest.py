@@ -41,7 +41,7 @@ def randomise_norms(model: torch.nn.Module) -> torch.nn.Module:
 
 def subprocess_env(extra=None) -> dict:
     """The environment of the tools the tests start: ours, plus the repo root on the path so that test
-    configs can import test helpers (tests.kill_hook), plus ``extra``."""
+    configs can import test helpers (tests.helpers.kill_hook), plus ``extra``."""
     path = os.pathsep.join(p for p in (REPO, os.environ.get('PYTHONPATH')) if p)
     return {**os.environ, 'PYTHONPATH': path, **(extra or {})}
 
@@ -317,7 +317,7 @@ HEAVY_FIRST = ['test_det_train.py',        # [260] Mask R-CNN learns           w
                'test_seg.py',              # [219] UperNet learns, FLOPs        worker 2
                'test_tools.py',            # [110] train / resume / DDP        worker 2
                'test_cls_end_to_end.py',   # [108] 2-process classifier        worker 2
-               'test_triton_compile.py', 'test_onnx.py', 'test_divergence.py', 'test_backbone.py',
+               'test_triton_compile.py', 'test_onnx.py', 'test_save_on_signal_hook.py', 'test_backbone.py',
                'test_deploy_and_benchmark.py', 'test_timm_export.py', 'test_engine.py']
 
 

@@ -26,7 +26,7 @@ PY = sys.executable
 
 CONFIG = '''
 _base_ = [{base!r}]
-custom_imports = dict(imports=['backbones', 'tests.kill_hook'], allow_failed_imports=False)
+custom_imports = dict(imports=['backbones', 'tests.helpers.kill_hook'], allow_failed_imports=False)
 model = dict(
     data_preprocessor=dict(size=(64, 64)),
     backbone=dict(init_cfg=None, drop_path_rate={drop_path}, norm_eval={norm_eval}),

@@ -23,7 +23,7 @@ PY = sys.executable
 BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
 CONFIG = '''
 _base_ = [{base!r}]
-custom_imports = dict(imports=['backbones', 'tests.kill_hook'], allow_failed_imports=False)
+custom_imports = dict(imports=['backbones', 'tests.helpers.kill_hook'], allow_failed_imports=False)
 model = dict(data_preprocessor=dict(size=(64, 64)), backbone=dict(init_cfg=None),
              decode_head=dict(channels=16), auxiliary_head=dict(channels=8))
 _pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), dict(type='PackSegInputs')]
