@@ -26,7 +26,8 @@ from backbones.engine.runner import RobustRunner
 from backbones.utils.config import load_config
 from backbones.utils.errors import CheckpointError, UserInputError
 from tests.conftest import REPO, LogCapture, free_port, signal_group_when, single_torch_thread, subprocess_env, tool
-from tests.engine.hooks.test_nonfinite_loss_hook import SEG, Toy, ToyData
+from tests.helpers.seg_data import SEG
+from tests.helpers.toy import Toy, ToyData
 
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
 PY = sys.executable
@@ -299,7 +300,7 @@ HOOKS = ("custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteLossHoo
 @pytest.fixture(scope='module')
 def configs(tmp_path_factory):
     from backbones.datasets.synthetic import write_ade
-    from tests.engine.hooks.test_save_on_signal_hook import BASE, CONFIG
+    from tests.helpers.seg_runs import BASE, CONFIG
     d = tmp_path_factory.mktemp('cluster')
     root = str(d / 'ade')
     write_ade(root, num_train=8, num_val=2, size=(64, 64), seed=4)

@@ -21,7 +21,7 @@ import torch
 
 from backbones.utils.errors import CheckpointError
 from tests.conftest import REPO, run
-from tests.engine.hooks.test_nonfinite_loss_hook import toy_runner
+from tests.helpers.toy import toy_runner
 from tests.tools.test_tool_errors import run_in_process
 
 SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'

@@ -81,7 +81,7 @@ def test_a_wrong_hash_is_refused_and_not_kept(server, torch_home):
 
 def test_404_and_unreachable_urls_are_one_line_naming_the_cache_path(server, torch_home, tmp_path):
     from backbones.models.weights import read_checkpoint
-    from tests.engine.hooks.test_nonfinite_loss_hook import toy_runner
+    from tests.helpers.toy import toy_runner
     base, _, _ = server
     cases = [(f'{base}/missing.pth', 'HTTP 404'), (f'http://127.0.0.1:{free_port()}/x/inx.pth', 'refused')]
     for url, why in cases:

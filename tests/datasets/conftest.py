@@ -1,0 +1,2 @@
+"""Fixtures of the datasets tests (those shared with other folders come from tests/helpers/)."""
+from tests.helpers.seg_data import seg_cfg  # noqa: F401  (a fixture: pytest finds it here by name)

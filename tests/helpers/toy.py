@@ -1,0 +1,50 @@
+"""A toy model through MMEngine's Runner: ``Toy`` (two linear layers), ``ToyData`` (64 samples, chosen
+iterations nan) and ``toy_runner`` (a ``RobustRunner`` with the non-finite-loss guard), for the tests of the
+hooks, the runner, checkpoints and configs that need a real training loop in a second."""
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModel
+from torch.utils.data import Dataset
+
+from backbones.engine.runner import RobustRunner
+
+
+class Toy(BaseModel):
+    def __init__(self, n_in=2):
+        super().__init__()
+        self.lin = nn.Linear(n_in, 4)
+        self.out = nn.Linear(4, 1)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        y = self.out(torch.relu(self.lin(torch.stack(inputs)))).squeeze(1)
+        if mode == 'loss':
+            return {'loss_mse': ((y - torch.stack(labels)) ** 2).mean(), 'acc': y.detach().mean()}
+        return y
+
+
+class ToyData(Dataset):
+    """64 samples; those of the iterations in ``bad_iters`` (1-based, batch 4, no shuffle) are nan."""
+
+    def __init__(self, bad_iters=()):
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(64, 2, generator=g), torch.randn(64, generator=g)
+        self.bad = {i for it in bad_iters for i in range((it - 1) * 4, it * 4)}
+
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        x = self.x[i] * (float('nan') if i in self.bad else 1.0)
+        return dict(inputs=x, labels=self.y[i])
+
+
+def toy_runner(work_dir, bad_iters=(), iters=8, guard=True, cfg=None, **guard_args):
+    hooks = [dict(type='NonFiniteLossHook', **guard_args)] if guard else []
+    return RobustRunner(
+        model=Toy(), work_dir=str(work_dir),
+        train_dataloader=dict(dataset=ToyData(bad_iters), sampler=dict(type='DefaultSampler', shuffle=False),
+                              batch_size=4, num_workers=0),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)), train_cfg=dict(by_epoch=False, max_iters=iters),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=1),
+                           logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=hooks, cfg=cfg, default_scope='mmengine')
