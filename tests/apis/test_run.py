@@ -9,7 +9,7 @@ import pytest
 from mmengine.config import Config
 
 from backbones.utils.errors import UserInputError
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.helpers.seg_data import SEG, _seg_opts
 
 

@@ -15,7 +15,8 @@ from mmengine.registry import DefaultScope
 
 from backbones.datasets.synthetic import write_ade
 from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
-from tests.conftest import REPO, tool
+from tests.helpers import REPO
+from tests.helpers.tool import tool
 
 PY = sys.executable
 SEG_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'upernet_*.py')) +

@@ -17,7 +17,8 @@ from backbones.datasets.checks.coco import check_coco_annotations, check_coco_da
 from backbones.datasets.synthetic import write_coco
 from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
-from tests.conftest import REPO, LogCapture
+from tests.helpers import REPO
+from tests.helpers.logs import LogCapture
 
 CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py')
 CLASSES = ('rectangle', 'disc', 'triangle')
@@ -394,7 +395,7 @@ def test_head_classes_differ_from_the_data_set(root, heads, message):
 
 def test_train_tool_stops_with_one_line(root, tmp_path):
     """tools/train.py runs the check before the Runner: one ``error:`` line, exit 2, no traceback."""
-    from tests.conftest import tool
+    from tests.helpers.tool import tool
     name = exif_rotated_copy(root, 'rotated_cli.jpg', orientation=8)
     rel = bad_file(root, 'exif_cli', lambda d: d['images'][2].update(file_name=name))
     out = tool('tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from backbones.utils.errors import UserInputError
-from tests.conftest import LogCapture
+from tests.helpers.logs import LogCapture
 
 
 def test_dataloader_values_are_checked_before_the_runner(seg_cfg):

@@ -23,8 +23,11 @@ from backbones.datasets.checks import common as checks_common
 from backbones.datasets.checks.segmentation import check_seg_datasets
 from backbones.datasets.synthetic import write_ade
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
-from tests.conftest import REPO, LogCapture, run, tool
+from tests.helpers import REPO
+from tests.helpers.logs import LogCapture
+from tests.helpers.processes import run
 from tests.helpers.seg_data import SEG, _seg_opts
+from tests.helpers.tool import tool
 
 PY = sys.executable
 SYNTH = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')

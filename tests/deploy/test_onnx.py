@@ -19,7 +19,10 @@ import torch.nn.functional as F
 from backbones.deploy import onnx as ex
 from backbones.deploy.onnx import SegmentorForward
 from backbones.utils.errors import UserInputError
-from tests.conftest import REPO, randomise_norms, single_torch_thread, tool
+from tests.helpers import REPO
+from tests.helpers.models import randomise_norms
+from tests.helpers.threads import single_torch_thread
+from tests.helpers.tool import tool
 
 PY = sys.executable
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)

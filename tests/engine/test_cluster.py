@@ -25,8 +25,12 @@ from backbones.engine.resume import check_resume_fits, find_resume_checkpoint
 from backbones.engine.runner import RobustRunner
 from backbones.utils.config import load_config
 from backbones.utils.errors import CheckpointError, UserInputError
-from tests.conftest import REPO, LogCapture, free_port, signal_group_when, single_torch_thread, subprocess_env, tool
+from tests.helpers import REPO
+from tests.helpers.logs import LogCapture
+from tests.helpers.processes import free_port, signal_group_when, subprocess_env
 from tests.helpers.seg_data import SEG
+from tests.helpers.threads import single_torch_thread
+from tests.helpers.tool import tool
 from tests.helpers.toy import Toy, ToyData
 
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)

@@ -12,7 +12,7 @@ from backbones.engine.mmengine_fixes import AtomicLocalBackend, fallback_syncbn_
 from backbones.engine.optimizers import InceptionNeXtLayerDecayConstructor
 from backbones.utils.config import check_added_keys, merge_cfg_options
 from backbones.utils.errors import UserInputError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.mark.slow
@@ -156,7 +156,7 @@ def test_config_names_follow_one_scheme():
 
     from mmengine.config import Config
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
     names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, 'configs', '*.py')))
     odd = [n for n in names if n != 'upernet_inceptionnext_t.py' and not CONFIG_NAME.fullmatch(n)]
     assert not odd, odd
@@ -188,7 +188,7 @@ def test_each_checkout_imports_its_own_backbones(tmp_path):
     import shutil
     import subprocess
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
     clone = tmp_path / 'clone'
     subprocess.run(['git', 'clone', '-q', REPO, str(clone)], check=True, timeout=120)
     r = subprocess.run(['bash', 'tools/setup_env.sh'], cwd=clone, capture_output=True, text=True, timeout=600)

@@ -10,7 +10,9 @@ from mmengine.config import Config
 
 from backbones.engine.runner import check_work_dir_is_new, prepare_config
 from backbones.utils.errors import CheckpointError, UserInputError
-from tests.conftest import REPO, LogCapture, single_torch_thread
+from tests.helpers import REPO
+from tests.helpers.logs import LogCapture
+from tests.helpers.threads import single_torch_thread
 from tests.helpers.toy import Toy, toy_runner
 
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)

@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SEG = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
 

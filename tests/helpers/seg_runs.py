@@ -7,7 +7,7 @@ import os.path as osp
 import torch
 
 from backbones.engine.hooks import nonfinite_weights
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 BASE = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
 

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from backbones.utils.errors import CheckpointError
-from tests.conftest import REPO, run
+from tests.helpers import REPO
+from tests.helpers.processes import run
 from tests.helpers.toy import toy_runner
 from tests.tools.test_tool_errors import run_in_process
 

@@ -7,7 +7,8 @@ import torch
 from mmengine.registry import DefaultScope
 
 from backbones import CheckpointError, InceptionNeXt, load_backbone_weights
-from tests.conftest import LogCapture, tool
+from tests.helpers.logs import LogCapture
+from tests.helpers.tool import tool
 
 
 @pytest.fixture(scope='module')

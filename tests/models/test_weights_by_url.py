@@ -16,7 +16,8 @@ import torch
 
 from backbones import InceptionNeXt
 from backbones.utils.errors import CheckpointError
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO
+from tests.helpers.processes import free_port
 
 
 class _Counting(http.server.SimpleHTTPRequestHandler):
@@ -122,7 +123,7 @@ def test_every_model_of_the_index_has_weights_and_mim_download_reads_it(tmp_path
 
     import yaml
 
-    from tests.conftest import subprocess_env
+    from tests.helpers.processes import subprocess_env
     models = yaml.safe_load(open(osp.join(REPO, 'configs', 'metafile.yml')))['Models']
     assert all(m.get('Weights', '').startswith('https://') for m in models), [m['Name'] for m in models]
     top1 = {m['Name']: m['Results'][0]['Metrics'].get('Top 1 Accuracy') for m in models

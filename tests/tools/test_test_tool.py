@@ -4,7 +4,7 @@ import os.path as osp
 import pytest
 
 from backbones.utils.errors import UserInputError
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.helpers.seg_data import SEG
 
 

@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from backbones.utils.cli import run_cli
-from tests.conftest import REPO, free_ports, subprocess_env
+from tests.helpers import REPO
+from tests.helpers.processes import free_ports, subprocess_env
 
 TOOLS = osp.join(REPO, 'tools')
 SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'

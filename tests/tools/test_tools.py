@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from backbones.datasets.synthetic import write_ade
-from tests.conftest import REPO, free_port, run, subprocess_env, tool
+from tests.helpers import REPO
+from tests.helpers.processes import free_port, run, subprocess_env
+from tests.helpers.tool import tool
 
 pytestmark = pytest.mark.slow
 

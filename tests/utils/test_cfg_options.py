@@ -167,7 +167,7 @@ def test_batchnorm_with_one_value_per_channel_is_one_line(tmp_path, monkeypatch)
 
 def test_a_data_set_smaller_than_one_batch_is_noticed(tmp_path):
     """One sample at batch 8: the infinite sampler fills the batch with copies; the log says so."""
-    from tests.conftest import LogCapture
+    from tests.helpers.logs import LogCapture
     from tests.helpers.toy import ToyData, toy_runner
 
     class One(ToyData):

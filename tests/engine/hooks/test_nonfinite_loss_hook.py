@@ -17,8 +17,11 @@ import torch
 
 from backbones.engine.hooks import NonFiniteLossHook, nonfinite_weights
 from backbones.utils.errors import CheckpointError, TrainingDivergedError, UserInputError
-from tests.conftest import REPO, LogCapture, free_port, run, single_torch_thread, subprocess_env
+from tests.helpers import REPO
+from tests.helpers.logs import LogCapture
+from tests.helpers.processes import free_port, run, subprocess_env
 from tests.helpers.seg_runs import checkpoints, error_lines
+from tests.helpers.threads import single_torch_thread
 from tests.helpers.toy import toy_runner
 
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)

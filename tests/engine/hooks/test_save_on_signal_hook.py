@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import run, signal_group_when
+from tests.helpers.processes import run, signal_group_when
 from tests.helpers.seg_runs import checkpoints, error_lines
 
 PY = sys.executable
