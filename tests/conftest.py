@@ -54,7 +54,7 @@ HEAVY_FIRST = ['test_det_train.py',        # [260] Mask R-CNN learns           w
                'test_tools.py',            # [110] train / resume / DDP        worker 2
                'test_cls_end_to_end.py',   # [108] 2-process classifier        worker 2
                'test_triton_compile.py', 'test_onnx.py', 'test_save_on_signal_hook.py', 'test_backbone.py',
-               'test_deploy_and_benchmark.py', 'test_timm_export.py', 'test_engine.py']
+               'test_deploy_and_benchmark.py', 'test_timm_export.py', 'test_mmengine_fixes.py']
 
 
 def pytest_collection_modifyitems(session, config, items):
