@@ -1,5 +1,6 @@
 """A toy model through MMEngine's Runner: ``Toy`` (two linear layers), ``ToyData`` (64 samples, chosen
-iterations nan) and ``toy_runner`` (a ``RobustRunner`` with the non-finite-loss guard), for the tests of the
+iterations nan) ``toy_runner`` (a ``RobustRunner`` with the non-finite-loss guard) and ``hooked_toy_runner`` (one with
+the given hooks and no guard), for the tests of the
 hooks, the runner, checkpoints and configs that need a real training loop in a second."""
 import torch
 import torch.nn as nn
@@ -48,3 +49,16 @@ def toy_runner(work_dir, bad_iters=(), iters=8, guard=True, cfg=None, **guard_ar
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=1),
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=hooks, cfg=cfg, default_scope='mmengine')
+
+
+def hooked_toy_runner(work_dir, iters=8, hooks=(), resume=False, interval=100):
+    """A ``RobustRunner`` of ``Toy`` with ``hooks`` and no guard, a checkpoint every ``interval`` iterations."""
+    return RobustRunner(
+        model=Toy(), work_dir=str(work_dir),
+        train_dataloader=dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=False),
+                              batch_size=4, num_workers=0),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=iters),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=interval, by_epoch=False),
+                           logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=list(hooks), resume=resume, default_scope='mmengine')

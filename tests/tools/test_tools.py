@@ -290,7 +290,7 @@ def test_second_run_on_a_busy_work_dir_stops(straight_run, tmp_path):
 def test_mmseg_own_tools_train_resume_and_test_our_config(straight_run, tmp_path):
     """mmseg's own tools/train.py and tools/test.py (shipped in the installed package) with our config: the
     config's RobustRunner installs the fixes, so a resume is exact (bitwise our straight run) and testing a
-    training checkpoint works; importing backbones alone changed nothing (tested in test_engine)."""
+    training checkpoint works; importing backbones alone changed nothing (tested in test_mmengine_fixes.py)."""
     import mmseg
     tools = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
     cfg, work, _ = straight_run

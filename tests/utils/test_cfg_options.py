@@ -1,11 +1,13 @@
-"""``--cfg-options`` on the shipped configs: keys the config does not list are added as MMEngine adds them
-(the ones mmdet / mmseg users pass every day), and a key that the class built from its dict does not take
-fails before the Runner is built, with one line naming the key and the closest name that class takes."""
+"""``--cfg-options`` (backbones/utils/config.py): merged strictly into a config; on the shipped configs, keys the
+config does not list are added as MMEngine adds them (the ones mmdet / mmseg users pass every day), and a key
+that the class built from its dict does not take fails before the Runner is built, with one line naming the
+key and the closest name that class takes."""
 import re
 
 import pytest
+from mmengine.config import Config
 
-from backbones.utils.config import check_added_keys, load_config
+from backbones.utils.config import check_added_keys, load_config, merge_cfg_options
 from backbones.utils.errors import UserInputError
 
 SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'
@@ -180,3 +182,19 @@ def test_a_data_set_smaller_than_one_batch_is_noticed(tmp_path):
         runner.train()
     assert ('train_dataloader: the data set holds 1 sample, fewer than one batch (8): each batch repeats '
             'samples; lower train_dataloader.batch_size or add data') in log.text
+
+
+def test_cfg_options_are_strict():
+    cfg = Config(dict(model=dict(backbone=dict(arch='tiny')),
+                      train_cfg=dict(type='IterBasedTrainLoop', max_iters=3),
+                      pipeline=[dict(type='Load'), dict(type='Resize', scale=(64, 64))]))
+    merge_cfg_options(cfg, {'model.backbone.arch': 'atto', 'pipeline.1.scale': (32, 32)})
+    assert cfg.model.backbone.arch == 'atto' and cfg.pipeline[1].scale == (32, 32)
+    with pytest.raises(UserInputError, match="unknown config key 'pipeline.2.scale'"):
+        merge_cfg_options(cfg, {'pipeline.2.scale': 5})
+    with pytest.raises(UserInputError, match="the top level has no 'trian_cfg'"):
+        merge_cfg_options(cfg, {'trian_cfg.max_iters': 5})
+    # a key the config does not list is added; the loop's signature, not the config, catches the typo
+    check_added_keys(cfg, merge_cfg_options(cfg, {'train_cfg.val_interval': 2}))
+    with pytest.raises(UserInputError, match=r"'train_cfg.max_iter'.*did you mean max_iters"):
+        check_added_keys(cfg, merge_cfg_options(cfg, {'train_cfg.max_iter': 5}))

@@ -1,17 +1,27 @@
-"""SaveOnSignalHook (backbones/engine/hooks/save_on_signal_hook.py) end to end, through the real tools on a tiny
-UperNet-atto and generated ADE data: SIGTERM to the whole process group (as Slurm sends it) saves a checkpoint
-that --resume continues, and the finished work dir is not silently restarted.
+"""SaveOnSignalHook (backbones/engine/hooks/save_on_signal_hook.py): in process on a toy model, SIGUSR1 / SIGINT
+save like SIGTERM, the signal set is configurable and a signal outside it is left alone; end to end, through the
+real tools on a tiny UperNet-atto and generated ADE data, SIGTERM to the whole process group (as Slurm sends it)
+saves a checkpoint that --resume continues, and the finished work dir is not silently restarted.
 """
+import glob
+import os
 import os.path as osp
 import re
 import signal
 import sys
 
 import pytest
+from mmengine.hooks import Hook
 
+from backbones.engine.hooks import SaveOnSignalHook
+from backbones.utils.errors import UserInputError
+from tests.helpers.logs import LogCapture
 from tests.helpers.processes import run, signal_group_when
 from tests.helpers.seg_runs import checkpoints, error_lines
+from tests.helpers.threads import single_torch_thread
+from tests.helpers.toy import hooked_toy_runner as toy_runner
 
+one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
 PY = sys.executable
 
 
@@ -43,3 +53,53 @@ def test_sigterm_to_the_process_group_saves_a_checkpoint_that_resume_continues(c
     assert f'resumed epoch: 0, iter: {n}' in out and re.search(rf'Iter\(train\) \[{n + 1}/{n + 1}\]', out)
 
 
+class SendSignal(Hook):
+    """Sends ``sig`` to this process right after iteration ``at_iter`` (before the SaveOnSignalHook looks)."""
+    priority = 'HIGHEST'
+
+    def __init__(self, at_iter, sig):
+        self.at_iter, self.sig = at_iter, sig
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.at_iter:
+            os.kill(os.getpid(), self.sig)
+
+
+@pytest.mark.parametrize('sig', ['SIGUSR1', 'SIGINT', 'SIGTERM'])
+def test_sigusr1_and_sigint_save_like_sigterm(tmp_path, sig):
+    """``sbatch --signal=USR1@90`` and Ctrl-C: the iteration ends, iter_3.pth is saved, one line, exit 128 + n
+    (SIGUSR1 used to kill the run at once with nothing saved; SIGINT raised KeyboardInterrupt)."""
+    num = getattr(signal, sig)
+    runner = toy_runner(tmp_path / 'w', hooks=[SendSignal(3, num), SaveOnSignalHook()])
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
+    with LogCapture() as log, pytest.raises(SystemExit) as e:
+        runner.train()
+    assert e.value.code == 128 + num
+    assert f'{sig} received: stopped after iteration 3; saved {tmp_path}/w/iter_3.pth; --resume continues' \
+        in log.text, log.text[-2000:]
+    assert open(tmp_path / 'w' / 'last_checkpoint').read().strip().endswith('iter_3.pth')
+    assert {s: signal.getsignal(s) for s in before} == before  # all the handlers are put back
+
+
+def test_the_signal_set_is_configurable():
+    assert SaveOnSignalHook().signals == (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+    assert SaveOnSignalHook(signals=['USR2', 'SIGTERM', int(signal.SIGHUP)]).signals == (
+        signal.SIGUSR2, signal.SIGTERM, signal.SIGHUP)
+    with pytest.raises(UserInputError, match=r"'SIGFOO' is not a signal"):
+        SaveOnSignalHook(signals=['SIGFOO'])
+    with pytest.raises(UserInputError, match='SIGKILL cannot be caught'):
+        SaveOnSignalHook(signals='KILL')
+
+
+def test_a_signal_outside_the_set_is_left_alone(tmp_path):
+    """``signals=('SIGTERM',)``: SIGINT keeps Python's meaning (KeyboardInterrupt), nothing is saved."""
+    hooks = [SendSignal(3, signal.SIGINT), SaveOnSignalHook(signals=['TERM'])]
+    runner = toy_runner(tmp_path / 'w', hooks=hooks)
+    # (a background job starts with SIGINT ignored)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.train()
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert not glob.glob(str(tmp_path / 'w' / '*.pth'))
