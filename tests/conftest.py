@@ -53,8 +53,9 @@ HEAVY_FIRST = ['test_det_train.py',        # [260] Mask R-CNN learns           w
                'test_seg.py',              # [219] UperNet learns, FLOPs        worker 2
                'test_tools.py',            # [110] train / resume / DDP        worker 2
                'test_cls_end_to_end.py',   # [108] 2-process classifier        worker 2
-               'test_triton_compile.py', 'test_onnx.py', 'test_save_on_signal_hook.py', 'test_backbone.py',
-               'test_deploy_and_benchmark.py', 'test_timm_export.py', 'test_mmengine_fixes.py']
+               'test_triton_compile.py', 'test_onnx.py', 'test_nonfinite_loss_hook.py', 'test_dist_scripts.py',
+               'test_save_on_signal_hook.py', 'test_backbone.py', 'test_deploy_and_benchmark.py',
+               'test_timm_export.py', 'test_setup_env.py', 'test_mmengine_fixes.py']
 
 
 def pytest_collection_modifyitems(session, config, items):
