@@ -1,7 +1,7 @@
 """A toy model through MMEngine's Runner: ``Toy`` (two linear layers), ``ToyData`` (64 samples, chosen
-iterations nan) ``toy_runner`` (a ``RobustRunner`` with the non-finite-loss guard) and ``hooked_toy_runner`` (one with
-the given hooks and no guard), for the tests of the
-hooks, the runner, checkpoints and configs that need a real training loop in a second."""
+iterations nan), ``toy_runner`` (a ``RobustRunner`` with the non-finite-loss guard) and ``hooked_toy_runner``
+(one with the given hooks and no guard), for the tests of the hooks, the runner, resuming, checkpoints and
+configs that need a real training loop in a second."""
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
