@@ -1,5 +1,6 @@
 """What ``backbones.apis.run`` does around the Runner: the work dir's ``~`` expanded, running out of memory
-named with the batch size and what to lower (the wording, and a real process under an address-space limit)."""
+named with the batch size and what to lower (the wording, and a real process under an address-space limit),
+a BatchNorm given one value per channel turned into one line."""
 import argparse
 import os
 import os.path as osp
@@ -83,3 +84,31 @@ def test_running_out_of_memory_is_one_line_naming_the_batch(seg_cfg, tmp_path):
                      r'not create a primitive)\)', lines[-1]), lines[-1]  # what failed, said in a few words
     code, lines = train(2, tmp_path / 'small')
     assert code == 0, lines[-20:]
+
+
+def test_batchnorm_with_one_value_per_channel_is_one_line(tmp_path, monkeypatch):
+    """Batch 1 per process meets UperNet's pooling branch (a 1x1 map) in a training BatchNorm: torch's
+    ValueError becomes one line saying why and what to do, through tools/train.py's error path."""
+    import torch
+
+    from tests.helpers.tool import TOOLS, run_in_process
+    bn = torch.nn.BatchNorm2d(4).train()
+    with pytest.raises(ValueError) as real:
+        bn(torch.zeros(1, 4, 1, 1))  # what the pooling head does at batch 1
+
+    class Runner:
+        def train(self):
+            raise real.value
+
+    import backbones.apis.run as run
+    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/malloc_env.py
+    monkeypatch.setattr(run, 'preflight', lambda cfg, splits: None)  # no data set needed; the tool imports
+    monkeypatch.setattr(run, 'build_runner', lambda cfg: Runner())  # these two when run_in_process loads it
+    code, err = run_in_process('train.py', [SEG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                                            'train_dataloader.batch_size=1'])
+    assert code == 2, err
+    assert err.strip() == (
+        'error: train_dataloader.batch_size=1 per process: a BatchNorm layer in training got one value per '
+        'channel (input torch.Size([1, 4, 1, 1])), one image meeting a 1x1 map (the pooling branch of the '
+        'decode head); batch statistics need at least 2 values: use train_dataloader.batch_size >= 2 per '
+        'process (SyncBN, which pools the batch over GPU processes, falls back to BN on CPU)')

@@ -1,5 +1,6 @@
-"""The pre-flight checks of the model's values (backbones/engine/checks.py): backbone values out of range
-are named with their key; the control shows where they failed without the check."""
+"""The pre-flight checks of the config's values (backbones/engine/checks.py): backbone values out of range
+are named with their key (the control shows where they failed without the check); a scheduler without ``end``
+that ends before it begins is named."""
 import pytest
 import torch
 from mmengine.config import Config
@@ -28,3 +29,20 @@ def test_drop_path_rate_above_one_failed_only_in_training():
         InceptionNeXt('atto', drop_path_rate=1.5)
     with pytest.raises(RuntimeError, match='bernoulli'):
         torch.empty(2, 1, 1, 1).bernoulli_(1 - 1.5)
+
+
+def test_a_scheduler_without_end_that_ends_before_it_begins():
+    """MMEngine gives a scheduler without ``end`` the loop's max_iters: shortening max_iters below its
+    ``begin`` is named here, not a ValueError from inside the Runner."""
+    from mmengine.config import Config
+
+    from backbones.engine.checks import check_param_schedulers
+    from backbones.utils.errors import BadValueError
+    cfg = Config(dict(train_cfg=dict(type='IterBasedTrainLoop', max_iters=100),
+                      param_scheduler=[dict(type='LinearLR', by_epoch=False, begin=0, end=50),
+                                       dict(type='PolyLR', by_epoch=False, begin=500)]))
+    with pytest.raises(BadValueError, match=r"^param_scheduler.1 \(PolyLR\): end=100 \(no end set: "
+                                            r"train_cfg.max_iters\) is not after begin=500"):
+        check_param_schedulers(cfg)
+    cfg.train_cfg.max_iters = 1000
+    check_param_schedulers(cfg)

@@ -1,6 +1,7 @@
 """``RobustRunner`` and ``prepare_config`` (backbones/engine/runner.py): every config gets the run guards,
 ``load_from`` is strict and partial loading is summarised, a work dir holding a run needs --resume or another
-work dir. Each with its control: what MMEngine's own Runner does."""
+work dir (each with its control: what MMEngine's own Runner does); a data set smaller than one batch is
+noticed."""
 import glob
 import os.path as osp
 
@@ -71,3 +72,20 @@ def test_a_work_dir_holding_a_run_needs_resume_or_restart(tmp_path):
     assert check_work_dir_is_new(str(work), None, True) == str(work / 'iter_4.pth')
     with pytest.raises(UserInputError, match='holds an earlier training run'):  # any Runner of ours
         toy_runner(work).train()
+
+
+def test_a_data_set_smaller_than_one_batch_is_noticed(tmp_path):
+    """One sample at batch 8: the infinite sampler fills the batch with copies; the log says so."""
+    from tests.helpers.logs import LogCapture
+    from tests.helpers.toy import ToyData, toy_runner
+
+    class One(ToyData):
+        def __len__(self):
+            return 1
+    runner = toy_runner(tmp_path / 'w', iters=1, guard=False)
+    runner._train_dataloader = dict(dataset=One(), sampler=dict(type='InfiniteSampler', shuffle=False),
+                                    batch_size=8, num_workers=0)
+    with LogCapture() as log:
+        runner.train()
+    assert ('train_dataloader: the data set holds 1 sample, fewer than one batch (8): each batch repeats '
+            'samples; lower train_dataloader.batch_size or add data') in log.text

@@ -1,17 +1,24 @@
-"""``tool``: a tool run in the test process as ``python SCRIPT ARGS`` from the repo root would run it
-(docs/testing.md, "In-process tools and real processes")."""
+"""Tools run in the test process: ``tool`` as ``python SCRIPT ARGS`` from the repo root would run it
+(docs/testing.md, "In-process tools and real processes"); ``run_in_process`` calls a tool's ``main(argv)``
+the way its ``__main__`` block does, for the bad-input cases (exit code and stderr only)."""
 import contextlib
+import importlib.util
 import io
 import logging
 import os
+import os.path as osp
+import re
 import sys
 import traceback
 
 import torch
 
+from backbones.utils.cli import run_cli
 from tests.conftest import FRESH_PROCESS_THREADS
 from tests.helpers import REPO
 from tests.helpers.mmengine_state import instance_table, manager_classes, set_aside
+
+TOOLS = osp.join(REPO, 'tools')
 
 
 @contextlib.contextmanager
@@ -127,3 +134,30 @@ def tool(script, *args, expect=0, env=None) -> ToolOutput:
     text.stdout, text.stderr = out.getvalue(), err.getvalue()
     assert code == expect, f'exit {code} (expected {expect}):\n{text[-4000:]}'
     return text
+
+
+def load_tool(rel: str):
+    spec = importlib.util.spec_from_file_location('tool_' + re.sub(r'\W', '_', rel), osp.join(TOOLS, rel))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # (the __main__ block does not run)
+    return module
+
+
+def run_in_process(rel: str, argv, light: bool = False):
+    """``run_cli(lambda: main(argv))`` as the tool's ``__main__`` runs it (``sys.exit(main(argv))`` for the
+    ``light`` tools): (exit code, stderr); an exception that escapes is what a user would see as a traceback, so
+    it is returned as one."""
+    module = load_tool(rel)
+    err = io.StringIO()
+    code = None
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            if light:
+                sys.exit(module.main(argv))
+            run_cli(lambda: module.main(argv))
+        except SystemExit as e:
+            code = e.code
+        except BaseException:  # noqa: BLE001 -- the leak under test
+            err.write(traceback.format_exc())
+            code = 1
+    return code, err.getvalue()

@@ -100,7 +100,7 @@ def test_404_and_unreachable_urls_are_one_line_naming_the_cache_path(server, tor
 def test_download_weights_fills_a_folder_for_an_offline_machine(server, torch_home, tmp_path, monkeypatch):
     """tools/misc/download_weights.py: the files of the named models, once; then an offline read finds them."""
     from backbones.models.weights import read_checkpoint
-    from tests.tools.test_tool_errors import load_tool
+    from tests.helpers.tool import load_tool
     base, root, requests = server
     tool = load_tool('misc/download_weights.py')
     monkeypatch.setattr(tool, 'RELEASE', base + '/inceptionnext_{}.pth')
@@ -148,7 +148,7 @@ def test_layouts_a_user_holds_are_converted_on_load(tmp_path, monkeypatch):
     (what tools/test.py, the demos and load_from load)."""
     from backbones.deploy.onnx import build_exportable
     from backbones.models.weights import model_state_dict
-    from tests.tools.test_tool_errors import run_in_process
+    from tests.helpers.tool import run_in_process
     torch.manual_seed(0)
     dense = InceptionNeXt('atto', out_norm=True)
     sd = {'backbone.' + k: v for k, v in dense.state_dict().items()}
