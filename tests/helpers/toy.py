@@ -2,12 +2,16 @@
 iterations nan), ``toy_runner`` (a ``RobustRunner`` with the non-finite-loss guard) and ``hooked_toy_runner``
 (one with the given hooks and no guard), for the tests of the hooks, the runner, resuming, checkpoints and
 configs that need a real training loop in a second."""
+import itertools
+
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
 from torch.utils.data import Dataset
 
 from backbones.engine.runner import RobustRunner
+
+_HOOKED_RUNS = itertools.count()
 
 
 class Toy(BaseModel):
@@ -52,7 +56,11 @@ def toy_runner(work_dir, bad_iters=(), iters=8, guard=True, cfg=None, **guard_ar
 
 
 def hooked_toy_runner(work_dir, iters=8, hooks=(), resume=False, interval=100):
-    """A ``RobustRunner`` of ``Toy`` with ``hooks`` and no guard, a checkpoint every ``interval`` iterations."""
+    """A ``RobustRunner`` of ``Toy`` with ``hooks`` and no guard, a checkpoint every ``interval`` iterations.
+
+    Each gets an experiment name of its own: MMEngine names a run's logger and visualizer after the second the
+    run started, and a second run started within that second would write through the first one's visualizer,
+    into the first one's work dir (gone once that work dir is moved)."""
     return RobustRunner(
         model=Toy(), work_dir=str(work_dir),
         train_dataloader=dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=False),
@@ -61,4 +69,5 @@ def hooked_toy_runner(work_dir, iters=8, hooks=(), resume=False, interval=100):
         train_cfg=dict(by_epoch=False, max_iters=iters),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=interval, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=list(hooks), resume=resume, default_scope='mmengine')
+        custom_hooks=list(hooks), resume=resume, default_scope='mmengine',
+        experiment_name=f'toy{next(_HOOKED_RUNS)}')
