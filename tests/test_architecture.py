@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PKG = os.path.join(REPO, 'backbones')
 LAYER = {'utils': 0, 'models': 1, 'engine': 2, 'datasets': 2, 'apis': 3, 'analysis': 3, 'deploy': 3}

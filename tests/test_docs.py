@@ -6,7 +6,7 @@ import itertools
 import os.path as osp
 import re
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PAGES = [osp.join(REPO, 'README.md')] + sorted(glob.glob(osp.join(REPO, 'docs', '*.md')))
 PATH_RE = r'(?<![\w/.])((?:tools|configs|backbones|tests|train_cls|docs|requirements|\.ci)/[\w./{},*\-]*[\w}*])'

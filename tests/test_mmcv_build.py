@@ -14,7 +14,8 @@ import pytest
 import torch
 import torchvision
 
-from tests.conftest import REPO, single_torch_thread
+from tests.helpers import REPO
+from tests.helpers.threads import single_torch_thread
 
 mmcv_ops = pytest.importorskip('mmcv.ops')
 from mmcv.utils import ext_loader  # noqa: E402

@@ -9,7 +9,8 @@ import torch
 
 from backbones.analysis import data_bench
 from backbones.utils.config import load_config
-from tests.conftest import REPO, tool
+from tests.helpers import REPO
+from tests.helpers.tool import tool
 
 ADE = f'{REPO}/configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'
 COCO = f'{REPO}/configs/mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py'

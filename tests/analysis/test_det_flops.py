@@ -11,7 +11,8 @@ import re
 import pytest
 
 from backbones.analysis.flops_det import build_detector
-from tests.conftest import REPO, tool
+from tests.helpers import REPO
+from tests.helpers.tool import tool
 
 pytestmark = pytest.mark.slow  # the FLOP count of Mask R-CNN T at 1280x800
 

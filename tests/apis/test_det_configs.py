@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 DET_CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(REPO, 'configs', '*rcnn*.py'))
                      + glob.glob(osp.join(REPO, 'configs', 'retinanet*.py')))

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from backbones.datasets.synthetic import write_coco
-from tests.conftest import REPO, tool
+from tests.helpers import REPO
+from tests.helpers.tool import tool
 
 pytestmark = pytest.mark.slow
 

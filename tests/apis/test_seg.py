@@ -1,7 +1,6 @@
 """ADE20K segmentation with mmseg: every config builds and trains a step, weights load, a short training
 learns the generated ADE-layout task, TTA / demo / FLOPs tools run, and bad annotations are named."""
 import glob
-import os
 import os.path as osp
 import re
 import sys
@@ -16,7 +15,8 @@ from mmengine.registry import DefaultScope
 
 from backbones.datasets.synthetic import write_ade
 from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
-from tests.conftest import REPO, run, tool
+from tests.helpers import REPO
+from tests.helpers.tool import tool
 
 PY = sys.executable
 SEG_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'upernet_*.py')) +
@@ -161,59 +161,5 @@ def test_flops_tool_on_upernet_matches_the_paper(arch):
 # ------------------------------------------------------------------------------------------------
 # bad input
 # ------------------------------------------------------------------------------------------------
-def _dataset(root, pipeline_extra=()):
-    from mmseg.registry import DATASETS
-    from mmseg.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(SYNTH)
-    ds = cfg.train_dataloader.dataset
-    ds.data_root = root
-    ds.pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-                   dict(type='CheckSegMap', num_classes=6), dict(type='PackSegInputs')]
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return DATASETS.build(ds)
 
 
-def test_annotation_size_mismatch_is_named(tmp_path):
-    root = str(tmp_path / 'ade')
-    write_ade(root, num_train=3, num_val=1, size=(64, 48))
-    ann = sorted(glob.glob(osp.join(root, 'annotations', 'training', '*.png')))[1]
-    cv2.imwrite(ann, np.ones((40, 64), np.uint8))
-    ds = _dataset(root)
-    ds[0]
-    from backbones.datasets.checks.segmentation import AnnotationError
-    with pytest.raises(AnnotationError, match=r'ADE_train_000001.png: annotation size 64x40 \(WxH\) differs from its '
-                                              r'image .*ADE_train_000001.jpg 64x48'):
-        ds[1]
-
-
-def test_labels_outside_the_classes_are_named(tmp_path):
-    root = str(tmp_path / 'ade')
-    write_ade(root, num_train=2, num_val=1, size=(64, 48))
-    ann = sorted(glob.glob(osp.join(root, 'annotations', 'training', '*.png')))[0]
-    seg = cv2.imread(ann, 0)
-    seg[:4, :4] = 9  # class 8 after reduce_zero_label; the dataset has 6
-    cv2.imwrite(ann, seg)
-    from backbones.datasets.checks.segmentation import AnnotationError
-    with pytest.raises(AnnotationError, match=r'label values \[8\] outside the 6 classes'):
-        _dataset(root)[0]
-
-
-@pytest.mark.slow
-def test_bad_dataset_folders_stop_the_tool_with_one_line(tmp_path):
-    root = str(tmp_path / 'ade')
-    write_ade(root, num_train=4, num_val=2, size=(64, 48))
-    ann = sorted(glob.glob(osp.join(root, 'annotations', 'training', '*.png')))[2]
-    cv2.imwrite(ann, np.ones((10, 10), np.uint8))
-    args = [PY, 'tools/train.py', SYNTH, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
-            f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
-            'model.backbone.init_cfg=None', 'train_dataloader.num_workers=1', 'train_dataloader.batch_size=4',
-            'train_dataloader.persistent_workers=False', 'train_cfg.max_iters=3']
-    # raised in a dataloader worker, reported as one line: a real process, whose workers' stderr is seen too
-    out = run(args, expect=2)
-    assert re.search(r'error: .*ADE_train_000002.png: annotation size 10x10 \(WxH\) differs', out)
-    assert 'Traceback' not in out
-    os.rename(osp.join(root, 'annotations'), osp.join(root, 'labels'))
-    out = tool(*args[1:], expect=2)  # (the pre-flight check, before any worker)
-    assert re.search(r'error: data path not found: .*/annotations/training '
-                     r'\(train_dataloader.dataset.data_prefix.seg_map_path\)', out)

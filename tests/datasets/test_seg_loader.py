@@ -14,7 +14,7 @@ from backbones.datasets.checks import common as checks_common
 from backbones.datasets.seg_loading import LoadAnnotationsChecked
 from backbones.datasets.transforms import CheckSegMap
 from backbones.utils.errors import AnnotationError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from backbones import InceptionNeXt, MetaNeXtBlock
-from tests.conftest import REPO, randomise_norms, tool
+from tests.helpers import REPO
+from tests.helpers.models import randomise_norms
+from tests.helpers.tool import tool
 
 # float32 comparisons of two orders of the same operations: bounds relative to the map's largest value,
 # 1e-5 (~170 float32 ulps; measured 2e-7..1.4e-6 with oneDNN's kernels and with torch's own, which stand in

@@ -3,6 +3,7 @@ atto classifier, the atto backbone, UperNet and Semantic FPN at the export size 
 files, sizes that are not multiples of 32 too), in deploy form too; the swaps that make sizes symbolic are
 needed (controls) and exact; errors are one line; the ONNX Runtime snippet of docs/export.md runs without
 torch."""
+import os
 import os.path as osp
 import re
 import subprocess
@@ -17,7 +18,11 @@ import torch.nn.functional as F
 
 from backbones.deploy import onnx as ex
 from backbones.deploy.onnx import SegmentorForward
-from tests.conftest import REPO, randomise_norms, single_torch_thread, tool
+from backbones.utils.errors import UserInputError
+from tests.helpers import REPO
+from tests.helpers.models import randomise_norms
+from tests.helpers.threads import single_torch_thread
+from tests.helpers.tool import tool
 
 PY = sys.executable
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
@@ -402,3 +407,28 @@ def test_benchmark_times_onnx_runtime_rows(tmp_path):
     assert {(r['model'], r['mode']) for r in rows} == {
         ('ours_atto', 'infer'), ('ort:ours_atto_deploy', 'infer'), ('ours_atto', 'train')}  # ORT: no train
     assert all(float(r['best']) > 0 for r in rows)
+
+
+def test_onnx_write_is_atomic_and_says_its_minimum_size(tmp_path, monkeypatch):
+    pytest.importorskip('onnxruntime')
+    from backbones.deploy import onnx as deploy
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=32), nn.AdaptiveAvgPool2d(1))
+    path = str(tmp_path / 'm.onnx')
+    deploy.export(model, path, shape=(64, 64), dynamic=True)
+    good = open(path, 'rb').read()
+    session = deploy.ort_session(path)
+    assert session.get_modelmeta().custom_metadata_map['min_size'] == '32'
+    with pytest.raises(UserInputError, match=r'needs H and W of at least 32 px \(min_size in its metadata\), got '
+                                             r'\(1, 3, 16, 16\)'):
+        deploy.ort_run(session, np.zeros((1, 3, 16, 16), np.float32), 'm.onnx')
+
+    def interrupted(self, dst, **kw):
+        with open(dst, 'wb') as f:
+            f.write(b'partial')
+        raise KeyboardInterrupt('signal during the write')
+
+    import torch.onnx
+    monkeypatch.setattr(torch.onnx.ONNXProgram, 'save', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        deploy.export(model, path, shape=(64, 64), dynamic=True)
+    assert open(path, 'rb').read() == good and os.listdir(tmp_path) == ['m.onnx']

@@ -7,7 +7,7 @@ import torch
 
 from backbones import InceptionNeXt, MlpHead, convert_timm_state_dict, load_backbone_weights
 from backbones.analysis.flops import PAPER, count_arch, paper_precision
-from tests.conftest import randomise_norms
+from tests.helpers.models import randomise_norms
 
 TIMM_NAMES = {'atto': 'inception_next_atto', 'tiny': 'inception_next_tiny', 'small': 'inception_next_small',
               'base': 'inception_next_base'}

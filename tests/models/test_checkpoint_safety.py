@@ -20,9 +20,10 @@ import pytest
 import torch
 
 from backbones.utils.errors import CheckpointError
-from tests.conftest import REPO, run
-from tests.engine.test_reliability import toy_runner
-from tests.tools.test_tool_errors import run_in_process
+from tests.helpers import REPO
+from tests.helpers.processes import run
+from tests.helpers.tool import run_in_process
+from tests.helpers.toy import toy_runner
 
 SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'
 TOOLS = osp.join(REPO, 'tools')

@@ -26,7 +26,9 @@ from backbones.models.weights import (
     identify,
     state_dict_mismatch,
 )
-from tests.conftest import REPO, single_torch_thread, tool
+from tests.helpers import REPO
+from tests.helpers.threads import single_torch_thread
+from tests.helpers.tool import tool
 
 RATIOS = {'par1_2': 1 / 2, 'par3_8': 3 / 8, 'par1_4': 1 / 4, 'par1_8': 1 / 8, 'par1_16': 1 / 16}
 DEPTHS, DIMS = (3, 3, 9, 3), (96, 192, 384, 768)

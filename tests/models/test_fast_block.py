@@ -16,7 +16,10 @@ import torch
 from backbones import InceptionNeXt
 from backbones.models.inceptionnext import MetaNeXtStage, _inception
 from backbones.models.ops import fast_block
-from tests.conftest import REPO, randomise_norms, run, single_torch_thread
+from tests.helpers import REPO
+from tests.helpers.models import randomise_norms
+from tests.helpers.processes import run
+from tests.helpers.threads import single_torch_thread
 
 _one_thread = pytest.fixture(scope='module', autouse=True)(single_torch_thread)
 

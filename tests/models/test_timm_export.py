@@ -19,7 +19,9 @@ import torch
 from backbones.models.inceptionnext import InceptionNeXt, MlpHead
 from backbones.models.timm_export import TIMM_NAMES, to_timm_state_dict
 from backbones.models.weights import convert_timm_state_dict
-from tests.conftest import randomise_norms, run, single_torch_thread  # noqa: F401
+from tests.helpers.models import randomise_norms
+from tests.helpers.processes import run
+from tests.helpers.threads import single_torch_thread
 
 PY = sys.executable
 single_thread = pytest.fixture(scope='module', autouse=True)(single_torch_thread)

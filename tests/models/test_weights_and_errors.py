@@ -7,7 +7,8 @@ import torch
 from mmengine.registry import DefaultScope
 
 from backbones import CheckpointError, InceptionNeXt, load_backbone_weights
-from tests.conftest import LogCapture, tool
+from tests.helpers.logs import LogCapture
+from tests.helpers.tool import tool
 
 
 @pytest.fixture(scope='module')
@@ -150,3 +151,16 @@ def test_the_log_names_the_entry_the_weights_came_from(tmp_path, timm_atto_file)
     out = tmp_path / 'ema_backbone.pth'
     tool('tools/model_converters/extract_backbone.py', timm_style, out, '--ema')
     assert torch.equal(torch.load(out, weights_only=True)['stem.conv.weight'], ema['stem.0.weight'])
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such(tmp_path):
+    import pickle
+
+    from backbones.models.weights import read_checkpoint
+    p = tmp_path / 'notes.pkl'
+    with open(p, 'wb') as f:
+        pickle.dump({'a': 1}, f, protocol=4)
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(str(p))
+    assert 'not a PyTorch checkpoint' in str(e.value)
+    assert 'MMEngine' not in str(e.value) and 'weights_only' not in str(e.value)

@@ -16,7 +16,8 @@ import torch
 
 from backbones import InceptionNeXt
 from backbones.utils.errors import CheckpointError
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO
+from tests.helpers.processes import free_port
 
 
 class _Counting(http.server.SimpleHTTPRequestHandler):
@@ -81,7 +82,7 @@ def test_a_wrong_hash_is_refused_and_not_kept(server, torch_home):
 
 def test_404_and_unreachable_urls_are_one_line_naming_the_cache_path(server, torch_home, tmp_path):
     from backbones.models.weights import read_checkpoint
-    from tests.engine.test_reliability import toy_runner
+    from tests.helpers.toy import toy_runner
     base, _, _ = server
     cases = [(f'{base}/missing.pth', 'HTTP 404'), (f'http://127.0.0.1:{free_port()}/x/inx.pth', 'refused')]
     for url, why in cases:
@@ -99,7 +100,7 @@ def test_404_and_unreachable_urls_are_one_line_naming_the_cache_path(server, tor
 def test_download_weights_fills_a_folder_for_an_offline_machine(server, torch_home, tmp_path, monkeypatch):
     """tools/misc/download_weights.py: the files of the named models, once; then an offline read finds them."""
     from backbones.models.weights import read_checkpoint
-    from tests.tools.test_tool_errors import load_tool
+    from tests.helpers.tool import load_tool
     base, root, requests = server
     tool = load_tool('misc/download_weights.py')
     monkeypatch.setattr(tool, 'RELEASE', base + '/inceptionnext_{}.pth')
@@ -122,7 +123,7 @@ def test_every_model_of_the_index_has_weights_and_mim_download_reads_it(tmp_path
 
     import yaml
 
-    from tests.conftest import subprocess_env
+    from tests.helpers.processes import subprocess_env
     models = yaml.safe_load(open(osp.join(REPO, 'configs', 'metafile.yml')))['Models']
     assert all(m.get('Weights', '').startswith('https://') for m in models), [m['Name'] for m in models]
     top1 = {m['Name']: m['Results'][0]['Metrics'].get('Top 1 Accuracy') for m in models
@@ -147,7 +148,7 @@ def test_layouts_a_user_holds_are_converted_on_load(tmp_path, monkeypatch):
     (what tools/test.py, the demos and load_from load)."""
     from backbones.deploy.onnx import build_exportable
     from backbones.models.weights import model_state_dict
-    from tests.tools.test_tool_errors import run_in_process
+    from tests.helpers.tool import run_in_process
     torch.manual_seed(0)
     dense = InceptionNeXt('atto', out_norm=True)
     sd = {'backbone.' + k: v for k, v in dense.state_dict().items()}

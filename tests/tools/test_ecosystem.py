@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from backbones.datasets.synthetic import write_ade, write_coco
-from tests.conftest import REPO, run, subprocess_env
+from tests.helpers import REPO
+from tests.helpers.processes import run, subprocess_env
 
 pytestmark = pytest.mark.slow  # trainings and fresh interpreters with the whole stack (docs/testing.md)
 

@@ -7,24 +7,20 @@ calls, which ``test_python_tools_end_in_run_cli`` checks): a subprocess costs se
 shell wrappers run as real subprocesses, started together; two of them go on to tools/train.py.
 """
 import ast
-import contextlib
-import importlib.util
-import io
 import os
 import os.path as osp
 import re
 import stat
 import subprocess
 import sys
-import traceback
 
 import pytest
 import torch
 
-from backbones.utils.cli import run_cli
-from tests.conftest import REPO, free_ports, subprocess_env
+from tests.helpers import REPO
+from tests.helpers.processes import free_ports, subprocess_env
+from tests.helpers.tool import TOOLS, run_in_process
 
-TOOLS = osp.join(REPO, 'tools')
 SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'
 DET = 'configs/mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py'
 CLS = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
@@ -235,32 +231,6 @@ def inputs(tmp_path_factory):
     return str(tmp)
 
 
-def load_tool(rel: str):
-    spec = importlib.util.spec_from_file_location('tool_' + re.sub(r'\W', '_', rel), osp.join(TOOLS, rel))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # (the __main__ block does not run)
-    return module
-
-
-def run_in_process(rel: str, argv):
-    """``run_cli(lambda: main(argv))`` as the tool's ``__main__`` runs it (``sys.exit(main(argv))`` for the
-    LIGHT ones): (exit code, stderr); an exception that escapes is what a user would see as a traceback, so
-    it is returned as one."""
-    module = load_tool(rel)
-    err = io.StringIO()
-    code = None
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            if rel in LIGHT:
-                sys.exit(module.main(argv))
-            run_cli(lambda: module.main(argv))
-        except SystemExit as e:
-            code = e.code
-        except BaseException:  # noqa: BLE001 -- the leak under test
-            err.write(traceback.format_exc())
-            code = 1
-    return code, err.getvalue()
-
 
 def test_every_tool_has_cases():
     """A tool added to tools/ without cases here (or a case for a tool that is gone) fails."""
@@ -291,7 +261,7 @@ def test_python_tool_refuses_bad_input(rel, inputs, monkeypatch):
     failures = []
     for argv, want in {**IN_PROCESS, **LIGHT}[rel]:
         argv = [a.format(tmp=inputs) for a in argv]
-        code, err = run_in_process(rel, argv)
+        code, err = run_in_process(rel, argv, light=rel in LIGHT)
         try:
             check_answer(f'tools/{rel} {" ".join(argv)}', code, err, want.format(tmp=inputs))
         except AssertionError as e:

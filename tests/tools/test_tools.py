@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from backbones.datasets.synthetic import write_ade
-from tests.conftest import REPO, free_port, run, subprocess_env, tool
+from tests.helpers import REPO
+from tests.helpers.processes import free_port, run, subprocess_env
+from tests.helpers.tool import tool
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +28,7 @@ PY = sys.executable
 
 CONFIG = '''
 _base_ = [{base!r}]
-custom_imports = dict(imports=['backbones', 'tests.kill_hook'], allow_failed_imports=False)
+custom_imports = dict(imports=['backbones', 'tests.helpers.kill_hook'], allow_failed_imports=False)
 model = dict(
     data_preprocessor=dict(size=(64, 64)),
     backbone=dict(init_cfg=None, drop_path_rate={drop_path}, norm_eval={norm_eval}),
@@ -288,7 +290,7 @@ def test_second_run_on_a_busy_work_dir_stops(straight_run, tmp_path):
 def test_mmseg_own_tools_train_resume_and_test_our_config(straight_run, tmp_path):
     """mmseg's own tools/train.py and tools/test.py (shipped in the installed package) with our config: the
     config's RobustRunner installs the fixes, so a resume is exact (bitwise our straight run) and testing a
-    training checkpoint works; importing backbones alone changed nothing (tested in test_engine)."""
+    training checkpoint works; importing backbones alone changed nothing (tested in test_mmengine_fixes.py)."""
     import mmseg
     tools = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
     cfg, work, _ = straight_run

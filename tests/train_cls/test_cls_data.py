@@ -10,7 +10,8 @@ from mmengine.dataset import pseudo_collate
 from torch.utils.data import DataLoader
 
 from backbones.datasets.synthetic import CLASSES, wnid, write_imagenet
-from tests.conftest import REPO, tool
+from tests.helpers import REPO
+from tests.helpers.tool import tool
 from train_cls import DatasetError, ImageNet, UnreadableImageError, UnreadableImageWarning
 
 PIPE_TRAIN = [dict(type='LoadImagePIL'),

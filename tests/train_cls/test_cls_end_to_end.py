@@ -23,7 +23,9 @@ import torch
 
 from backbones import InceptionNeXt
 from backbones.datasets.synthetic import write_imagenet
-from tests.conftest import REPO, free_port, tool
+from tests.helpers import REPO
+from tests.helpers.processes import free_port
+from tests.helpers.tool import tool
 
 CONFIG = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
 EPOCHS = 16

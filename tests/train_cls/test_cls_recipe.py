@@ -12,7 +12,8 @@ from mmengine.registry import PARAM_SCHEDULERS
 
 from backbones import convert_timm_state_dict
 from backbones.engine.runner import RobustRunner
-from tests.conftest import REPO, single_torch_thread
+from tests.helpers import REPO
+from tests.helpers.threads import single_torch_thread
 from train_cls.registry import MODELS
 
 # module scope: set before the module-scoped runs

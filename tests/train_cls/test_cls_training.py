@@ -13,7 +13,9 @@ from mmengine.optim import build_optim_wrapper
 from backbones import InceptionNeXt, convert_timm_state_dict
 from backbones.datasets.synthetic import write_imagenet
 from backbones.engine.runner import RobustRunner
-from tests.conftest import REPO, single_torch_thread, tool
+from tests.helpers import REPO
+from tests.helpers.threads import single_torch_thread
+from tests.helpers.tool import tool
 from train_cls.registry import MODELS
 
 # module scope: set before the module-scoped runs

@@ -1,11 +1,13 @@
-"""``--cfg-options`` on the shipped configs: keys the config does not list are added as MMEngine adds them
-(the ones mmdet / mmseg users pass every day), and a key that the class built from its dict does not take
-fails before the Runner is built, with one line naming the key and the closest name that class takes."""
+"""``--cfg-options`` (backbones/utils/config.py): merged strictly into a config; on the shipped configs, keys the
+config does not list are added as MMEngine adds them (the ones mmdet / mmseg users pass every day), and a key
+that the class built from its dict does not take fails before the Runner is built, with one line naming the
+key and the closest name that class takes."""
 import re
 
 import pytest
+from mmengine.config import Config
 
-from backbones.utils.config import check_added_keys, load_config
+from backbones.utils.config import check_added_keys, load_config, merge_cfg_options
 from backbones.utils.errors import UserInputError
 
 SEG = 'configs/upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py'
@@ -110,7 +112,7 @@ def ade_root(tmp_path_factory):
                                            r"--cfg-options: InceptionNeXt \(model.backbone\) takes no"),
 ])
 def test_train_refuses_in_one_line(tmp_path, monkeypatch, ade_root, options, msg):
-    from tests.tools.test_tool_errors import TOOLS, run_in_process
+    from tests.helpers.tool import TOOLS, run_in_process
     monkeypatch.syspath_prepend(TOOLS)  # tools import tools/launch/malloc_env.py
     data = [f'{s}_dataloader.dataset.data_root={ade_root}' for s in ('train', 'val')]
     code, err = run_in_process('train.py', [SEG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *options,
@@ -120,63 +122,20 @@ def test_train_refuses_in_one_line(tmp_path, monkeypatch, ade_root, options, msg
     assert not (tmp_path / 'w').exists()  # before the Runner wrote anything
 
 
-def test_a_scheduler_without_end_that_ends_before_it_begins():
-    """MMEngine gives a scheduler without ``end`` the loop's max_iters: shortening max_iters below its
-    ``begin`` is named here, not a ValueError from inside the Runner."""
-    from mmengine.config import Config
-
-    from backbones.engine.checks import check_param_schedulers
-    from backbones.utils.errors import BadValueError
-    cfg = Config(dict(train_cfg=dict(type='IterBasedTrainLoop', max_iters=100),
-                      param_scheduler=[dict(type='LinearLR', by_epoch=False, begin=0, end=50),
-                                       dict(type='PolyLR', by_epoch=False, begin=500)]))
-    with pytest.raises(BadValueError, match=r"^param_scheduler.1 \(PolyLR\): end=100 \(no end set: "
-                                            r"train_cfg.max_iters\) is not after begin=500"):
-        check_param_schedulers(cfg)
-    cfg.train_cfg.max_iters = 1000
-    check_param_schedulers(cfg)
 
 
-def test_batchnorm_with_one_value_per_channel_is_one_line(tmp_path, monkeypatch):
-    """Batch 1 per process meets UperNet's pooling branch (a 1x1 map) in a training BatchNorm: torch's
-    ValueError becomes one line saying why and what to do, through tools/train.py's error path."""
-    import torch
 
-    from tests.tools.test_tool_errors import TOOLS, run_in_process
-    bn = torch.nn.BatchNorm2d(4).train()
-    with pytest.raises(ValueError) as real:
-        bn(torch.zeros(1, 4, 1, 1))  # what the pooling head does at batch 1
-
-    class Runner:
-        def train(self):
-            raise real.value
-
-    import backbones.apis.run as run
-    monkeypatch.syspath_prepend(TOOLS)  # tools import tools/launch/malloc_env.py
-    monkeypatch.setattr(run, 'preflight', lambda cfg, splits: None)  # no data set needed; the tool imports
-    monkeypatch.setattr(run, 'build_runner', lambda cfg: Runner())  # these two when run_in_process loads it
-    code, err = run_in_process('train.py', [SEG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
-                                            'train_dataloader.batch_size=1'])
-    assert code == 2, err
-    assert err.strip() == (
-        'error: train_dataloader.batch_size=1 per process: a BatchNorm layer in training got one value per '
-        'channel (input torch.Size([1, 4, 1, 1])), one image meeting a 1x1 map (the pooling branch of the '
-        'decode head); batch statistics need at least 2 values: use train_dataloader.batch_size >= 2 per '
-        'process (SyncBN, which pools the batch over GPU processes, falls back to BN on CPU)')
-
-
-def test_a_data_set_smaller_than_one_batch_is_noticed(tmp_path):
-    """One sample at batch 8: the infinite sampler fills the batch with copies; the log says so."""
-    from tests.conftest import LogCapture
-    from tests.engine.test_reliability import ToyData, toy_runner
-
-    class One(ToyData):
-        def __len__(self):
-            return 1
-    runner = toy_runner(tmp_path / 'w', iters=1, guard=False)
-    runner._train_dataloader = dict(dataset=One(), sampler=dict(type='InfiniteSampler', shuffle=False),
-                                    batch_size=8, num_workers=0)
-    with LogCapture() as log:
-        runner.train()
-    assert ('train_dataloader: the data set holds 1 sample, fewer than one batch (8): each batch repeats '
-            'samples; lower train_dataloader.batch_size or add data') in log.text
+def test_cfg_options_are_strict():
+    cfg = Config(dict(model=dict(backbone=dict(arch='tiny')),
+                      train_cfg=dict(type='IterBasedTrainLoop', max_iters=3),
+                      pipeline=[dict(type='Load'), dict(type='Resize', scale=(64, 64))]))
+    merge_cfg_options(cfg, {'model.backbone.arch': 'atto', 'pipeline.1.scale': (32, 32)})
+    assert cfg.model.backbone.arch == 'atto' and cfg.pipeline[1].scale == (32, 32)
+    with pytest.raises(UserInputError, match="unknown config key 'pipeline.2.scale'"):
+        merge_cfg_options(cfg, {'pipeline.2.scale': 5})
+    with pytest.raises(UserInputError, match="the top level has no 'trian_cfg'"):
+        merge_cfg_options(cfg, {'trian_cfg.max_iters': 5})
+    # a key the config does not list is added; the loop's signature, not the config, catches the typo
+    check_added_keys(cfg, merge_cfg_options(cfg, {'train_cfg.val_interval': 2}))
+    with pytest.raises(UserInputError, match=r"'train_cfg.max_iter'.*did you mean max_iters"):
+        check_added_keys(cfg, merge_cfg_options(cfg, {'train_cfg.max_iter': 5}))

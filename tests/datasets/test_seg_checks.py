@@ -9,6 +9,7 @@ import glob
 import os
 import os.path as osp
 import re
+import shutil
 import sys
 
 import cv2
@@ -22,7 +23,11 @@ from backbones.datasets.checks import common as checks_common
 from backbones.datasets.checks.segmentation import check_seg_datasets
 from backbones.datasets.synthetic import write_ade
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
-from tests.conftest import REPO, LogCapture, tool
+from tests.helpers import REPO
+from tests.helpers.logs import LogCapture
+from tests.helpers.processes import run
+from tests.helpers.seg_data import SEG, _seg_opts
+from tests.helpers.tool import tool
 
 PY = sys.executable
 SYNTH = osp.join(REPO, 'configs', 'upernet_inceptionnext-atto_1xb8-160k_synthetic-ade-128x128.py')
@@ -335,3 +340,105 @@ def test_standalone_command(ade):
     os.remove(ade['anns'][2])
     out = tool('tools/misc/check_data.py', SYNTH, *opts, expect=2)
     assert 'Traceback' not in out and out.strip().splitlines()[-1].startswith('error: 1 of 6 files not found: ')
+
+
+def _copy_ade(root, tmp_path):
+    dst = tmp_path / 'ade'
+    shutil.copytree(root, dst)
+    return str(dst)
+
+
+def test_suffix_case_mismatch_names_the_folder_and_counts(seg_cfg, tmp_path):
+    from backbones.apis.run import preflight
+    from backbones.utils.config import load_config
+    root = _copy_ade(seg_cfg[0], tmp_path)
+    folder = osp.join(root, 'images', 'training')
+    jpgs = sorted(glob.glob(osp.join(folder, '*.jpg')))
+    os.rename(jpgs[0], jpgs[0][:-4] + '.JPG')  # mixed: 3 .jpg, 1 .JPG
+    cfg = load_config(SEG, _seg_opts(root))
+    with pytest.raises(UserInputError, match=rf"{folder}: 1 end in '.JPG' but the suffix is '.jpg' "
+                                             r"\(case-sensitive\): only the 3 ending in '.jpg' would be used"):
+        preflight(cfg, splits=('train_dataloader',))
+    for p in jpgs[1:]:
+        os.rename(p, p[:-4] + '.JPG')
+    with pytest.raises(UserInputError, match="4 end in '.JPG' .*none would be found"):
+        preflight(load_config(SEG, _seg_opts(root)), splits=('train_dataloader',))
+    # the control: mmseg's own listing silently takes none (and, mixed, would take 3 of 4)
+    from mmseg.datasets import BaseSegDataset
+    ds = BaseSegDataset(data_root=root, data_prefix=dict(img_path='images/training',
+                                                         seg_map_path='annotations/training'),
+                        img_suffix='.jpg', seg_map_suffix='.png', lazy_init=True)
+    assert ds.load_data_list() == []
+
+
+def test_an_all_ignore_validation_set_is_refused(seg_cfg, tmp_path):
+    from PIL import Image
+
+    from backbones.apis.run import preflight
+    from backbones.utils.config import load_config
+    root = _copy_ade(seg_cfg[0], tmp_path)
+    for p in glob.glob(osp.join(root, 'annotations', 'validation', '*.png')):
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(p)  # 0: ignore under reduce_zero_label
+    cfg = load_config(SEG, _seg_opts(root))
+    preflight(cfg, splits=('train_dataloader',))
+    with pytest.raises(UserInputError, match=r'all 2 checked annotations hold only the ignore label 255 '
+                                             r'\(reduce_zero_label.*mIoU: nan'):
+        preflight(cfg, splits=('train_dataloader', 'val_dataloader'))
+
+
+def _dataset(root, pipeline_extra=()):
+    from mmseg.registry import DATASETS
+    from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(SYNTH)
+    ds = cfg.train_dataloader.dataset
+    ds.data_root = root
+    ds.pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                   dict(type='CheckSegMap', num_classes=6), dict(type='PackSegInputs')]
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return DATASETS.build(ds)
+
+
+def test_annotation_size_mismatch_is_named(tmp_path):
+    root = str(tmp_path / 'ade')
+    write_ade(root, num_train=3, num_val=1, size=(64, 48))
+    ann = sorted(glob.glob(osp.join(root, 'annotations', 'training', '*.png')))[1]
+    cv2.imwrite(ann, np.ones((40, 64), np.uint8))
+    ds = _dataset(root)
+    ds[0]
+    from backbones.datasets.checks.segmentation import AnnotationError
+    with pytest.raises(AnnotationError, match=r'ADE_train_000001.png: annotation size 64x40 \(WxH\) differs from its '
+                                              r'image .*ADE_train_000001.jpg 64x48'):
+        ds[1]
+
+
+def test_labels_outside_the_classes_are_named(tmp_path):
+    root = str(tmp_path / 'ade')
+    write_ade(root, num_train=2, num_val=1, size=(64, 48))
+    ann = sorted(glob.glob(osp.join(root, 'annotations', 'training', '*.png')))[0]
+    seg = cv2.imread(ann, 0)
+    seg[:4, :4] = 9  # class 8 after reduce_zero_label; the dataset has 6
+    cv2.imwrite(ann, seg)
+    from backbones.datasets.checks.segmentation import AnnotationError
+    with pytest.raises(AnnotationError, match=r'label values \[8\] outside the 6 classes'):
+        _dataset(root)[0]
+
+
+@pytest.mark.slow
+def test_bad_dataset_folders_stop_the_tool_with_one_line(tmp_path):
+    root = str(tmp_path / 'ade')
+    write_ade(root, num_train=4, num_val=2, size=(64, 48))
+    ann = sorted(glob.glob(osp.join(root, 'annotations', 'training', '*.png')))[2]
+    cv2.imwrite(ann, np.ones((10, 10), np.uint8))
+    args = [PY, 'tools/train.py', SYNTH, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+            f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
+            'model.backbone.init_cfg=None', 'train_dataloader.num_workers=1', 'train_dataloader.batch_size=4',
+            'train_dataloader.persistent_workers=False', 'train_cfg.max_iters=3']
+    # raised in a dataloader worker, reported as one line: a real process, whose workers' stderr is seen too
+    out = run(args, expect=2)
+    assert re.search(r'error: .*ADE_train_000002.png: annotation size 10x10 \(WxH\) differs', out)
+    assert 'Traceback' not in out
+    os.rename(osp.join(root, 'annotations'), osp.join(root, 'labels'))
+    out = tool(*args[1:], expect=2)  # (the pre-flight check, before any worker)
+    assert re.search(r'error: data path not found: .*/annotations/training '
+                     r'\(train_dataloader.dataset.data_prefix.seg_map_path\)', out)

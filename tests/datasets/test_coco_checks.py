@@ -17,7 +17,8 @@ from backbones.datasets.checks.coco import check_coco_annotations, check_coco_da
 from backbones.datasets.synthetic import write_coco
 from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
 from backbones.utils.errors import AnnotationError, DatasetError, UserInputError
-from tests.conftest import REPO, LogCapture
+from tests.helpers import REPO
+from tests.helpers.logs import LogCapture
 
 CONFIG = osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py')
 CLASSES = ('rectangle', 'disc', 'triangle')
@@ -394,7 +395,7 @@ def test_head_classes_differ_from_the_data_set(root, heads, message):
 
 def test_train_tool_stops_with_one_line(root, tmp_path):
     """tools/train.py runs the check before the Runner: one ``error:`` line, exit 2, no traceback."""
-    from tests.conftest import tool
+    from tests.helpers.tool import tool
     name = exif_rotated_copy(root, 'rotated_cli.jpg', orientation=8)
     rel = bad_file(root, 'exif_cli', lambda d: d['images'][2].update(file_name=name))
     out = tool('tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
@@ -406,3 +407,59 @@ def test_train_tool_stops_with_one_line(root, tmp_path):
     assert re.match(r'error: .*exif_cli.json: 1 of 8 images differ in size from their entry in "images" .*'
                     r'train2017/rotated_cli.jpg: annotation 160x128 \(WxH\), decoded 128x160 \(EXIF orientation 8 '
                     r'.*\(train_dataloader.dataset\)$', errors[0]), errors[0]
+
+
+@pytest.fixture(scope='module')
+def coco_root(tmp_path_factory, mmdet_registered):
+    from backbones.datasets.synthetic import write_coco
+    root = str(tmp_path_factory.mktemp('coco'))
+    write_coco(root, num_train=4, num_val=2, size=(96, 64), seed=1)
+    return root
+
+
+def _coco_cfg(root, val_ann):
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'mask-rcnn_inceptionnext-atto_fpn_500iter_synthetic-coco.py'))
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[split].dataset.data_root = root + '/'
+    cfg.val_dataloader.dataset.ann_file = val_ann
+    cfg.val_evaluator.ann_file = osp.join(root, val_ann)
+    return cfg
+
+
+def _edited(root, name, edit):
+    with open(osp.join(root, 'annotations', 'instances_val2017.json')) as f:
+        data = json.load(f)
+    edit(data)
+    with open(osp.join(root, 'annotations', name), 'w') as f:
+        json.dump(data, f)
+    return f'annotations/{name}'
+
+
+def test_coco_keys_that_pycocotools_needs_and_negative_boxes(coco_root):
+    from backbones.datasets.checks.coco import check_coco_datasets
+
+    def no_iscrowd(data):
+        for a in data['annotations']:
+            a.pop('iscrowd')
+
+    cfg = _coco_cfg(coco_root, _edited(coco_root, 'no_crowd.json', no_iscrowd))
+    check_coco_datasets(cfg, splits=('train_dataloader',))  # training reads it with .get(): fine
+    with pytest.raises(UserInputError, match=r'annotations have no "iscrowd" .*KeyError at the first validation'
+                                             r' \(add "iscrowd": 0'):
+        check_coco_datasets(cfg, splits=('train_dataloader', 'val_dataloader'))
+    # the control: pycocotools' evaluation does fail on that file
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    gt = COCO(cfg.val_evaluator.ann_file)
+    ann = gt.dataset['annotations'][0]
+    dt = gt.loadRes([dict(image_id=ann['image_id'], category_id=ann['category_id'], bbox=ann['bbox'], score=1.0)])
+    with pytest.raises(KeyError, match='iscrowd'):
+        ev = COCOeval(gt, dt, 'bbox')
+        ev.evaluate()
+
+    def negative(data):
+        data['annotations'][0]['bbox'][2] = -5.0
+
+    cfg = _coco_cfg(coco_root, _edited(coco_root, 'negative.json', negative))
+    with pytest.raises(UserInputError, match=r'1 boxes of negative width or height .*not two corners'):
+        check_coco_datasets(cfg, splits=('val_dataloader',))

@@ -1,4 +1,5 @@
-"""InceptionNeXtLayerDecayConstructor on the detectors: the lr and weight decay each parameter gets.
+"""InceptionNeXtLayerDecayConstructor (backbones/engine/optimizers.py): the layer ids, the groups it makes, and on the
+detectors the lr and weight decay each parameter gets.
 
 layer_wise ids (backbones/engine/optimizers.py): stem 0; stage 0 -> 1; stage 1 (and its downsample) -> 2; stage 2
 block j -> 3 + j // 3 (its downsample 3); stage 3 (and its downsample) -> num_layers; everything else
@@ -8,11 +9,13 @@ decay on 1-D parameters (norms, layer scales) and biases.
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from backbones.engine.mmengine_fixes import fallback_syncbn_on_cpu
-from tests.conftest import REPO
+from backbones.engine.optimizers import InceptionNeXtLayerDecayConstructor
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.usefixtures('mmdet_registered')
 
@@ -80,3 +83,52 @@ def test_cascade_t_uses_the_cascade_recipe():
     check(groups, 'backbone.stages.2.blocks.4.mlp.fc2.weight', base * r ** 3, wd)  # id 3 + 1
     check(groups, 'roi_head.bbox_head.2.shared_convs.0.conv.weight', base, wd)
     check(groups, 'roi_head.bbox_head.2.shared_convs.0.bn.weight', base, 0.)
+
+
+def test_layer_decay_ids_follow_the_convnext_rule():
+    from backbones import InceptionNeXt
+    backbone = InceptionNeXt('atto')
+
+    def layer_id(name, num_layers, decay_type):
+        depth, total = backbone.get_layer_depth(name, 'backbone.', num_layers, decay_type)
+        assert total == num_layers + 2
+        return depth
+
+    # stage-wise, 6 layers (UperNet recipe): stem/downsamples 0, stage i -> i + 1, rest 7
+    assert layer_id('backbone.stem.conv.weight', 6, 'stage_wise') == 0
+    assert layer_id('backbone.stages.2.downsample.conv.weight', 6, 'stage_wise') == 0
+    assert layer_id('backbone.stages.3.blocks.1.mlp.fc1.weight', 6, 'stage_wise') == 4
+    assert layer_id('backbone.out_norms.0.weight', 6, 'stage_wise') == 7
+    assert layer_id('decode_head.conv_seg.weight', 6, 'stage_wise') == 7
+    # layer-wise, 12 layers (detection S/B): stage 2 block j -> 3 + j // 3
+    assert layer_id('backbone.stages.2.blocks.26.gamma', 12, 'layer_wise') == 11
+    assert layer_id('backbone.stages.1.downsample.norm.weight', 12, 'layer_wise') == 2
+    assert layer_id('backbone.stages.3.blocks.0.gamma', 12, 'layer_wise') == 12
+    assert layer_id('neck.lateral_convs.0.conv.weight', 12, 'layer_wise') == 13
+    with pytest.raises(ValueError, match="decay_type must be 'layer_wise' or 'stage_wise'"):
+        layer_id('backbone.stem.conv.weight', 6, 'block_wise')
+
+
+def test_layer_decay_constructor_groups():
+    from backbones import InceptionNeXt
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = InceptionNeXt('atto')
+            self.head = torch.nn.Conv2d(320, 4, 1)
+
+    net = Net()
+    ctor = InceptionNeXtLayerDecayConstructor(
+        dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)),
+        dict(decay_rate=0.9, decay_type='stage_wise', num_layers=6))
+    groups = ctor(net).optimizer.param_groups
+    by_param = {id(p): g for g in groups for p in g['params']}
+    stem = by_param[id(net.backbone.stem.conv.weight)]
+    assert stem['lr'] == pytest.approx(1e-4 * 0.9 ** 7) and stem['weight_decay'] == 0.05
+    blk = by_param[id(net.backbone.stages[1].blocks[0].mlp.fc1.weight)]
+    assert blk['lr'] == pytest.approx(1e-4 * 0.9 ** 5)
+    assert by_param[id(net.head.weight)]['lr'] == pytest.approx(1e-4)
+    assert by_param[id(net.head.bias)]['weight_decay'] == 0.0
+    assert by_param[id(net.backbone.stages[0].blocks[0].gamma)]['weight_decay'] == 0.0
+    assert sum(len(g['params']) for g in groups) == len(list(net.parameters()))
