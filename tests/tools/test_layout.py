@@ -4,7 +4,7 @@ import os
 import os.path as osp
 import re
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 TOOLS = osp.join(REPO, 'tools')
 
