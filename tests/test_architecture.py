@@ -171,3 +171,32 @@ def test_one_version():
     import backbones
     assert importlib.metadata.version('inceptionnext-dense') == backbones.__version__
     assert 'version = attr: backbones.version.__version__' in open(os.path.join(REPO, 'setup.cfg')).read()
+
+
+MAX_LINES = 450  # one concern per file; the model file (one readable module per family, as timm's) is the exception
+LONG_ALLOWED = {'backbones/models/inceptionnext.py'}
+
+
+def long_files(root, limit=MAX_LINES, allowed=LONG_ALLOWED):
+    """Product Python files (the package, train_cls/, tools/) of more than ``limit`` lines, as 'path: n'."""
+    out = []
+    for top in ('backbones', 'train_cls', 'tools'):
+        for dirpath, _, files in os.walk(os.path.join(root, top)):
+            for f in sorted(files):
+                path = os.path.join(dirpath, f)
+                rel = os.path.relpath(path, root).replace(os.sep, '/')
+                if f.endswith('.py') and rel not in allowed:
+                    with open(path, encoding='utf-8') as fh:
+                        n = sum(1 for _ in fh)
+                    if n > limit:
+                        out.append(f'{rel}: {n}')
+    return out
+
+
+def test_no_product_file_is_long(tmp_path):
+    assert long_files(REPO) == []
+    # the control: a long file is named, the allowed one is not
+    (tmp_path / 'backbones' / 'models').mkdir(parents=True)
+    (tmp_path / 'backbones' / 'big.py').write_text('x = 1\n' * 451)
+    (tmp_path / 'backbones' / 'models' / 'inceptionnext.py').write_text('x = 1\n' * 900)
+    assert long_files(str(tmp_path)) == ['backbones/big.py: 451']
