@@ -1,4 +1,4 @@
-"""The mmcv 2.1.0 that tools/setup_env.sh compiles (tools/mmcv_ops.py, tools/mmcv_ops.txt; docs/setup.md).
+"""The mmcv 2.1.0 that tools/setup_env.sh compiles (tools/setup/mmcv_ops.py, tools/setup/mmcv_ops.txt; docs/setup.md).
 
 By default only the ops the suite's models call are compiled (nms, roi_align). Here: those ops give
 torchvision's results (an implementation this project did not write) on CPU, forward and backward; one
@@ -23,7 +23,7 @@ from mmcv.utils import ext_loader  # noqa: E402
 single_thread = pytest.fixture(scope='module', autouse=True)(single_torch_thread)
 
 FULL_BUILD = not getattr(ext_loader, 'LEFT_OUT_FUNCTIONS', ())  # (an mmcv built elsewhere: full)
-# The compiled functions of each op source of tools/mmcv_ops.txt that the suite's models call.
+# The compiled functions of each op source of tools/setup/mmcv_ops.txt that the suite's models call.
 CALLED_FUNCTIONS = {'nms': {'nms'}, 'roi_align': {'roi_align_forward', 'roi_align_backward'}}
 # Every function the suite's build binds (the op sources' functions, and info.cpp's version queries).
 SUITE_FUNCTIONS = {'get_compiler_version', 'get_compiling_cuda_version', 'nms', 'softnms', 'nms_match',
@@ -32,7 +32,7 @@ SUITE_FUNCTIONS = {'get_compiler_version', 'get_compiling_cuda_version', 'nms', 
 
 def op_list():
     names = []
-    with open(osp.join(REPO, 'tools', 'mmcv_ops.txt')) as f:
+    with open(osp.join(REPO, 'tools', 'setup', 'mmcv_ops.txt')) as f:
         for line in f:
             name = line.split('#', 1)[0].strip()
             if name:
@@ -235,7 +235,7 @@ def test_segmentor_step_and_prediction_call_no_compiled_op(config, ext_calls):
 
 
 def test_docs_name_the_op_list():
-    """docs/setup.md lists the ops that are built: the same as tools/mmcv_ops.txt."""
+    """docs/setup.md lists the ops that are built: the same as tools/setup/mmcv_ops.txt."""
     with open(osp.join(REPO, 'docs', 'setup.md')) as f:
         docs = f.read()
     listed = re.search(r'compiled ops: `([^`]*)`', docs)

@@ -10,7 +10,7 @@
 # reuses it in seconds instead of re-installing 5.5 GB, and a change of the pins builds a new one. Each
 # checkout gets its own small .venv on top of it (see the end of this script).
 # mmcv 2.1.0 is only an sdist: its CPU ops are compiled here, by default only those the suite's detectors
-# and segmentors call (tools/mmcv_ops.txt: nms, roi_align; about 1.5 min on 2 cores instead of 16 for all
+# and segmentors call (tools/setup/mmcv_ops.txt: nms, roi_align; about 1.5 min on 2 cores instead of 16 for all
 # 77 files); any other mmcv op raises an error naming it and INX_MMCV_OPS=all. The wheel is cached under
 # $INX_CACHE/wheels/mmcv-2.1.0-cpu-<op set>-<hash>/ and reused by every venv. docs/setup.md has the details.
 set -euo pipefail
@@ -26,16 +26,16 @@ say() { printf '[setup %4ds] %s\n' $((SECONDS - t0)) "$*"; }
 
 OPS_MODE=${INX_MMCV_OPS:-suite}
 case "$OPS_MODE" in
-    suite) OPS_ARGS=(--ops "$ROOT/tools/mmcv_ops.txt") ;;
+    suite) OPS_ARGS=(--ops "$ROOT/tools/setup/mmcv_ops.txt") ;;
     all) OPS_ARGS=(--all) ;;
     *) echo "error: INX_MMCV_OPS=$OPS_MODE: expected 'suite' (the default: the mmcv ops of" \
-            "tools/mmcv_ops.txt) or 'all'" >&2
+            "tools/setup/mmcv_ops.txt) or 'all'" >&2
        exit 2 ;;
 esac
 # The mmcv build: its op set and the script that prepares its sources. It names the cached wheel (so a wheel
 # of another op set is never taken for this one) and is part of the stack's key.
-ops_key=$( { echo "$OPS_MODE"; cat "$ROOT/tools/mmcv_ops.py"
-             [ "$OPS_MODE" = all ] || cat "$ROOT/tools/mmcv_ops.txt"; } | sha256sum | cut -c1-12)
+ops_key=$( { echo "$OPS_MODE"; cat "$ROOT/tools/setup/mmcv_ops.py"
+             [ "$OPS_MODE" = all ] || cat "$ROOT/tools/setup/mmcv_ops.txt"; } | sha256sum | cut -c1-12)
 WHEELS="$CACHE/wheels/mmcv-$MMCV_VERSION-cpu-$OPS_MODE-$ops_key"
 key=$( { cat "$REQ"; echo "mmcv ops $ops_key"; } | sha256sum | cut -c1-12)
 VENV="$CACHE/venvs/$key"
@@ -65,8 +65,8 @@ else
             -d "$build" "mmcv==$MMCV_VERSION"
         tar -xzf "$build"/mmcv-$MMCV_VERSION.tar.gz -C "$build"
         # C++20 for torch >= 2.14's headers, no debug info, and (suite) only the listed ops' sources and
-        # bindings, with mmcv's loader raising a clear error for the others: tools/mmcv_ops.py.
-        "$VENV/bin/python" "$ROOT/tools/mmcv_ops.py" "$build/mmcv-$MMCV_VERSION" "${OPS_ARGS[@]}"
+        # bindings, with mmcv's loader raising a clear error for the others: tools/setup/mmcv_ops.py.
+        "$VENV/bin/python" "$ROOT/tools/setup/mmcv_ops.py" "$build/mmcv-$MMCV_VERSION" "${OPS_ARGS[@]}"
         # Progress: one line per compiled file, and any error, streamed from the build log.
         ( cd "$build/mmcv-$MMCV_VERSION" && MAX_JOBS=$jobs MMCV_WITH_OPS=1 FORCE_CUDA=0 \
             "$VENV/bin/python" -m pip wheel -v --no-deps --no-build-isolation -w "$build/dist" . 2>&1 ) \

@@ -29,8 +29,8 @@ CLS = 'configs/inceptionnext-atto_4xb320-600e_in1k.py'
 NOT_TOOLS = {'launch/malloc_env.py': 'imported by the tools (glibc settings), not run',
              'launch/__init__.py': "the tools' launch helpers (a package, so that the tools import from it)",
              'setup_env.sh': 'takes no arguments; run with any, it sets the stack up (minutes)',
-             'mmcv_ops.py': "setup_env.sh's step on the unpacked mmcv sdist before the build (not a user tool)",
-             'mmcv_ops.txt': 'the op list tools/mmcv_ops.py reads'}
+             'setup/mmcv_ops.py': "setup_env.sh's step on the unpacked mmcv sdist before the build (not a user tool)",
+             'setup/mmcv_ops.txt': 'the op list tools/setup/mmcv_ops.py reads'}
 
 # {tool: [(argv, what the error line must contain)]}. Paths in argv: {tmp} is a fresh folder holding
 # garbage.pth (text, not a checkpoint), atto.pth (InceptionNeXt-atto backbone weights), text.txt, empty/.

@@ -1,7 +1,7 @@
 """Prepares an unpacked mmcv 2.1.0 sdist for tools/setup_env.sh's CPU build of its compiled ops.
 
-    python tools/mmcv_ops.py SDIST_DIR --ops tools/mmcv_ops.txt   # only the ops the suite calls (default)
-    python tools/mmcv_ops.py SDIST_DIR --all                      # every op mmcv has for CPU
+    python tools/setup/mmcv_ops.py SDIST_DIR --ops tools/setup/mmcv_ops.txt   # only the ops the suite calls (default)
+    python tools/setup/mmcv_ops.py SDIST_DIR --all                      # every op mmcv has for CPU
 
 Both: setup.py's ``-std=c++17`` becomes ``-std=c++20`` (torch >= 2.14's headers need it), followed by
 ``-g0``: no debug information, which took 55-60% of each file's compile time and does not change the ops'
@@ -40,7 +40,7 @@ LOADER_PATCHED = '''    def load_ext(name, funcs):
 
 LOADER_ADDITIONS = '''
 
-# ---- Written by InceptionNeXt's tools/mmcv_ops.py (tools/setup_env.sh): this build's compiled ops. ----
+# ---- Written by InceptionNeXt's tools/setup/mmcv_ops.py (tools/setup_env.sh): this build's compiled ops. ----
 import sys  # noqa: E402
 
 #: the op sources compiled into mmcv._ext (mmcv/ops/csrc/pytorch/NAME.cpp and cpu/NAME.cpp)
@@ -187,7 +187,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('sdist', help='the unpacked mmcv-2.1.0 folder')
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument('--ops', help='a file of op source names, one a line (tools/mmcv_ops.txt)')
+    g.add_argument('--ops', help='a file of op source names, one a line (tools/setup/mmcv_ops.txt)')
     g.add_argument('--all', action='store_true', help='every op mmcv has for CPU')
     args = p.parse_args()
     built, kept, left_out = prepare(args.sdist, None if args.all else read_op_list(args.ops))
