@@ -16,7 +16,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from backbones.engine.distributed import fallback_syncbn_on_cpu, setup_cpu_distributed
 from backbones.engine.hooks import HANDLED_SIGNALS, MMEngineFixesHook, SaveOnSignalHook
 from backbones.engine.resume import find_resume_checkpoint
-from backbones.engine.work_dir import check_work_dir_is_new, claim_work_dir, work_dir_run  # noqa: F401
+from backbones.engine.work_dir import check_work_dir_is_new, claim_work_dir  # noqa: F401 (re-exported)
 from backbones.models.weights import model_state_dict, state_dict_mismatch
 from backbones.utils.errors import CheckpointError
 from backbones.utils.io import names

@@ -5,7 +5,6 @@ diverging run stops with one line and keeps its last finite checkpoint, tools/te
 checkpoint, and with two processes a divergence that one rank sees stops both (no hang). Each guard has its
 control: the failure it prevents, shown without it.
 """
-import glob
 import os.path as osp
 import re
 import subprocess
@@ -28,14 +27,6 @@ one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
 PY = sys.executable
 
 
-def saved(work_dir):
-    """{file name: weights finite?} of the checkpoints in ``work_dir``, and where last_checkpoint points."""
-    files = {osp.basename(p): not nonfinite_weights(torch.load(p, weights_only=False)['state_dict'])
-             for p in glob.glob(osp.join(work_dir, '*.pth'))}
-    last = osp.join(work_dir, 'last_checkpoint')
-    return files, (osp.basename(open(last).read().strip()) if osp.isfile(last) else None)
-
-
 def test_a_non_finite_loss_stops_the_run_and_the_last_finite_checkpoint_survives(tmp_path):
     runner = toy_runner(tmp_path / 'w', bad_iters=range(4, 9))
     with LogCapture() as log, pytest.raises(TrainingDivergedError) as e:
@@ -45,13 +36,13 @@ def test_a_non_finite_loss_stops_the_run_and_the_last_finite_checkpoint_survives
     assert 'the last checkpoint, iter_3.pth, is finite' in msg and "nonfinite_loss.action='skip'" in msg
     assert msg in log.text  # in the log file too
     # max_keep_ckpts=1: the finite iter_3 is kept, nothing of iteration 4 was written or rotated
-    assert saved(tmp_path / 'w') == ({'iter_3.pth': True}, 'iter_3.pth')
+    assert checkpoints(tmp_path / 'w') == ({'iter_3.pth': True}, 'iter_3.pth')
     assert not nonfinite_weights(runner.model.state_dict())  # stopped before the step was applied
 
     # the control: without the guard the same run ends "well", its only checkpoint non-finite
     control = toy_runner(tmp_path / 'c', bad_iters=range(4, 9), guard=False)
     control.train()
-    assert saved(tmp_path / 'c') == ({'iter_8.pth': False}, 'iter_8.pth')
+    assert checkpoints(tmp_path / 'c') == ({'iter_8.pth': False}, 'iter_8.pth')
     # ... and a test of that model is refused
     with pytest.raises(CheckpointError, match=r'the model has non-finite weights \(4 tensors, e.g. lin.weight'):
         NonFiniteLossHook().before_test_epoch(control)
@@ -63,12 +54,12 @@ def test_skip_mode_drops_bad_steps_and_stops_after_max_skips(tmp_path):
         runner.train()
     assert 'iteration 3: non-finite loss (loss=nan, loss_mse=nan; lr 0.01): step skipped' in log.text
     assert '1 training steps were skipped' in log.text
-    assert saved(tmp_path / 's') == ({'iter_8.pth': True}, 'iter_8.pth')
+    assert checkpoints(tmp_path / 's') == ({'iter_8.pth': True}, 'iter_8.pth')
     # the skipped batch left the weights as they were: the same as a run whose iteration 3 had lr 0
     runner = toy_runner(tmp_path / 'm', bad_iters=range(3, 9), action='skip', max_skips=2)
     with pytest.raises(TrainingDivergedError, match=r'at iteration 5: .* after 2 skipped steps in a row'):
         runner.train()
-    assert saved(tmp_path / 'm') == ({'iter_4.pth': True}, 'iter_4.pth')
+    assert checkpoints(tmp_path / 'm') == ({'iter_4.pth': True}, 'iter_4.pth')
 
 
 @pytest.mark.parametrize('bad', [dict(action='halt'), dict(max_skips=-1)])
@@ -95,7 +86,7 @@ def test_non_finite_weights_with_a_finite_loss_are_never_saved(tmp_path):
     with pytest.raises(TrainingDivergedError, match=r'weights are not finite after iteration 5 \(1 tensors, e.g. '
                                                     r'out.weight.*although the loss was finite'):
         runner.train()
-    assert saved(tmp_path / 'w') == ({'iter_4.pth': True}, 'iter_4.pth')
+    assert checkpoints(tmp_path / 'w') == ({'iter_4.pth': True}, 'iter_4.pth')
 
 
 @pytest.mark.slow  # a training process
