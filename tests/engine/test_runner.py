@@ -23,7 +23,7 @@ from backbones.utils.errors import CheckpointError, UserInputError
 from tests.helpers import REPO
 from tests.helpers.logs import LogCapture
 from tests.helpers.threads import single_torch_thread
-from tests.helpers.toy import Toy, toy_runner
+from tests.helpers.toy import Toy, experiment_name, toy_runner
 
 one_thread = pytest.fixture(autouse=True, scope='module')(single_torch_thread)
 
@@ -126,7 +126,8 @@ def tiny_runner(cls, work_dir, custom_hooks=(), cfg=None, optim=None):
                optim_wrapper=optim or dict(optimizer=dict(type='SGD', lr=0.01)),
                train_cfg=dict(by_epoch=False, max_iters=2),
                default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
-               custom_hooks=list(custom_hooks), cfg=cfg, default_scope='mmengine')
+               custom_hooks=list(custom_hooks), cfg=cfg, default_scope='mmengine',
+               experiment_name=experiment_name())
 
 
 def test_the_work_dir_is_claimed_once_per_run(tmp_path):

@@ -11,7 +11,14 @@ from torch.utils.data import Dataset
 
 from backbones.engine.runner import RobustRunner
 
-_HOOKED_RUNS = itertools.count()
+_RUNS = itertools.count()
+
+
+def experiment_name() -> str:
+    """A name of its own for a test's Runner: MMEngine names a run's logger and visualizer after the second the
+    run started, and a second run started within that second would get the first one's, their streams and
+    folders included (a capsys stream closed since, a work dir moved since)."""
+    return f'toy{next(_RUNS)}'
 
 
 class Toy(BaseModel):
@@ -52,15 +59,12 @@ def toy_runner(work_dir, bad_iters=(), iters=8, guard=True, cfg=None, **guard_ar
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)), train_cfg=dict(by_epoch=False, max_iters=iters),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=1),
                            logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=hooks, cfg=cfg, default_scope='mmengine')
+        custom_hooks=hooks, cfg=cfg, default_scope='mmengine', experiment_name=experiment_name())
 
 
 def hooked_toy_runner(work_dir, iters=8, hooks=(), resume=False, interval=100):
-    """A ``RobustRunner`` of ``Toy`` with ``hooks`` and no guard, a checkpoint every ``interval`` iterations.
-
-    Each gets an experiment name of its own: MMEngine names a run's logger and visualizer after the second the
-    run started, and a second run started within that second would write through the first one's visualizer,
-    into the first one's work dir (gone once that work dir is moved)."""
+    """A ``RobustRunner`` of ``Toy`` with ``hooks`` and no guard, a checkpoint every ``interval`` iterations
+    (an experiment name of its own, as ``toy_runner``)."""
     return RobustRunner(
         model=Toy(), work_dir=str(work_dir),
         train_dataloader=dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=False),
@@ -70,4 +74,4 @@ def hooked_toy_runner(work_dir, iters=8, hooks=(), resume=False, interval=100):
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=interval, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=list(hooks), resume=resume, default_scope='mmengine',
-        experiment_name=f'toy{next(_HOOKED_RUNS)}')
+        experiment_name=experiment_name())
